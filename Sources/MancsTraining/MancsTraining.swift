@@ -1,0 +1,1 @@
+// MancsTraining: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ReIDData: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ReIDEval: see docs/architecture.md

@@ -1,0 +1,1 @@
+print("mancs-dist: not yet implemented")
