@@ -5,5 +5,9 @@ struct Mancs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mancs",
         abstract: "Tools for the Mancs person re-identification trainer.",
-        subcommands: [])
+        discussion: "Training itself is `mancs-dist` (run under mpirun); these are the tools around it.",
+        subcommands: [
+            CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
+            EvalCommand.self, InspectCommand.self,
+        ])
 }

@@ -1,1 +1,0 @@
-// MancsTraining: see docs/architecture.md
