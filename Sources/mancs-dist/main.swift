@@ -1,1 +1,0 @@
-print("mancs-dist: not yet implemented")
