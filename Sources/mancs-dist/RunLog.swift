@@ -31,7 +31,7 @@ final class RunLog {
         guard isRoot else { return }
         if interactive { print("\r\u{1B}[K", terminator: "") }
         print("[\(timestamp())] \(message)")
-        fflush(stdout)
+        fflush(nil)
     }
 
     /// A warning, from any rank (tagged with the rank when not 0).
@@ -64,7 +64,7 @@ final class RunLog {
         let done = total > 0 ? min(width, step * width / total) : 0
         let bar = String(repeating: "#", count: done) + String(repeating: ".", count: width - done)
         print("\r\u{1B}[K[\(bar)] \(step)/\(total) \(text)", terminator: "")
-        fflush(stdout)
+        fflush(nil)
     }
 
     func close() {
