@@ -22,40 +22,166 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
     public var outputCount: Int { batch * outHeight * outWidth * outChannels }
     public var weightCount: Int { outChannels * kernel * kernel * inChannels }
 
-    /// Floats of scratch space `conv2DForward`/`conv2DBackward` need (im2col
-    /// columns); 0 for a 1x1 stride-1 convolution, which is a plain GEMM.
+    /// True for a 1x1, stride-1, unpadded convolution: the input already is the
+    /// column matrix, so the convolution is one plain GEMM and needs no workspace.
+    public var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
+
+    /// Floats per image of the im2col column matrix: outHeight * outWidth rows of k*k*Cin.
+    public var columnCountPerImage: Int { outHeight * outWidth * kernel * kernel * inChannels }
+
+    /// Images processed per im2col chunk: as many as fit in `workspaceBudget` floats,
+    /// at least one, at most the batch.
+    public var imagesPerChunk: Int {
+        max(1, min(batch, Conv2DShape.workspaceBudget / max(1, columnCountPerImage)))
+    }
+
+    /// Largest column chunk, in floats, the chunking aims for (32 Mi floats = 128 MiB),
+    /// unless a single image needs more.
+    public static let workspaceBudget = 32 << 20
+
+    /// Floats of scratch space `conv2DForward`/`conv2DBackward` need: the im2col
+    /// column matrix of one chunk of `imagesPerChunk` images (the same buffer also
+    /// holds the column gradient in backward), i.e. at most max(32 Mi, one image's
+    /// columns). 0 for a 1x1 stride-1 convolution, which is a plain GEMM.
+    /// One buffer of this size may be shared by every convolution run in sequence.
     public var workspaceCount: Int {
-        fatalError("TODO(kernels)")
+        isPointwise ? 0 : imagesPerChunk * columnCountPerImage
+    }
+
+    /// Precondition message context.
+    var summary: String {
+        "conv \(kernel)x\(kernel)/\(stride) pad \(padding), \(inChannels)->\(outChannels), input \(batch)x\(inHeight)x\(inWidth)"
     }
 }
 
+// MARK: Forward
+
 /// output[N,oh,ow,Cout] = conv(input[N,H,W,Cin], weight[Cout,k,k,Cin]) + bias.
+/// `workspace` holds at least `s.workspaceCount` floats (may be nil when that is 0).
 public func conv2DForward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
     workspace: UnsafeMutablePointer<Float>?
 ) {
-    fatalError("TODO(kernels)")
+    conv2DForward(s, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
+                  imagesPerChunk: s.imagesPerChunk)
 }
 
+/// `conv2DForward` with an explicit chunk size (tests use it to exercise chunking);
+/// the workspace then holds `imagesPerChunk * s.columnCountPerImage` floats.
+func conv2DForward(
+    _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
+) {
+    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DForward: empty output for \(s.summary)")
+    let rowsPerImage = s.outHeight * s.outWidth
+    let K = s.kernel * s.kernel * s.inChannels
+    let cout = s.outChannels
+    guard s.batch > 0 else { return }
+    if let bias {
+        for r in 0..<(s.batch * rowsPerImage) { (output + r &* cout).update(from: bias, count: cout) }
+    }
+    let beta: Float = bias == nil ? 0 : 1
+    if s.isPointwise {
+        sgemm(transA: false, transB: true, m: s.batch * rowsPerImage, n: cout, k: K,
+              alpha: 1, a: input, lda: K, b: weight, ldb: K, beta: beta, c: output, ldc: cout)
+        return
+    }
+    guard let col = workspace else { preconditionFailure("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
+    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    let imageIn = s.inHeight * s.inWidth * s.inChannels
+    var n0 = 0
+    while n0 < s.batch {
+        let images = min(chunk, s.batch - n0)
+        im2col(s, images: images, input: input + n0 * imageIn, col: col)
+        sgemm(transA: false, transB: true, m: images * rowsPerImage, n: cout, k: K,
+              alpha: 1, a: col, lda: K, b: weight, ldb: K,
+              beta: beta, c: output + n0 * rowsPerImage * cout, ldc: cout)
+        n0 += images
+    }
+}
+
+// MARK: Backward
+
 /// gradWeight += dL/dW, gradBias += dL/db, gradInput = dL/dx (skipped when nil).
+/// `workspace` as for `conv2DForward`.
 public func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
     workspace: UnsafeMutablePointer<Float>?
 ) {
-    fatalError("TODO(kernels)")
+    conv2DBackward(s, input: input, weight: weight, gradOutput: gradOutput, gradInput: gradInput,
+                   gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: s.imagesPerChunk)
 }
+
+/// `conv2DBackward` with an explicit chunk size, as for `conv2DForward`.
+func conv2DBackward(
+    _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+    gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
+    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
+) {
+    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DBackward: empty output for \(s.summary)")
+    let rowsPerImage = s.outHeight * s.outWidth
+    let K = s.kernel * s.kernel * s.inChannels
+    let cout = s.outChannels
+    guard s.batch > 0 else { return }
+    if let gradBias { accumulateColumnSums(rows: s.batch * rowsPerImage, columns: cout, gradOutput, into: gradBias) }
+    if s.isPointwise {
+        let rows = s.batch * rowsPerImage
+        sgemm(transA: true, transB: false, m: cout, n: K, k: rows,
+              alpha: 1, a: gradOutput, lda: cout, b: input, ldb: K, beta: 1, c: gradWeight, ldc: K)
+        if let gradInput {
+            sgemm(transA: false, transB: false, m: rows, n: K, k: cout,
+                  alpha: 1, a: gradOutput, lda: cout, b: weight, ldb: K, beta: 0, c: gradInput, ldc: K)
+        }
+        return
+    }
+    guard let col = workspace else { preconditionFailure("conv2DBackward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
+    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    let imageIn = s.inHeight * s.inWidth * s.inChannels
+    var n0 = 0
+    while n0 < s.batch {
+        let images = min(chunk, s.batch - n0)
+        let rows = images * rowsPerImage
+        let gOut = gradOutput + n0 * rowsPerImage * cout
+        im2col(s, images: images, input: input + n0 * imageIn, col: col)
+        sgemm(transA: true, transB: false, m: cout, n: K, k: rows,
+              alpha: 1, a: gOut, lda: cout, b: col, ldb: K, beta: 1, c: gradWeight, ldc: K)
+        if let gradInput {
+            // The columns are no longer needed: reuse the buffer for their gradient.
+            sgemm(transA: false, transB: false, m: rows, n: K, k: cout,
+                  alpha: 1, a: gOut, lda: cout, b: weight, ldb: K, beta: 0, c: col, ldc: K)
+            let gIn = gradInput + n0 * imageIn
+            gIn.update(repeating: 0, count: images * imageIn)
+            col2imAccumulate(s, images: images, col: col, gradInput: gIn)
+        }
+        n0 += images
+    }
+}
+
+// MARK: Weight layout
 
 /// Converts a conv weight from PyTorch's OIHW to the internal OHWI layout.
 public func convWeightOIHWToOHWI(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
                                  out: Int, in inC: Int, kernel: Int) {
-    fatalError("TODO(kernels)")
+    let kk = kernel * kernel
+    for o in 0..<out {
+        for i in 0..<inC {
+            for p in 0..<kk { dst[(o &* kk &+ p) &* inC &+ i] = src[(o &* inC &+ i) &* kk &+ p] }
+        }
+    }
 }
 
 /// Converts a conv weight from the internal OHWI layout to PyTorch's OIHW.
 public func convWeightOHWIToOIHW(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
                                  out: Int, in inC: Int, kernel: Int) {
-    fatalError("TODO(kernels)")
+    let kk = kernel * kernel
+    for o in 0..<out {
+        for i in 0..<inC {
+            for p in 0..<kk { dst[(o &* inC &+ i) &* kk &+ p] = src[(o &* kk &+ p) &* inC &+ i] }
+        }
+    }
 }

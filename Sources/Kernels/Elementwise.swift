@@ -1,8 +1,20 @@
+import Foundation
+
+// MARK: Attention combination
+
 /// The fully attentional block's combination: attended = f * m, output = f * m + f.
 /// Either output may be nil when not needed.
 public func attentionCombineForward(count: Int, f: UnsafePointer<Float>, m: UnsafePointer<Float>,
                                     attended: UnsafeMutablePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    if let attended {
+        for i in 0..<count {
+            let a = f[i] * m[i]
+            attended[i] = a
+            output[i] = a + f[i]
+        }
+    } else {
+        for i in 0..<count { output[i] = f[i] * m[i] + f[i] }
+    }
 }
 
 /// Backward of `attentionCombineForward`. With gA = gradOutput + gradAttended
@@ -10,49 +22,104 @@ public func attentionCombineForward(count: Int, f: UnsafePointer<Float>, m: Unsa
 public func attentionCombineBackward(count: Int, f: UnsafePointer<Float>, m: UnsafePointer<Float>,
                                      gradOutput: UnsafePointer<Float>, gradAttended: UnsafePointer<Float>?,
                                      gradF: UnsafeMutablePointer<Float>, gradM: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    if let gradAttended {
+        for i in 0..<count {
+            let g = gradOutput[i], gA = g + gradAttended[i]
+            let fv = f[i], mv = m[i]
+            gradF[i] = gA * mv + g
+            gradM[i] = gA * fv
+        }
+    } else {
+        for i in 0..<count {
+            let g = gradOutput[i]
+            let fv = f[i], mv = m[i]
+            gradF[i] = g * mv + g
+            gradM[i] = g * fv
+        }
+    }
 }
+
+// MARK: Column concatenation
 
 /// Concatenates [rows, widths[i]] matrices along columns into [rows, sum(widths)].
 public func concatColumns(rows: Int, parts: [UnsafePointer<Float>], widths: [Int],
                           output: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    precondition(parts.count == widths.count, "concatColumns: \(parts.count) parts but \(widths.count) widths")
+    let total = widths.reduce(0, +)
+    var offset = 0
+    for (part, width) in zip(parts, widths) {
+        for r in 0..<rows {
+            (output + (r &* total &+ offset)).update(from: part + r &* width, count: width)
+        }
+        offset += width
+    }
 }
 
 /// Inverse of `concatColumns`: splits [rows, sum(widths)] into its parts (overwritten).
 public func splitColumns(rows: Int, input: UnsafePointer<Float>, widths: [Int],
                          parts: [UnsafeMutablePointer<Float>]) {
-    fatalError("TODO(kernels)")
+    precondition(parts.count == widths.count, "splitColumns: \(parts.count) parts but \(widths.count) widths")
+    let total = widths.reduce(0, +)
+    var offset = 0
+    for (part, width) in zip(parts, widths) {
+        for r in 0..<rows {
+            (part + r &* width).update(from: input + (r &* total &+ offset), count: width)
+        }
+        offset += width
+    }
 }
+
+// MARK: Arithmetic
 
 /// y += x.
 public func addInPlace(count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    for i in 0..<count { y[i] += x[i] }
 }
 
 /// out = a + b (out may alias a or b).
 public func add(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    for i in 0..<count { out[i] = a[i] + b[i] }
 }
 
 /// x *= alpha.
 public func scale(count: Int, _ x: UnsafeMutablePointer<Float>, by alpha: Float) {
-    fatalError("TODO(kernels)")
+    for i in 0..<count { x[i] *= alpha }
 }
 
 /// Sum of squares in double precision (for gradient norms and checks).
 public func sumOfSquares(count: Int, _ x: UnsafePointer<Float>) -> Double {
-    fatalError("TODO(kernels)")
+    var total = 0.0
+    for i in 0..<count {
+        let v = Double(x[i])
+        total += v * v
+    }
+    return total
 }
+
+// MARK: Layout conversion
 
 /// NCHW -> NHWC copy (fixture images and PyTorch tensors are NCHW).
 public func nchwToNHWC(batch: Int, channels: Int, height: Int, width: Int,
                        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    let plane = height * width
+    for n in 0..<batch {
+        let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
+        for c in 0..<channels {
+            let sc = s + c &* plane
+            for p in 0..<plane { d[p &* channels &+ c] = sc[p] }
+        }
+    }
 }
 
 /// NHWC -> NCHW copy.
 public func nhwcToNCHW(batch: Int, channels: Int, height: Int, width: Int,
                        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
-    fatalError("TODO(kernels)")
+    let plane = height * width
+    for n in 0..<batch {
+        let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
+        for c in 0..<channels {
+            let dc = d + c &* plane
+            for p in 0..<plane { dc[p] = s[p &* channels &+ c] }
+        }
+    }
 }

@@ -1,3 +1,10 @@
+import Foundation
+
+// Adam and global gradient clipping (SPEC section 3), with PyTorch's semantics
+// (torch.optim.Adam single-tensor path, torch.nn.utils.clip_grad_norm_).
+
+// MARK: - Adam
+
 /// Adam (PyTorch semantics: bias-corrected, eps added to the corrected sqrt(v)),
 /// over one flat parameter buffer. Moments live in flat buffers of the same size.
 public final class Adam: @unchecked Sendable {
@@ -5,6 +12,7 @@ public final class Adam: @unchecked Sendable {
     public var beta1: Float
     public var beta2: Float
     public var eps: Float
+    /// L2 penalty added to the gradient (torch Adam's weight_decay, not AdamW).
     public var weightDecay: Float
     /// Number of steps taken so far.
     public var step: Int = 0
@@ -13,20 +21,79 @@ public final class Adam: @unchecked Sendable {
 
     public init(count: Int, lr: Float = 3e-4, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
                 weightDecay: Float = 0) {
-        fatalError("TODO(losses)")
+        precondition(count >= 0, "Adam: negative parameter count \(count)")
+        self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+        m = .allocate(capacity: count)
+        m.initialize(repeating: 0)
+        v = .allocate(capacity: count)
+        v.initialize(repeating: 0)
     }
 
     deinit { m.deallocate(); v.deallocate() }
 
     /// One step: params -= lr * mhat / (sqrt(vhat) + eps).
+    ///
+    /// As torch: m = lerp(m, g, 1-beta1), v = beta2 v + (1-beta2) g^2,
+    /// denom = sqrt(v) / sqrt(1-beta2^t) + eps, p -= lr/(1-beta1^t) * m/denom;
+    /// the scalars are computed in Double from the hyperparameters' decimal
+    /// values (as Python would hold them), the elementwise work in Float.
     public func update(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>) {
-        fatalError("TODO(losses)")
+        precondition(parameters.count == m.count && gradients.count == m.count,
+                     "Adam.update: \(parameters.count) parameters and \(gradients.count) gradients for an optimiser of \(m.count)")
+        step += 1
+        let b1 = decimalDouble(beta1), b2 = decimalDouble(beta2)
+        let t = Double(step)
+        let biasCorrection1 = 1 - pow(b1, t)
+        let biasCorrection2Sqrt = (1 - pow(b2, t)).squareRoot()
+        let stepSize = Float(decimalDouble(lr) / biasCorrection1)
+        let oneMinusBeta1 = Float(1 - b1), oneMinusBeta2 = Float(1 - b2)
+        let beta2 = self.beta2, eps = self.eps, decay = weightDecay
+        let bc2 = Float(biasCorrection2Sqrt)
+        let count = m.count
+        guard count > 0, let p = parameters.baseAddress, let g = gradients.baseAddress,
+              let m = m.baseAddress, let v = v.baseAddress else { return }
+        for i in 0..<count {
+            var grad = g[i]
+            if decay != 0 { grad += decay * p[i] }
+            m[i] += oneMinusBeta1 * (grad - m[i])
+            v[i] = v[i] * beta2 + oneMinusBeta2 * grad * grad
+            let denom = v[i].squareRoot() / bc2 + eps
+            p[i] += -stepSize * (m[i] / denom)
+        }
     }
 }
+
+/// The Double a Python literal with this Float's shortest decimal spelling
+/// would hold (Float(0.9) -> 0.9, not 0.89999997615814).
+private func decimalDouble(_ x: Float) -> Double { Double(x.description) ?? Double(x) }
+
+// MARK: - Clipping
 
 /// Global L2 clipping with torch `clip_grad_norm_` semantics: returns the norm
 /// before clipping and scales by maxNorm / (norm + 1e-6) when that is below 1.
 @discardableResult
 public func clipGradientNorm(_ gradients: UnsafeMutableBufferPointer<Float>, maxNorm: Float) -> Float {
-    fatalError("TODO(losses)")
+    let norm = l2Norm(UnsafeBufferPointer(gradients))
+    let scale = Double(maxNorm) / (norm + 1e-6)
+    if scale < 1 {
+        let s = Float(scale)
+        for i in gradients.indices { gradients[i] *= s }
+    }
+    return Float(norm)
+}
+
+/// The L2 norm of a flat buffer, accumulated in Double (four partial sums so
+/// the loop vectorises).
+public func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
+    guard let p = x.baseAddress else { return 0 }
+    let count = x.count
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var i = 0
+    while i &+ 4 <= count {
+        let a = Double(p[i]), b = Double(p[i &+ 1]), c = Double(p[i &+ 2]), d = Double(p[i &+ 3])
+        s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
+        i &+= 4
+    }
+    while i < count { let a = Double(p[i]); s0 += a * a; i &+= 1 }
+    return ((s0 + s1) + (s2 + s3)).squareRoot()
 }
