@@ -18,6 +18,9 @@ struct CheckReferenceCommand: ParsableCommand {
     @Option(help: "Tolerance on each gradient's relative L2 error.")
     var gradTolerance: Double = 2e-2
 
+    @Flag(help: "Also list every gradient tensor's error on stderr.")
+    var verbose = false
+
     func run() throws {
         var tolerances = ReferenceTolerances()
         tolerances.gradients = gradTolerance
@@ -28,6 +31,11 @@ struct CheckReferenceCommand: ParsableCommand {
             let line = String(describing: error).split(separator: "\n").joined(separator: " ")
             FileHandle.standardError.write(Data("mancs check-reference: \(line)\n".utf8))
             throw ExitCode(2)
+        }
+        if verbose {
+            for g in result.gradients {
+                FileHandle.standardError.write(Data("\(g.name) \(g.error)\n".utf8))
+            }
         }
         print(result.json)
         if !result.passed { throw ExitCode(1) }
