@@ -129,14 +129,14 @@ func convGradients(caseIndex: Int, withBias: Bool) {
     let dB = zip(gB, biasStart).map { $0 - $1 }
     let bias = withBias ? b : nil
     let wx = w, bx = bias
-    let inputCheck = gradientCheck(input: &x, analytic: gX) { weightedSum(convForward(s, $0, wx, bx, chunk: chunk), r) }
+    let inputCheck = gradientCheck(input: &x, analytic: gX, h: linearStep) { weightedSum(convForward(s, $0, wx, bx, chunk: chunk), r) }
     #expect(inputCheck.worst < gradientTolerance, "\(name) gradInput: \(inputCheck)")
     let xw = x
-    let weightCheck = gradientCheck(input: &w, analytic: dW) { weightedSum(convForward(s, xw, $0, bx, chunk: chunk), r) }
+    let weightCheck = gradientCheck(input: &w, analytic: dW, h: linearStep) { weightedSum(convForward(s, xw, $0, bx, chunk: chunk), r) }
     #expect(weightCheck.worst < gradientTolerance, "\(name) gradWeight: \(weightCheck)")
     if withBias {
         let ww = w
-        let biasCheck = gradientCheck(input: &b, analytic: dB) { weightedSum(convForward(s, xw, ww, $0, chunk: chunk), r) }
+        let biasCheck = gradientCheck(input: &b, analytic: dB, h: linearStep) { weightedSum(convForward(s, xw, ww, $0, chunk: chunk), r) }
         #expect(biasCheck.worst < gradientTolerance, "\(name) gradBias: \(biasCheck)")
     } else {
         #expect(gB == biasStart, "\(name): gradBias touched although nil was passed")

@@ -1,0 +1,116 @@
+import Testing
+import TestSupport
+import Kernels
+
+// MARK: Attention combination
+
+/// (attended, output) of the forward.
+func attentionCombine(_ f: [Float], _ m: [Float]) -> (attended: [Float], output: [Float]) {
+    var a = [Float](repeating: .nan, count: f.count), y = a
+    f.withUnsafeBufferPointer { fp in m.withUnsafeBufferPointer { mp in
+        a.withUnsafeMutableBufferPointer { ap in y.withUnsafeMutableBufferPointer { yp in
+            attentionCombineForward(count: f.count, f: fp.baseAddress!, m: mp.baseAddress!,
+                                    attended: ap.baseAddress!, output: yp.baseAddress!)
+        } }
+    } }
+    return (a, y)
+}
+
+@Test("attentionCombine backward matches finite differences (f, m)", arguments: [false, true])
+func attentionCombineGradient(withGradAttended: Bool) {
+    var rng = SplitMix64(seed: withGradAttended ? 81 : 80)
+    var f = rng.array(40), m = rng.array(40)
+    let r = rng.array(40), ra = rng.array(40)
+    let (a, y) = attentionCombine(f, m)
+    for i in f.indices { #expect(a[i] == f[i] * m[i] && abs(y[i] - (f[i] * m[i] + f[i])) <= 1e-6) }
+    var gF = [Float](repeating: .nan, count: 40), gM = gF
+    f.withUnsafeBufferPointer { fp in m.withUnsafeBufferPointer { mp in r.withUnsafeBufferPointer { rp in
+        ra.withUnsafeBufferPointer { rap in gF.withUnsafeMutableBufferPointer { gf in gM.withUnsafeMutableBufferPointer { gm in
+            attentionCombineBackward(count: 40, f: fp.baseAddress!, m: mp.baseAddress!, gradOutput: rp.baseAddress!,
+                                     gradAttended: withGradAttended ? rap.baseAddress! : nil,
+                                     gradF: gf.baseAddress!, gradM: gm.baseAddress!)
+        } } }
+    } } }
+    let scalar: ([Float], [Float]) -> Double = { f, m in
+        let (a, y) = attentionCombine(f, m)
+        return weightedSum(y, r) + (withGradAttended ? weightedSum(a, ra) : 0)
+    }
+    let m0 = m, f0 = f
+    let fCheck = gradientCheck(input: &f, analytic: gF, h: linearStep) { scalar($0, m0) }
+    #expect(fCheck.worst < gradientTolerance, "gradF: \(fCheck)")
+    let mCheck = gradientCheck(input: &m, analytic: gM, h: linearStep) { scalar(f0, $0) }
+    #expect(mCheck.worst < gradientTolerance, "gradM: \(mCheck)")
+}
+
+@Test("attentionCombine forward without the attended output")
+func attentionCombineNoAttended() {
+    let f: [Float] = [1, -2, 3], m: [Float] = [0.5, 0.25, -1]
+    var y = [Float](repeating: .nan, count: 3)
+    f.withUnsafeBufferPointer { fp in m.withUnsafeBufferPointer { mp in y.withUnsafeMutableBufferPointer { yp in
+        attentionCombineForward(count: 3, f: fp.baseAddress!, m: mp.baseAddress!, attended: nil, output: yp.baseAddress!)
+    } } }
+    #expect(y == [1.5, -2.5, 0])
+}
+
+// MARK: Layout and arithmetic
+
+@Test("NCHW <-> NHWC round trip and index mapping")
+func layoutRoundTrip() {
+    let b = 2, c = 3, h = 4, w = 5
+    let nchw = (0..<(b * c * h * w)).map { Float($0) }
+    var nhwc = [Float](repeating: .nan, count: nchw.count), back = nhwc
+    nchw.withUnsafeBufferPointer { s in nhwc.withUnsafeMutableBufferPointer { d in
+        nchwToNHWC(batch: b, channels: c, height: h, width: w, s.baseAddress!, d.baseAddress!)
+    } }
+    nhwc.withUnsafeBufferPointer { s in back.withUnsafeMutableBufferPointer { d in
+        nhwcToNCHW(batch: b, channels: c, height: h, width: w, s.baseAddress!, d.baseAddress!)
+    } }
+    #expect(back == nchw)
+    // (n=1, c=2, y=3, x=4)
+    let nhwcIndex: Int = ((1 * h + 3) * w + 4) * c + 2
+    let nchwIndex: Int = ((1 * c + 2) * h + 3) * w + 4
+    #expect(nhwc[nhwcIndex] == nchw[nchwIndex])
+    #expect(nhwc != nchw)
+}
+
+@Test("concatColumns / splitColumns round trip and placement")
+func concatSplitRoundTrip() {
+    let rows = 3, widths = [2, 1, 3]
+    let parts: [[Float]] = widths.enumerated().map { i, w in (0..<(rows * w)).map { Float(100 * i + $0) } }
+    var joined = [Float](repeating: .nan, count: rows * 6)
+    var split0 = [Float](repeating: .nan, count: rows * 2), split1 = [Float](repeating: .nan, count: rows)
+    var split2 = [Float](repeating: .nan, count: rows * 3)
+    parts[0].withUnsafeBufferPointer { p0 in parts[1].withUnsafeBufferPointer { p1 in parts[2].withUnsafeBufferPointer { p2 in
+        joined.withUnsafeMutableBufferPointer { j in
+            concatColumns(rows: rows, parts: [p0.baseAddress!, p1.baseAddress!, p2.baseAddress!], widths: widths,
+                          output: j.baseAddress!)
+        }
+    } } }
+    #expect(Array(joined[6..<12]) == [2, 3, 101, 203, 204, 205])
+    joined.withUnsafeBufferPointer { j in split0.withUnsafeMutableBufferPointer { s0 in
+        split1.withUnsafeMutableBufferPointer { s1 in split2.withUnsafeMutableBufferPointer { s2 in
+            splitColumns(rows: rows, input: j.baseAddress!, widths: widths,
+                         parts: [s0.baseAddress!, s1.baseAddress!, s2.baseAddress!])
+        } }
+    } }
+    #expect([split0, split1, split2] == parts)
+}
+
+@Test("sumOfSquares, add, addInPlace, scale")
+func arithmetic() {
+    let x: [Float] = [1, -2, 3, 0.5]
+    #expect(x.withUnsafeBufferPointer { sumOfSquares(count: 4, $0.baseAddress!) } == 14.25)
+    // Double accumulation: 2^24 ones would stall a Float sum at 16777216.
+    let ones = [Float](repeating: 1, count: (1 << 24) + 8)
+    #expect(ones.withUnsafeBufferPointer { sumOfSquares(count: $0.count, $0.baseAddress!) } == Double(ones.count))
+    var y: [Float] = [10, 20, 30, 40]
+    y.withUnsafeMutableBufferPointer { yp in x.withUnsafeBufferPointer { xp in addInPlace(count: 4, xp.baseAddress!, into: yp.baseAddress!) } }
+    #expect(y == [11, 18, 33, 40.5])
+    var z = [Float](repeating: 0, count: 4)
+    x.withUnsafeBufferPointer { xp in y.withUnsafeBufferPointer { yp in z.withUnsafeMutableBufferPointer { zp in
+        add(count: 4, xp.baseAddress!, yp.baseAddress!, into: zp.baseAddress!)
+    } } }
+    #expect(z == [12, 16, 36, 41])
+    z.withUnsafeMutableBufferPointer { scale(count: 4, $0.baseAddress!, by: 0.5) }
+    #expect(z == [6, 8, 18, 20.5])
+}

@@ -1,0 +1,132 @@
+import Testing
+import TestSupport
+import Kernels
+
+/// Training-mode forward on copies of the running statistics; returns the output.
+func batchNormTraining(rows: Int, channels: Int, _ x: [Float], _ gamma: [Float], _ beta: [Float]) -> [Float] {
+    var y = [Float](repeating: .nan, count: x.count)
+    var mean = [Float](repeating: 0, count: channels), invStd = mean
+    var runningMean = [Float](repeating: 0, count: channels), runningVar = [Float](repeating: 1, count: channels)
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        y.withUnsafeMutableBufferPointer { yp in mean.withUnsafeMutableBufferPointer { mp in
+            invStd.withUnsafeMutableBufferPointer { ip in runningMean.withUnsafeMutableBufferPointer { rm in
+                runningVar.withUnsafeMutableBufferPointer { rv in
+                    batchNormForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                             gamma: gp.baseAddress!, beta: bp.baseAddress!, output: yp.baseAddress!,
+                                             saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
+                                             runningMean: rm.baseAddress!, runningVar: rv.baseAddress!,
+                                             momentum: 0.1, eps: 1e-5)
+                }
+            } }
+        } }
+    } } }
+    return y
+}
+
+@Test("BatchNorm training backward matches finite differences (input, gamma, beta)", arguments: [2 * 3 * 5, 4])
+func batchNormGradient(rows: Int) {
+    let channels = 3
+    var rng = SplitMix64(seed: UInt64(30 + rows))
+    var x = rng.array(rows * channels, scale: 2).map { $0 + 0.5 }
+    var gamma: [Float] = [1.2, -0.7, 0.4], beta: [Float] = [0.1, -0.3, 0.6]
+    let r = rng.array(x.count)
+    // Statistics from a real forward.
+    var mean = [Float](repeating: 0, count: channels), invStd = mean
+    var rm = [Float](repeating: 0, count: channels), rv = [Float](repeating: 1, count: channels)
+    var y = [Float](repeating: 0, count: x.count)
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        y.withUnsafeMutableBufferPointer { yp in mean.withUnsafeMutableBufferPointer { mp in
+            invStd.withUnsafeMutableBufferPointer { ip in rm.withUnsafeMutableBufferPointer { rmp in
+                rv.withUnsafeMutableBufferPointer { rvp in
+                    batchNormForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                             gamma: gp.baseAddress!, beta: bp.baseAddress!, output: yp.baseAddress!,
+                                             saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
+                                             runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                             momentum: 0.1, eps: 1e-5)
+                }
+            } }
+        } }
+    } } }
+    let gammaStart = rng.array(channels), betaStart = rng.array(channels)
+    var gGamma = gammaStart, gBeta = betaStart
+    var gX = [Float](repeating: .nan, count: x.count)
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in r.withUnsafeBufferPointer { rp in
+        mean.withUnsafeBufferPointer { mp in invStd.withUnsafeBufferPointer { ip in
+            gX.withUnsafeMutableBufferPointer { gx in gGamma.withUnsafeMutableBufferPointer { gg in
+                gBeta.withUnsafeMutableBufferPointer { gb in
+                    batchNormBackward(rows: rows, channels: channels, input: xp.baseAddress!, gamma: gp.baseAddress!,
+                                      saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!, gradOutput: rp.baseAddress!,
+                                      gradInput: gx.baseAddress!, gradGamma: gg.baseAddress!, gradBeta: gb.baseAddress!)
+                }
+            } }
+        } }
+    } } }
+    let g0 = gamma, b0 = beta, x0 = x
+    let inputCheck = gradientCheck(input: &x, analytic: gX, h: 1e-2) {
+        weightedSum(batchNormTraining(rows: rows, channels: channels, $0, g0, b0), r)
+    }
+    #expect(inputCheck.worst < gradientTolerance, "BN rows \(rows) gradInput: \(inputCheck)")
+    let dGamma = zip(gGamma, gammaStart).map { $0 - $1 }, dBeta = zip(gBeta, betaStart).map { $0 - $1 }
+    let gammaCheck = gradientCheck(input: &gamma, analytic: dGamma) {
+        weightedSum(batchNormTraining(rows: rows, channels: channels, x0, $0, b0), r)
+    }
+    #expect(gammaCheck.worst < gradientTolerance, "BN rows \(rows) gradGamma: \(gammaCheck)")
+    let betaCheck = gradientCheck(input: &beta, analytic: dBeta) {
+        weightedSum(batchNormTraining(rows: rows, channels: channels, x0, g0, $0), r)
+    }
+    #expect(betaCheck.worst < gradientTolerance, "BN rows \(rows) gradBeta: \(betaCheck)")
+}
+
+@Test("BatchNorm running statistics after one step, and inference uses them")
+func batchNormRunningStatistics() {
+    let rows = 6, channels = 2
+    var rng = SplitMix64(seed: 40)
+    let x = rng.array(rows * channels, scale: 3).map { $0 + 10 }  // large offset: catches one-pass variance loss
+    let gamma: [Float] = [0.5, 2], beta: [Float] = [1, -1]
+    let rm0: [Float] = [0.2, -0.4], rv0: [Float] = [1.5, 0.8]
+    var rm = rm0, rv = rv0
+    var mean = [Float](repeating: 0, count: channels), invStd = mean
+    var y = [Float](repeating: 0, count: x.count)
+    let eps: Float = 1e-5
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        y.withUnsafeMutableBufferPointer { yp in mean.withUnsafeMutableBufferPointer { mp in
+            invStd.withUnsafeMutableBufferPointer { ip in rm.withUnsafeMutableBufferPointer { rmp in
+                rv.withUnsafeMutableBufferPointer { rvp in
+                    batchNormForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                             gamma: gp.baseAddress!, beta: bp.baseAddress!, output: yp.baseAddress!,
+                                             saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
+                                             runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                             momentum: 0.1, eps: eps)
+                }
+            } }
+        } }
+    } } }
+    for c in 0..<channels {
+        let column = (0..<rows).map { Double(x[$0 * channels + c]) }
+        let mu = column.reduce(0, +) / Double(rows)
+        let biased = column.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(rows)
+        let unbiased = biased * Double(rows) / Double(rows - 1)
+        #expect(abs(Double(mean[c]) - mu) < 1e-5)
+        #expect(abs(Double(invStd[c]) - 1 / (biased + Double(eps)).squareRoot()) < 1e-5)
+        #expect(abs(Double(rm[c]) - (0.9 * Double(rm0[c]) + 0.1 * mu)) < 1e-5, "running mean channel \(c)")
+        #expect(abs(Double(rv[c]) - (0.9 * Double(rv0[c]) + 0.1 * unbiased)) < 1e-5, "running var channel \(c)")
+        for r in 0..<rows {
+            let expected = (column[r] - mu) / (biased + Double(eps)).squareRoot() * Double(gamma[c]) + Double(beta[c])
+            #expect(abs(Double(y[r * channels + c]) - expected) < 1e-4, "training output (\(r), \(c))")
+        }
+    }
+    // Inference normalises with the running statistics just updated.
+    var z = [Float](repeating: .nan, count: x.count)
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        rm.withUnsafeBufferPointer { rmp in rv.withUnsafeBufferPointer { rvp in z.withUnsafeMutableBufferPointer { zp in
+            batchNormForwardInference(rows: rows, channels: channels, input: xp.baseAddress!, gamma: gp.baseAddress!,
+                                      beta: bp.baseAddress!, runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                      eps: eps, output: zp.baseAddress!)
+        } } }
+    } } }
+    for i in x.indices {
+        let c = i % channels
+        let expected = (Double(x[i]) - Double(rm[c])) / (Double(rv[c]) + Double(eps)).squareRoot() * Double(gamma[c]) + Double(beta[c])
+        #expect(abs(Double(z[i]) - expected) < 1e-4 * max(1, abs(expected)), "inference output \(i)")
+    }
+}

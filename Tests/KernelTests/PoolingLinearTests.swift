@@ -1,0 +1,131 @@
+import Testing
+import TestSupport
+import Kernels
+
+// MARK: Max-pool
+
+func maxPool(_ b: Int, _ h: Int, _ w: Int, _ c: Int, _ x: [Float]) -> (output: [Float], argmax: [Int32]) {
+    let count = b * maxPool3x3s2OutputSize(h) * maxPool3x3s2OutputSize(w) * c
+    var y = [Float](repeating: .nan, count: count), arg = [Int32](repeating: -7, count: count)
+    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in arg.withUnsafeMutableBufferPointer { ap in
+        maxPool3x3s2Forward(batch: b, height: h, width: w, channels: c, input: xp.baseAddress!,
+                            output: yp.baseAddress!, argmax: ap.baseAddress!)
+    } } }
+    return (y, arg)
+}
+
+@Test("max-pool 3x3/2 backward matches finite differences; forward matches a direct max")
+func maxPoolGradient() {
+    let b = 2, h = 7, w = 6, c = 3
+    var rng = SplitMix64(seed: 50)
+    var x = distinctShuffled(b * h * w * c, rng: &rng)
+    let (y, arg) = maxPool(b, h, w, c, x)
+    let oh = maxPool3x3s2OutputSize(h), ow = maxPool3x3s2OutputSize(w)
+    #expect(oh == 4 && ow == 3)
+    for n in 0..<b { for oy in 0..<oh { for ox in 0..<ow { for ch in 0..<c {
+        var best = -Float.infinity, bestIndex = -1
+        for iy in max(0, 2 * oy - 1)..<min(h, 2 * oy + 2) { for ix in max(0, 2 * ox - 1)..<min(w, 2 * ox + 2) {
+            let i = ((n * h + iy) * w + ix) * c + ch
+            if x[i] > best { best = x[i]; bestIndex = i }
+        } }
+        let o = ((n * oh + oy) * ow + ox) * c + ch
+        #expect(y[o] == best && Int(arg[o]) == bestIndex)
+    } } } }
+    let r = rng.array(y.count)
+    var gX = [Float](repeating: .nan, count: x.count)
+    r.withUnsafeBufferPointer { rp in arg.withUnsafeBufferPointer { ap in gX.withUnsafeMutableBufferPointer { gx in
+        maxPool3x3s2Backward(batch: b, height: h, width: w, channels: c, gradOutput: rp.baseAddress!,
+                             argmax: ap.baseAddress!, gradInput: gx.baseAddress!)
+    } } }
+    let check = gradientCheck(input: &x, analytic: gX) { weightedSum(maxPool(b, h, w, c, $0).output, r) }
+    #expect(check.worst < gradientTolerance, "max-pool gradInput: \(check)")
+}
+
+@Test("max-pool padding never wins over negative inputs")
+func maxPoolNegative() {
+    let b = 1, h = 4, w = 5, c = 2
+    let x = (0..<(b * h * w * c)).map { -1 - Float($0) }
+    let (y, arg) = maxPool(b, h, w, c, x)
+    #expect(y.allSatisfy { $0 < 0 }, "\(y)")
+    #expect(y[0] == -1 && y[1] == -2 && arg[0] == 0 && arg[1] == 1)
+}
+
+// MARK: Global average pool
+
+func globalAvgPool(_ b: Int, _ s: Int, _ c: Int, _ x: [Float]) -> [Float] {
+    var y = [Float](repeating: .nan, count: b * c)
+    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+        globalAvgPoolForward(batch: b, spatial: s, channels: c, input: xp.baseAddress!, output: yp.baseAddress!)
+    } }
+    return y
+}
+
+@Test("global average pool backward matches finite differences")
+func globalAvgPoolGradient() {
+    let b = 3, s = 8, c = 4
+    var rng = SplitMix64(seed: 60)
+    var x = rng.array(b * s * c)
+    let y = globalAvgPool(b, s, c, x)
+    #expect(abs(y[1 * c + 2] - (0..<s).map { x[(1 * s + $0) * c + 2] }.reduce(0, +) / Float(s)) < 1e-6)
+    let r = rng.array(y.count)
+    var gX = [Float](repeating: .nan, count: x.count)
+    r.withUnsafeBufferPointer { rp in gX.withUnsafeMutableBufferPointer { gx in
+        globalAvgPoolBackward(batch: b, spatial: s, channels: c, gradOutput: rp.baseAddress!, gradInput: gx.baseAddress!)
+    } }
+    let check = gradientCheck(input: &x, analytic: gX, h: linearStep) { weightedSum(globalAvgPool(b, s, c, $0), r) }
+    #expect(check.worst < gradientTolerance, "GAP gradInput: \(check)")
+}
+
+// MARK: Linear
+
+func linear(_ rows: Int, _ inF: Int, _ outF: Int, _ x: [Float], _ w: [Float], _ b: [Float]?) -> [Float] {
+    var y = [Float](repeating: .nan, count: rows * outF)
+    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+        if let b {
+            b.withUnsafeBufferPointer { bp in
+                linearForward(rows: rows, inFeatures: inF, outFeatures: outF, input: xp.baseAddress!,
+                              weight: wp.baseAddress!, bias: bp.baseAddress!, output: yp.baseAddress!)
+            }
+        } else {
+            linearForward(rows: rows, inFeatures: inF, outFeatures: outF, input: xp.baseAddress!,
+                          weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!)
+        }
+    } } }
+    return y
+}
+
+@Test("linear forward is x W^T + b; backward matches finite differences (input, weight, bias)")
+func linearGradient() {
+    let rows = 5, inF = 7, outF = 4
+    var rng = SplitMix64(seed: 70)
+    var x = rng.array(rows * inF), w = rng.array(outF * inF), b = rng.array(outF)
+    let y = linear(rows, inF, outF, x, w, b)
+    let y2 = linear(rows, inF, outF, x, w, nil)
+    for i in 0..<rows { for o in 0..<outF {
+        let dot = (0..<inF).map { Double(x[i * inF + $0]) * Double(w[o * inF + $0]) }.reduce(0, +)
+        #expect(abs(Double(y[i * outF + o]) - dot - Double(b[o])) < 1e-5)
+        #expect(abs(Double(y2[i * outF + o]) - dot) < 1e-5)
+    } }
+    let r = rng.array(y.count)
+    let wStart = rng.array(w.count), bStart = rng.array(outF)
+    var gW = wStart, gB = bStart
+    var gX = [Float](repeating: .nan, count: x.count)
+    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in r.withUnsafeBufferPointer { rp in
+        gX.withUnsafeMutableBufferPointer { gx in gW.withUnsafeMutableBufferPointer { gw in gB.withUnsafeMutableBufferPointer { gb in
+            linearBackward(rows: rows, inFeatures: inF, outFeatures: outF, input: xp.baseAddress!, weight: wp.baseAddress!,
+                           gradOutput: rp.baseAddress!, gradInput: gx.baseAddress!, gradWeight: gw.baseAddress!,
+                           gradBias: gb.baseAddress!)
+        } } }
+    } } }
+    let x0 = x, w0 = w, b0 = b
+    let inputCheck = gradientCheck(input: &x, analytic: gX, h: linearStep) { weightedSum(linear(rows, inF, outF, $0, w0, b0), r) }
+    #expect(inputCheck.worst < gradientTolerance, "linear gradInput: \(inputCheck)")
+    let weightCheck = gradientCheck(input: &w, analytic: zip(gW, wStart).map { $0 - $1 }, h: linearStep) {
+        weightedSum(linear(rows, inF, outF, x0, $0, b0), r)
+    }
+    #expect(weightCheck.worst < gradientTolerance, "linear gradWeight: \(weightCheck)")
+    let biasCheck = gradientCheck(input: &b, analytic: zip(gB, bStart).map { $0 - $1 }, h: linearStep) {
+        weightedSum(linear(rows, inF, outF, x0, w0, $0), r)
+    }
+    #expect(biasCheck.worst < gradientTolerance, "linear gradBias: \(biasCheck)")
+}
