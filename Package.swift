@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fast),
         .target(name: "MancsModel", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
-        .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel"], swiftSettings: fast),
+        .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel", "HDF5Kit"], swiftSettings: fast),
         .target(name: "ReIDData", dependencies: ["CTurboJPEG", "HDF5Kit"], swiftSettings: fast),
         .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"]),

@@ -1,9 +1,43 @@
 import ArgumentParser
+import Foundation
+import MancsTraining
 
 struct CheckReferenceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check-reference", abstract: "Compare the model against a PyTorch reference dump.")
+    static let configuration = CommandConfiguration(
+        commandName: "check-reference",
+        abstract: "Compare the model, losses and optimiser against a PyTorch reference dump.",
+        discussion: """
+            Runs one training step of the fixture's configuration on its batch and prints one JSON \
+            object with the worst errors. Exit 0 when everything is within tolerance, 1 when not, \
+            2 when the file is missing or malformed.
+            """)
+
+    @Argument(help: "A fixture written by shared/reference/make_fixtures.py (HDF5).")
+    var file: String
+
+    @Option(help: "Tolerance on each gradient's relative L2 error.")
+    var gradTolerance: Double = 2e-2
+
+    @Flag(help: "Also list every gradient tensor's error on stderr.")
+    var verbose = false
 
     func run() throws {
-        throw ValidationError("check-reference: not implemented yet")
+        var tolerances = ReferenceTolerances()
+        tolerances.gradients = gradTolerance
+        let result: ReferenceCheckResult
+        do {
+            result = try ReferenceCheck.run(path: file, tolerances: tolerances)
+        } catch {
+            let line = String(describing: error).split(separator: "\n").joined(separator: " ")
+            FileHandle.standardError.write(Data("mancs check-reference: \(line)\n".utf8))
+            throw ExitCode(2)
+        }
+        if verbose {
+            for g in result.gradients {
+                FileHandle.standardError.write(Data("\(g.name) \(g.error)\n".utf8))
+            }
+        }
+        print(result.json)
+        if !result.passed { throw ExitCode(1) }
     }
 }

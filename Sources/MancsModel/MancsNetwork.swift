@@ -1,0 +1,301 @@
+import Kernels
+
+/// Outputs of one forward pass (pointers into the network's own buffers, valid
+/// until the next forward).
+public struct MancsOutputs {
+    public let batch: Int
+    /// f_rank [batch, embeddingDim]: the feature used at inference.
+    public let fRank: UnsafeMutablePointer<Float>
+    /// cls-head logits [batch, numClasses].
+    public let clsLogits: UnsafeMutablePointer<Float>
+    /// att-head logits [batch, numClasses].
+    public let attLogits: UnsafeMutablePointer<Float>
+}
+
+/// An attention mask M of one FAB stage, NHWC [batch, height, width, channels].
+public struct AttentionMask {
+    public let stage: Int
+    public let batch: Int, height: Int, width: Int, channels: Int
+    public let values: UnsafePointer<Float>
+    public var count: Int { batch * height * width * channels }
+}
+
+/// The Mancs network (SPEC section 1): ResNet-50-style backbone, fully
+/// attentional blocks after the chosen stages, and the rank / cls / att heads.
+///
+/// Parameters and BN running statistics live in two flat stores whose names,
+/// shapes and order are PyTorch's `named_parameters()` / `named_buffers()` of
+/// the reference. Every activation, gradient scratch buffer and workspace is
+/// allocated at init for `maxBatch`; a step allocates nothing.
+public final class MancsNetwork: @unchecked Sendable {
+    public let config: MancsConfig
+    public let maxBatch: Int
+    /// Trainable parameters with gradients (`parameters.grads`).
+    public let parameters: ParameterStore
+    /// BatchNorm running_mean / running_var (no num_batches_tracked).
+    public let buffers: ParameterStore
+
+    private let arena: Arena
+    private let bases: StoreBases
+    private let scratch: Scratch
+    private let maxActivation: Int
+
+    // MARK: Layers
+    private let stemConv: Conv
+    private let stemBN: BatchNorm
+    private let stemOut: UnsafeMutablePointer<Float>     // conv -> BN -> ReLU (in place)
+    private let stemConvOut: UnsafeMutablePointer<Float>
+    private let poolOut: UnsafeMutablePointer<Float>
+    private let poolArgmax: UnsafeMutablePointer<Int32>
+    private let poolHeight: Int, poolWidth: Int
+    private let stages: [[Bottleneck]]
+    /// FAB of stage s (1...4) or nil.
+    private let attention: [AttentionBlock?]
+    private let rankFC: Linear, clsFC: Linear, clsBN: BatchNorm, clsClassifier: Linear, attClassifier: Linear
+
+    // MARK: Head activations
+    private let images: UnsafeMutablePointer<Float>      // copy of the input, NHWC
+    private let pooledFeature: UnsafeMutablePointer<Float>  // g = GAP(final) [N,D]
+    private let fRank: UnsafeMutablePointer<Float>
+    private let clsHidden: UnsafeMutablePointer<Float>      // fc(g)
+    private let clsNormed: UnsafeMutablePointer<Float>      // relu(bn(fc(g)))
+    private let clsLogits: UnsafeMutablePointer<Float>
+    private let attInput: UnsafeMutablePointer<Float>       // concat GAP(A_s)
+    private let attLogits: UnsafeMutablePointer<Float>
+    private let gradPooledFeature: UnsafeMutablePointer<Float>
+    private let gradPooledFeature2: UnsafeMutablePointer<Float>
+    private let gradClsHidden: UnsafeMutablePointer<Float>
+    private let gradClsNormed: UnsafeMutablePointer<Float>
+    private let gradAttInput: UnsafeMutablePointer<Float>
+    private let finalHeight: Int, finalWidth: Int
+
+    /// The batch of the last forward, and whether it ran in training mode.
+    public private(set) var lastBatch = 0
+    public private(set) var lastForwardWasTraining = false
+
+    /// Builds the network for batches up to `maxBatch`, with deterministic
+    /// torchvision-style initial weights from `seed`.
+    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0) throws {
+        try config.validate()
+        guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
+        self.config = config
+        self.maxBatch = maxBatch
+        let b = NetworkBuilder(config: config, maxBatch: maxBatch)
+        let w = config.baseWidth
+
+        // Stem: conv 7x7/2 pad 3, BN, ReLU, max-pool 3x3/2 pad 1.
+        stemConv = b.conv("backbone.conv1", height: config.height, width: config.width, in: 3, out: w, kernel: 7,
+                          stride: 2, padding: 3)
+        stemBN = b.batchNorm("backbone.bn1", channels: w)
+        stemConvOut = b.activation(stemConv.outPerImage)
+        stemOut = b.activation(stemConv.outPerImage)
+        poolHeight = maxPool3x3s2OutputSize(stemConv.outHeight)
+        poolWidth = maxPool3x3s2OutputSize(stemConv.outWidth)
+        poolOut = b.activation(poolHeight * poolWidth * w)
+        poolArgmax = b.arena.int32s(maxBatch * poolHeight * poolWidth * w)
+
+        // Four stages of bottlenecks.
+        var h = poolHeight, wd = poolWidth, inC = w
+        var stages: [[Bottleneck]] = []
+        var stageShapes: [(h: Int, w: Int, c: Int)] = []
+        for s in 1...4 {
+            let planes = w << (s - 1)
+            let stride = s == 1 ? 1 : (s == 4 ? config.lastStride : 2)
+            var blocks: [Bottleneck] = []
+            for i in 0..<config.blocks[s - 1] {
+                let block = Bottleneck(b, "backbone.layer\(s).\(i)", height: h, width: wd, inChannels: inC, planes: planes,
+                                       stride: i == 0 ? stride : 1, lastPReLU: s == 4 && i == config.blocks[s - 1] - 1)
+                h = block.outHeight; wd = block.outWidth; inC = block.outChannels
+                blocks.append(block)
+            }
+            stages.append(blocks)
+            stageShapes.append((h, wd, inC))
+        }
+        self.stages = stages
+        finalHeight = h; finalWidth = wd
+
+        // FABs after the chosen stages (registered after the whole backbone).
+        attention = (1...4).map { s in
+            guard config.attentionStages.contains(s) else { return nil }
+            let sh = stageShapes[s - 1]
+            return AttentionBlock(b, stage: s, height: sh.h, width: sh.w, channels: sh.c)
+        }
+
+        // Heads.
+        let d = config.featureDim, e = config.resolvedEmbeddingDim, hid = config.resolvedClsHidden
+        let c = config.numClasses, a = config.attentionDim
+        rankFC = Linear(&b.params, "heads.rank.fc", in: d, out: e)
+        clsFC = Linear(&b.params, "heads.cls.fc", in: d, out: hid)
+        clsBN = b.batchNorm("heads.cls.bn", channels: hid)
+        clsClassifier = Linear(&b.params, "heads.cls.classifier", in: hid, out: c)
+        attClassifier = Linear(&b.params, "heads.att.classifier", in: a, out: c)
+        let arena = b.arena
+        images = b.activation(config.height * config.width * 3)
+        pooledFeature = arena.floats(maxBatch * d)
+        fRank = arena.floats(maxBatch * e)
+        clsHidden = arena.floats(maxBatch * hid)
+        clsNormed = arena.floats(maxBatch * hid)
+        clsLogits = arena.floats(maxBatch * c)
+        attInput = arena.floats(maxBatch * a)
+        attLogits = arena.floats(maxBatch * c)
+        gradPooledFeature = arena.floats(maxBatch * d)
+        gradPooledFeature2 = arena.floats(maxBatch * d)
+        gradClsHidden = arena.floats(maxBatch * hid)
+        gradClsNormed = arena.floats(maxBatch * hid)
+        gradAttInput = arena.floats(maxBatch * a)
+
+        // Flat stores, and the shared scratch.
+        parameters = ParameterStore(shapes: b.params.shapes, withGradients: true)
+        buffers = ParameterStore(shapes: b.buffers.shapes, withGradients: false)
+        precondition(parameters.count == b.params.count && buffers.count == b.buffers.count, "store layout mismatch")
+        maxActivation = b.maxActivationPerImage * maxBatch
+        scratch = Scratch(g: (0..<4).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
+                          workspace: arena.floats(b.maxWorkspace))
+        self.arena = arena
+        bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
+                           buffers: buffers.values.baseAddress!)
+        initialize(seed: seed)
+    }
+
+    /// Floats of activations, scratch and workspace held by the network.
+    public var activationFloats: Int { arena.floatCount }
+
+    // MARK: - Forward
+
+    /// Runs the network on `batch` NHWC images (normalised, [batch, H, W, 3]).
+    /// Training mode normalises with batch statistics and updates the running
+    /// statistics; inference mode uses the running statistics.
+    @discardableResult
+    public func forward(images input: UnsafePointer<Float>, batch n: Int, training: Bool) -> MancsOutputs {
+        precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch) (the network's maximum batch)")
+        precondition(!training || n >= 2, "training-mode BatchNorm needs a batch of at least 2, got \(n)")
+        let t = bases, s = scratch
+        lastBatch = n
+        lastForwardWasTraining = training
+        images.update(from: input, count: n * config.height * config.width * 3)
+
+        // Stem.
+        let stemRows = n * stemConv.outHeight * stemConv.outWidth
+        stemConv.forward(n, t, input: images, output: stemConvOut, workspace: s.workspace)
+        stemBN.forward(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
+        reluForward(count: stemRows * stemBN.channels, input: stemOut, output: stemOut)
+        maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
+                            input: stemOut, output: poolOut, argmax: poolArgmax)
+
+        // Stages and FABs.
+        var x = UnsafePointer(poolOut)
+        for (i, blocks) in stages.enumerated() {
+            for block in blocks {
+                block.forward(n, t, training: training, input: x, s)
+                x = UnsafePointer(block.output)
+            }
+            if let fab = attention[i] {
+                fab.forward(n, t, input: x, scratch: s.g[0], workspace: s.workspace)
+                x = UnsafePointer(fab.output)
+            }
+        }
+
+        // Heads.
+        let d = config.featureDim
+        globalAvgPoolForward(batch: n, spatial: finalHeight * finalWidth, channels: d, input: x, output: pooledFeature)
+        rankFC.forward(rows: n, t, input: pooledFeature, output: fRank)
+        clsFC.forward(rows: n, t, input: pooledFeature, output: clsHidden)
+        clsBN.forward(rows: n, t, training: training, input: clsHidden, output: clsNormed)
+        reluForward(count: n * clsBN.channels, input: clsNormed, output: clsNormed)
+        clsClassifier.forward(rows: n, t, input: clsNormed, output: clsLogits)
+        let fabs = attention.compactMap { $0 }
+        concatColumns(rows: n, parts: fabs.map { UnsafePointer($0.pooled) }, widths: fabs.map(\.channels), output: attInput)
+        attClassifier.forward(rows: n, t, input: attInput, output: attLogits)
+        return outputs
+    }
+
+    /// The outputs of the last forward.
+    public var outputs: MancsOutputs {
+        MancsOutputs(batch: lastBatch, fRank: fRank, clsLogits: clsLogits, attLogits: attLogits)
+    }
+
+    /// The attention masks of the last forward, one per FAB stage, in stage order.
+    public var attentionMasks: [AttentionMask] {
+        attention.compactMap { fab in
+            fab.map { AttentionMask(stage: $0.stage, batch: lastBatch, height: $0.height, width: $0.width,
+                                    channels: $0.channels, values: $0.mask) }
+        }
+    }
+
+    // MARK: - Backward
+
+    /// Backpropagates the gradients of the loss with respect to the three
+    /// outputs of the last (training-mode) forward, ACCUMULATING into
+    /// `parameters.grads`. Each time a layer's parameter gradients are final,
+    /// `onGradientsReady` receives their flat range; ranges arrive in
+    /// decreasing offset order and cover the whole store exactly once (the
+    /// attention blocks, stored after the backbone, hold back the backbone
+    /// ranges below them until they are done). `gradImages` [N,H,W,3], when
+    /// given, receives the gradient with respect to the input images.
+    public func backward(gradFRank: UnsafePointer<Float>, gradClsLogits: UnsafePointer<Float>,
+                         gradAttLogits: UnsafePointer<Float>,
+                         gradImages: UnsafeMutablePointer<Float>? = nil,
+                         onGradientsReady: ((Range<Int>) -> Void)? = nil) {
+        precondition(lastBatch > 0 && lastForwardWasTraining, "backward needs a training-mode forward first")
+        let n = lastBatch, t = bases, g = scratch.g, ws = scratch.workspace
+        let ready = GradientReadiness(count: parameters.count, report: onGradientsReady)
+
+        // Heads, last registered first: att classifier, cls classifier, cls BN, cls fc, rank fc.
+        attClassifier.backward(rows: n, t, input: attInput, gradOutput: gradAttLogits, gradInput: gradAttInput)
+        ready.complete(attClassifier.range)
+        clsClassifier.backward(rows: n, t, input: clsNormed, gradOutput: gradClsLogits, gradInput: gradClsNormed)
+        ready.complete(clsClassifier.range)
+        reluBackward(count: n * clsBN.channels, output: clsNormed, gradOutput: gradClsNormed, gradInput: gradClsNormed)
+        clsBN.backward(rows: n, t, input: clsHidden, gradOutput: gradClsNormed, gradInput: gradClsHidden)
+        ready.complete(clsBN.range)
+        clsFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradClsHidden, gradInput: gradPooledFeature)
+        ready.complete(clsFC.range)
+        rankFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradFRank, gradInput: gradPooledFeature2)
+        ready.complete(rankFC.range)
+        addInPlace(count: n * config.featureDim, gradPooledFeature2, into: gradPooledFeature)
+        let fabs = attention.compactMap { $0 }
+        splitColumns(rows: n, input: gradAttInput, widths: fabs.map(\.channels), parts: fabs.map(\.gradPooled))
+
+        // Into the final feature map; then stages in reverse. `cur` indexes the
+        // scratch buffer holding the gradient of the current activation.
+        var cur = 0
+        globalAvgPoolBackward(batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
+                              gradOutput: gradPooledFeature, gradInput: g[cur])
+        for i in stride(from: 3, through: 0, by: -1) {
+            let blocks = stages[i]
+            let stageOutput = UnsafePointer(blocks.last!.output)
+            if let fab = attention[i] {
+                let next = (cur + 1) & 3
+                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
+                             t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                cur = next
+            }
+            for j in stride(from: blocks.count - 1, through: 0, by: -1) {
+                let input = j > 0 ? UnsafePointer(blocks[j - 1].output) : blockInput(stage: i)
+                let next = (cur + 1) & 3
+                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
+                                   t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                cur = next
+            }
+        }
+
+        // Stem.
+        let next = (cur + 1) & 3
+        let stemRows = n * stemConv.outHeight * stemConv.outWidth
+        maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
+                             gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
+        reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: g[next], gradInput: g[next])
+        stemBN.backward(rows: stemRows, t, input: stemConvOut, gradOutput: g[next], gradInput: g[cur])
+        ready.complete(stemBN.range)
+        stemConv.backward(n, t, input: images, gradOutput: g[cur], gradInput: gradImages, workspace: ws)
+        ready.complete(stemConv.range)
+        precondition(onGradientsReady == nil || ready.isFinished, "gradient ranges did not cover the store")
+    }
+
+    /// Input of stage i's first block: the pooled stem, or the previous stage's output (after its FAB).
+    private func blockInput(stage i: Int) -> UnsafePointer<Float> {
+        if i == 0 { return UnsafePointer(poolOut) }
+        if let fab = attention[i - 1] { return UnsafePointer(fab.output) }
+        return UnsafePointer(stages[i - 1].last!.output)
+    }
+}
