@@ -22,6 +22,9 @@ struct DataCommand: ParsableCommand {
     @Option(name: .customLong("cuhk03-classic-split"), help: "CUHK03: use the classic 1367/100 split with this index (0-19) instead of the 767/700 protocol.")
     var cuhk03ClassicSplit: Int?
 
+    @Option(name: .long, help: "Also time N training images decoded + augmented on one thread and print images per second.")
+    var benchmark: Int?
+
     struct SplitSummary: Codable { var ids: Int; var images: Int; var cameras: Int }
     struct Summary: Codable { var train: SplitSummary; var query: SplitSummary; var gallery: SplitSummary; var skipped: [SkippedFile] }
 
@@ -34,6 +37,9 @@ struct DataCommand: ParsableCommand {
         }
         func summary(_ s: ReIDSplit) -> SplitSummary { SplitSummary(ids: s.identityCount, images: s.count, cameras: s.cameraCount) }
         let sum = Summary(train: summary(d.train), query: summary(d.query), gallery: summary(d.gallery), skipped: d.skipped)
+        if let n = benchmark, n > 0 {
+            try runBenchmark(d.train, count: n)
+        }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -49,5 +55,23 @@ struct DataCommand: ParsableCommand {
         if let mq = d.multiQuery { print("gt_bbox (multi-query): \(mq.identityCount) ids, \(mq.count) images") }
         print("skipped \(d.skipped.count) file(s)\(d.skipped.isEmpty ? "" : ":")")
         for s in d.skipped { print("  \(s.path): \(s.reason)") }
+    }
+
+    /// Single-thread decode + training augmentation throughput (to stderr, so --json stays one object).
+    func runBenchmark(_ split: ReIDSplit, count: Int) throws {
+        let decoder = JPEGDecoder()
+        let transform = ImageTransform()
+        var out = [Float](repeating: 0, count: transform.settings.imageSize)
+        let started = Date()
+        try out.withUnsafeMutableBufferPointer { buffer in
+            for i in 0..<count {
+                let image = try decodeImage(split.images[i % split.count], decoder: decoder)
+                transform.training(image, key: UInt64(i), into: buffer.baseAddress!)
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let line = String(format: "benchmark: %d images decoded + augmented to %dx%d on one thread in %.3f s: %.0f images/s\n",
+                          count, transform.settings.height, transform.settings.width, seconds, Double(count) / seconds)
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
