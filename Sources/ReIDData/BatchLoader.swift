@@ -98,11 +98,42 @@ final class BadImageRegistry: @unchecked Sendable {
 
 /// Produces a rank's local batches in order, starting at (epoch, batch) and
 /// running on through later epochs, decoded and augmented by `threads`
-/// background threads at most `prefetch` batches ahead.
+/// background threads at most `prefetch` batches ahead. The threads stop on
+/// `stop()` or when the loader is released.
 public final class BatchLoader: @unchecked Sendable {
     public let sampler: PKSampler
-    private let split: ReIDSplit
-    private let settings: TransformSettings
+    private let queue: BatchQueue
+
+    public init(split: ReIDSplit, sampler: PKSampler, settings: TransformSettings = TransformSettings(),
+                startEpoch: Int = 0, startBatch: Int = 0, threads: Int = 2, prefetch: Int = 4,
+                warn: @escaping @Sendable (String) -> Void = printWarning) {
+        precondition(startBatch >= 0 && startBatch < sampler.batchesPerEpoch && startEpoch >= 0,
+                     "BatchLoader: start (\(startEpoch), \(startBatch)) outside 0..<\(sampler.batchesPerEpoch) batches")
+        self.sampler = sampler
+        queue = BatchQueue(sampler: sampler, start: (startEpoch, startBatch), prefetch: max(prefetch, 1), threads: max(threads, 1))
+        let registry = BadImageRegistry()
+        for t in 0..<max(threads, 1) {
+            let assembler = BatchAssembler(split: split, sampler: sampler, settings: settings, badImages: registry, warn: warn)
+            let queue = self.queue
+            let thread = Thread { queue.work(assembler) }
+            thread.name = "mancs-loader-\(t)"
+            thread.start()
+        }
+    }
+
+    deinit { queue.stop() }
+
+    /// The next local batch (blocks until it is ready). Throws if an identity
+    /// has no decodable image at all.
+    public func next() throws -> LoadedBatch { try queue.next() }
+
+    /// Stops the background threads (each finishes the batch it is on).
+    public func stop() { queue.stop() }
+}
+
+/// The loader's shared state: which batches are taken, which are ready.
+final class BatchQueue: @unchecked Sendable {
+    private let sampler: PKSampler
     private let start: (epoch: Int, index: Int)
     private let prefetch: Int
     private let condition = NSCondition()
@@ -110,27 +141,11 @@ public final class BatchLoader: @unchecked Sendable {
     private var consumed = 0     // next sequence number `next()` returns
     private var ready: [Int: Result<LoadedBatch, Error>] = [:]
     private var stopped = false
-    private var running = 0
+    private var running: Int
 
-    public init(split: ReIDSplit, sampler: PKSampler, settings: TransformSettings = TransformSettings(),
-                startEpoch: Int = 0, startBatch: Int = 0, threads: Int = 2, prefetch: Int = 4,
-                warn: @escaping @Sendable (String) -> Void = printWarning) {
-        precondition(startBatch >= 0 && startBatch < sampler.batchesPerEpoch && startEpoch >= 0,
-                     "BatchLoader: start (\(startEpoch), \(startBatch)) outside 0..<\(sampler.batchesPerEpoch) batches")
-        self.split = split; self.sampler = sampler; self.settings = settings
-        start = (startEpoch, startBatch)
-        self.prefetch = max(prefetch, 1)
-        let registry = BadImageRegistry()
-        running = max(threads, 1)
-        for t in 0..<max(threads, 1) {
-            let assembler = BatchAssembler(split: split, sampler: sampler, settings: settings, badImages: registry, warn: warn)
-            let thread = Thread { [self] in work(assembler) }
-            thread.name = "mancs-loader-\(t)"
-            thread.start()
-        }
+    init(sampler: PKSampler, start: (Int, Int), prefetch: Int, threads: Int) {
+        self.sampler = sampler; self.start = start; self.prefetch = prefetch; running = threads
     }
-
-    deinit { stop() }
 
     /// (epoch, batch) of sequence number s.
     private func position(_ s: Int) -> (epoch: Int, index: Int) {
@@ -139,7 +154,7 @@ public final class BatchLoader: @unchecked Sendable {
         return (start.epoch + flat / n, flat % n)
     }
 
-    private func work(_ assembler: BatchAssembler) {
+    func work(_ assembler: BatchAssembler) {
         while true {
             condition.lock()
             while !stopped && produced >= consumed + prefetch { condition.wait() }
@@ -156,9 +171,7 @@ public final class BatchLoader: @unchecked Sendable {
         }
     }
 
-    /// The next local batch (blocks until it is ready). Throws if an identity
-    /// has no decodable image at all.
-    public func next() throws -> LoadedBatch {
+    func next() throws -> LoadedBatch {
         condition.lock()
         precondition(!stopped, "BatchLoader.next() after stop()")
         while ready[consumed] == nil { condition.wait() }
@@ -169,8 +182,7 @@ public final class BatchLoader: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Stops the background threads (waits for them to finish their batch).
-    public func stop() {
+    func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()

@@ -10,7 +10,7 @@ public struct MatFileError: Error, CustomStringConvertible {
 }
 
 /// A MATLAB value, as much of it as the re-ID configs use.
-public indirect enum MatValue: Sendable {
+indirect enum MatValue: Sendable {
     /// Any numeric class, converted to Double; column-major, `dims` as MATLAB gives them.
     case numeric(dims: [Int], values: [Double])
     /// Character array (rows joined; a single row is the usual case).
@@ -21,9 +21,9 @@ public indirect enum MatValue: Sendable {
     case unsupported(classID: Int)
 
     /// Numbers of a numeric array, flattened (MATLAB's `(:)`).
-    public var numbers: [Double]? { if case .numeric(_, let v) = self { return v } else { return nil } }
+    var numbers: [Double]? { if case .numeric(_, let v) = self { return v } else { return nil } }
     /// Strings of a cell array of character arrays, flattened.
-    public var strings: [String]? {
+    var strings: [String]? {
         guard case .cell(_, let cells) = self else { return nil }
         var out: [String] = []
         for c in cells {
@@ -41,7 +41,7 @@ public indirect enum MatValue: Sendable {
 
 /// Reads the top-level variables of a level-5 MAT-file (MATLAB `-v6`/`-v7`,
 /// scipy `savemat`), including zlib-compressed ones. Little-endian files only.
-public func readMatFileV5(path: String) throws -> [String: MatValue] {
+func readMatFileV5(path: String) throws -> [String: MatValue] {
     guard let data = FileManager.default.contents(atPath: path) else { throw MatFileError("\(path): cannot read the file") }
     let bytes = [UInt8](data)
     guard bytes.count >= 128 else { throw MatFileError("\(path): too short for a MAT-file header") }

@@ -48,6 +48,24 @@ final class WarningLog: @unchecked Sendable {
         }
     }
 
+    @Test func batchesDoNotDependOnTheNumberOfRanks() throws {
+        let split = makeSplit(corrupt: false)
+        for n in [2, 4] {
+            let whole = BatchLoader(split: split, sampler: try PKSampler(split: split, p: 4, k: 2, seed: 8), startEpoch: 1, threads: 1)
+            let parts = try (0..<n).map { r in
+                BatchLoader(split: split, sampler: try PKSampler(split: split, p: 4, k: 2, seed: 8, rank: r, worldSize: n), startEpoch: 1)
+            }
+            for _ in 0..<2 {
+                let w = try whole.next()
+                let shards = try parts.map { try $0.next() }
+                #expect(shards.flatMap(\.images) == w.images, "n = \(n)")
+                #expect(shards.flatMap(\.labels) == w.labels)
+                #expect(shards.allSatisfy { $0.epoch == w.epoch && $0.index == w.index })
+            }
+            // Released without stop(): deinit ends the threads.
+        }
+    }
+
     @Test func corruptImageIsReplacedBySameIdentityWithAWarning() throws {
         let split = makeSplit(corrupt: true)
         let sampler = try PKSampler(split: split, p: 6, k: 3, seed: 1) // every image of every identity
