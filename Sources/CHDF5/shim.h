@@ -11,6 +11,7 @@ static inline hid_t mancs_h5t_native_uint64(void) { return H5T_NATIVE_UINT64; }
 static inline hid_t mancs_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
 static inline hid_t mancs_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t mancs_h5t_native_uint16(void) { return H5T_NATIVE_UINT16; }
+static inline hid_t mancs_h5t_std_ref_obj(void) { return H5T_STD_REF_OBJ; }
 static inline hid_t mancs_h5t_c_s1(void) { return H5T_C_S1; }
 static inline hid_t mancs_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline hid_t mancs_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }

@@ -42,6 +42,10 @@ private let silenced: Void = { H5open(); mancs_h5_silence_errors() }()
     return try body()
 }
 
+/// Runs `body` holding the lock every HDF5Kit call takes, for code that calls
+/// the C library directly (e.g. reading object references) alongside HDF5Kit.
+public func withHDF5Lock<T>(_ body: () throws -> T) rethrows -> T { try locked(body) }
+
 /// An open HDF5 file. Closed when released (or by `close()`).
 public final class HDF5File: @unchecked Sendable {
     public let path: String

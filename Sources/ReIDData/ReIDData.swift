@@ -1,1 +1,9 @@
-// ReIDData: see docs/architecture.md
+// ReIDData: person re-identification data for the Mancs trainer.
+//
+// - Datasets by name (`loadDataset`): Market-1501, DukeMTMC-reID, CUHK03
+//   (labeled / detected, new 767/700 or classic 1367/100 protocol).
+// - JPEG decoding (`JPEGDecoder`, TurboJPEG) and PIL-like bilinear resizing.
+// - Training augmentation and the evaluation transform (`ImageTransform`),
+//   driven by a counter-based random generator (`CounterRandom`).
+// - The PK identity sampler (`PKSampler`) and the prefetching loader
+//   (`BatchLoader`). See docs/data.md.

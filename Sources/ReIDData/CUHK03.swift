@@ -1,0 +1,260 @@
+import CHDF5
+import Foundation
+import HDF5Kit
+
+// MARK: CUHK03 (cuhk-03.mat, MATLAB v7.3 = HDF5)
+
+/// Object-reference access to a MATLAB v7.3 file. Every call holds HDF5Kit's
+/// lock (the Debian HDF5 build is not thread-safe).
+final class MatV73File: @unchecked Sendable {
+    let path: String
+    private let fid: hid_t
+
+    init(path: String) throws {
+        self.path = path
+        let id = withHDF5Lock { H5Fopen(path, mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
+        guard id >= 0 else { throw DatasetError("\(path): not a readable MATLAB v7.3 (HDF5) file") }
+        fid = id
+    }
+
+    deinit { _ = withHDF5Lock { H5Fclose(fid) } }
+
+    /// A dataset's dims (HDF5 order, i.e. MATLAB's reversed), class and contents.
+    enum Contents {
+        case references(dims: [Int], [hobj_ref_t])
+        case numbers(dims: [Int], [Double])
+        case bytes(dims: [Int], [UInt8])
+    }
+
+    private func read(_ d: hid_t, what: String) throws -> Contents {
+        let space = H5Dget_space(d)
+        defer { H5Sclose(space) }
+        let rank = Int(H5Sget_simple_extent_ndims(space))
+        var hd = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(space, &hd, nil)
+        let dims = rank == 0 ? [] : hd.map { Int($0) }
+        let n = dims.reduce(1, *)
+        let type = H5Dget_type(d)
+        defer { H5Tclose(type) }
+        let cls = H5Tget_class(type)
+        if cls == H5T_REFERENCE {
+            var refs = [hobj_ref_t](repeating: 0, count: n)
+            guard H5Dread(d, mancs_h5t_std_ref_obj(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &refs) >= 0 else {
+                throw DatasetError("\(path): cannot read the references of \(what)")
+            }
+            return .references(dims: dims, refs)
+        }
+        if cls == H5T_INTEGER && H5Tget_size(type) == 1 {
+            var bytes = [UInt8](repeating: 0, count: n)
+            guard H5Dread(d, mancs_h5t_native_uint8(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &bytes) >= 0 else {
+                throw DatasetError("\(path): cannot read \(what)")
+            }
+            return .bytes(dims: dims, bytes)
+        }
+        guard cls == H5T_INTEGER || cls == H5T_FLOAT else { throw DatasetError("\(path): \(what) is neither numbers nor references") }
+        var values = [Double](repeating: 0, count: n)
+        guard H5Dread(d, mancs_h5t_native_double(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &values) >= 0 else {
+            throw DatasetError("\(path): cannot read \(what)")
+        }
+        return .numbers(dims: dims, values)
+    }
+
+    /// The dataset at an absolute path.
+    func dataset(_ name: String) throws -> Contents {
+        try withHDF5Lock {
+            guard H5Lexists(fid, name, mancs_h5p_default()) > 0 else {
+                throw DatasetError("\(path): no variable '\(name.dropFirst())' (expected a CUHK03 cuhk-03.mat)")
+            }
+            let d = H5Dopen2(fid, name, mancs_h5p_default())
+            guard d >= 0 else { throw DatasetError("\(path): '\(name)' is not a dataset") }
+            defer { H5Dclose(d) }
+            return try read(d, what: name)
+        }
+    }
+
+    /// The dataset an object reference points to.
+    func dereference(_ ref: hobj_ref_t, what: String) throws -> Contents {
+        try withHDF5Lock {
+            var r = ref
+            let d = H5Rdereference2(fid, mancs_h5p_default(), H5R_OBJECT, &r)
+            guard d >= 0 else { throw DatasetError("\(path): dangling reference in \(what)") }
+            defer { H5Oclose(d) }
+            guard H5Iget_type(d) == H5I_DATASET else { throw DatasetError("\(path): \(what) refers to a group, not an array") }
+            return try read(d, what: what)
+        }
+    }
+
+    /// Only the dims of the referenced dataset (cheap: no data read).
+    func dimensions(_ ref: hobj_ref_t, what: String) throws -> [Int] {
+        try withHDF5Lock {
+            var r = ref
+            let d = H5Rdereference2(fid, mancs_h5p_default(), H5R_OBJECT, &r)
+            guard d >= 0 else { throw DatasetError("\(path): dangling reference in \(what)") }
+            defer { H5Oclose(d) }
+            guard H5Iget_type(d) == H5I_DATASET else { return [] }
+            let space = H5Dget_space(d)
+            defer { H5Sclose(space) }
+            let rank = Int(H5Sget_simple_extent_ndims(space))
+            var hd = [hsize_t](repeating: 0, count: max(rank, 1))
+            H5Sget_simple_extent_dims(space, &hd, nil)
+            return rank == 0 ? [] : hd.map { Int($0) }
+        }
+    }
+}
+
+/// CUHK03's images, read on demand from `cuhk-03.mat` (uint8 arrays stored
+/// MATLAB-style: HDF5 dims (3, W, H), transposed here to H x W x 3).
+final class CUHK03Store: RawImageStore, @unchecked Sendable {
+    let file: MatV73File
+    let kind: String
+    var refs: [hobj_ref_t] = []
+    var names: [String] = []   // torchreid's names: campair_pid_view_imgid (1-based)
+
+    init(file: MatV73File, kind: String) { self.file = file; self.kind = kind }
+
+    func name(of index: Int) -> String { "\(file.path):\(kind)/\(names[index])" }
+
+    func image(at index: Int) throws -> RGB8Image {
+        let what = name(of: index)
+        guard case .bytes(let dims, let data) = try file.dereference(refs[index], what: what), dims.count == 3, dims[0] == 3 else {
+            throw ImageDecodeError(path: what, reason: "not a uint8 H x W x 3 image")
+        }
+        let W = dims[1], H = dims[2]
+        var pixels = [UInt8](repeating: 0, count: W * H * 3)
+        for c in 0..<3 {
+            for x in 0..<W {
+                let column = c * W * H + x * H
+                for y in 0..<H { pixels[(y * W + x) * 3 + c] = data[column + y] }
+            }
+        }
+        return RGB8Image(width: W, height: H, pixels: pixels)
+    }
+}
+
+/// Finds a file in `root`, or one or two folder levels below it.
+func findFile(_ name: String, under root: String) -> String? {
+    let fm = FileManager.default
+    var frontier = [root]
+    for _ in 0..<3 {
+        var next: [String] = []
+        for dir in frontier {
+            if fm.fileExists(atPath: dir + "/" + name) { return dir + "/" + name }
+            for sub in ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).sorted() {
+                var isDir: ObjCBool = false
+                if fm.fileExists(atPath: dir + "/" + sub, isDirectory: &isDir), isDir.boolValue { next.append(dir + "/" + sub) }
+            }
+        }
+        frontier = next
+    }
+    return nil
+}
+
+func parseCUHK03(root: String, detected: Bool, protocol: CUHK03Protocol) throws -> RawDataset {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
+        throw DatasetError("\(root): no such folder (expected the CUHK03 folder holding cuhk-03.mat)")
+    }
+    guard let matPath = findFile("cuhk-03.mat", under: root) else {
+        throw DatasetError("\(root): no cuhk-03.mat here or in a subfolder (expected the CUHK03 release)")
+    }
+    let kind = detected ? "detected" : "labeled"
+    let file = try MatV73File(path: matPath)
+    let store = CUHK03Store(file: file, kind: kind)
+
+    // labeled / detected: a cell of camera pairs, each a (persons x 10) cell of images.
+    guard case .references(_, let pairRefs) = try file.dataset("/" + kind) else {
+        throw DatasetError("\(matPath): '\(kind)' is not a cell array")
+    }
+    var byName: [String: Int] = [:]
+    var persons: [(pair: Int, person: Int, images: [Int])] = []
+    for (p, pairRef) in pairRefs.enumerated() {
+        guard case .references(let dims, let cells) = try file.dereference(pairRef, what: "\(kind){\(p + 1)}"), dims.count == 2 else {
+            throw DatasetError("\(matPath): \(kind){\(p + 1)} is not a 2-D cell array")
+        }
+        let slots = dims[0], count = dims[1] // HDF5 (10, persons) = MATLAB persons x 10
+        for j in 0..<count {
+            var images: [Int] = []
+            for k in 0..<slots {
+                let ref = cells[k * count + j]
+                let what = "\(kind){\(p + 1)}{\(j + 1),\(k + 1)}"
+                guard try file.dimensions(ref, what: what).count == 3 else { continue } // empty cell
+                let name = String(format: "%d_%03d_%d_%02d", p + 1, j + 1, k < slots / 2 ? 1 : 2, k + 1)
+                byName[name] = store.refs.count
+                images.append(store.refs.count)
+                store.refs.append(ref)
+                store.names.append(name)
+            }
+            if !images.isEmpty { persons.append((p + 1, j + 1, images)) }
+        }
+    }
+    func image(_ index: Int, pid: Int) -> ReIDImage {
+        // Camera = view within the pair (torchreid's camid), 0-based.
+        let view = Int(store.names[index].split(separator: "_")[2])! - 1
+        return ReIDImage(source: .stored(store, index: index), pid: pid, camera: view)
+    }
+
+    switch `protocol` {
+    case .classic(let split):
+        guard case .references(_, let splitRefs) = try file.dataset("/testsets") else {
+            throw DatasetError("\(matPath): 'testsets' is not a cell array")
+        }
+        guard split >= 0 && split < splitRefs.count else {
+            throw DatasetError("\(matPath): classic split \(split) does not exist (0..<\(splitRefs.count))")
+        }
+        guard case .numbers(let dims, let v) = try file.dereference(splitRefs[split], what: "testsets{\(split + 1)}"), dims.count == 2,
+              dims.contains(2) else {
+            throw DatasetError("\(matPath): testsets{\(split + 1)} is not an N x 2 list of (camera pair, person)")
+        }
+        var test = Set<[Int]>()
+        if dims[0] == 2 {
+            let n = dims[1]
+            for r in 0..<n { test.insert([Int(v[r]), Int(v[n + r])]) }
+        } else {
+            for r in 0..<dims[0] { test.insert([Int(v[2 * r]), Int(v[2 * r + 1])]) }
+        }
+        var train: [ReIDImage] = [], testImages: [ReIDImage] = []
+        for person in persons {
+            let pid = person.pair * 1000 + person.person // unique, ordered like torchreid's counter
+            let list = person.images.map { image($0, pid: pid) }
+            if test.contains([person.pair, person.person]) { testImages += list } else { train += list }
+        }
+        return RawDataset(train: train, query: testImages, gallery: testImages, multiQuery: nil, skipped: [],
+                          trainDescription: "\(matPath) (\(kind), classic split \(split))")
+
+    case .new:
+        let configName = "cuhk03_new_protocol_config_\(kind).mat"
+        guard let configPath = findFile(configName, under: root) else {
+            throw DatasetError("\(root): no \(configName) here or in a subfolder (needed for the 767/700 protocol; pass a classic split instead to use testsets)")
+        }
+        let config = try readMatFileV5(path: configPath)
+        func numbers(_ key: String) throws -> [Int] {
+            guard let v = config[key]?.numbers else { throw DatasetError("\(configPath): missing numeric variable '\(key)'") }
+            return v.map { Int($0) }
+        }
+        guard let filelist = config["filelist"]?.strings else {
+            throw DatasetError("\(configPath): missing cell array of names 'filelist'")
+        }
+        let labels = try numbers("labels")
+        guard labels.count == filelist.count else {
+            throw DatasetError("\(configPath): \(labels.count) labels for \(filelist.count) files")
+        }
+        var skipped: [SkippedFile] = []
+        func images(_ key: String) throws -> [ReIDImage] {
+            try numbers(key).compactMap { idx in
+                guard idx >= 1 && idx <= filelist.count else {
+                    throw DatasetError("\(configPath): \(key) has index \(idx) outside 1...\(filelist.count)")
+                }
+                let name = filelist[idx - 1]
+                let stem = name.hasSuffix(".png") ? String(name.dropLast(4)) : name
+                guard let index = byName[stem] else {
+                    skipped.append(SkippedFile(path: "\(configPath):\(name)", reason: "not in \(matPath) \(kind) (empty cell?)"))
+                    return nil
+                }
+                return image(index, pid: labels[idx - 1])
+            }
+        }
+        let train = try images("train_idx"), query = try images("query_idx"), gallery = try images("gallery_idx")
+        return RawDataset(train: train, query: query, gallery: gallery, multiQuery: nil, skipped: skipped,
+                          trainDescription: "\(configPath) train_idx")
+    }
+}
