@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "ReIDData", dependencies: ["CTurboJPEG", "HDF5Kit"], swiftSettings: fast),
         .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel"]),
+        .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed"]),
 
         // MARK: Executables
         .executableTarget(name: "mancs", dependencies: [

@@ -19,3 +19,4 @@ static inline int mancs_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; 
 static inline int mancs_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline int mancs_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline MPI_Errhandler mancs_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Status *mancs_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }

@@ -1,0 +1,188 @@
+import CMPI
+import Foundation
+
+/// Averages a flat gradient buffer across ranks in fixed buckets, overlapping
+/// the allreduce of finished buckets with the rest of backward.
+///
+/// Bucket k covers elements [k*B, min((k+1)*B, n)) with B = bucketBytes/4: the
+/// boundaries depend only on the buffer size and the bucket size, never on
+/// timing, so the order of sums (and the result) is the same run after run.
+/// Buckets start in the order their last range is reported, which is the same
+/// on every rank (the same model reports the same ranges), as MPI requires for
+/// collectives.
+///
+/// Per step: `beginStep()`, then `gradientsReady(range)` as backward finishes
+/// gradients (any order; usually decreasing offsets), `progress()` now and then
+/// (polling mode), and `finish()`, which waits and divides by the world size.
+/// No other MPI call may be made on this process between `beginStep` and `finish`.
+public final class GradientReducer: @unchecked Sendable {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// MPI_Iallreduce per bucket, advanced by `progress()` (MPI_Testall) calls
+        /// from the model between layers. Open MPI 4.1 has no progress thread.
+        case polling
+        /// A dedicated thread runs a blocking MPI_Allreduce per bucket as buckets
+        /// become ready; needs MPI_THREAD_MULTIPLE.
+        case thread
+    }
+
+    public let comm: Communicator
+    public let gradients: UnsafeMutableBufferPointer<Float>
+    public let bucketElements: Int
+    public let mode: Mode
+    /// Element ranges of the buckets, in offset order.
+    public let buckets: [Range<Int>]
+
+    private var readyCount: [Int]
+    private var launched: [Bool]
+    private var requests: [MPI_Request?]
+    private var pending: [Bool]
+    private var launchOrder: [Int] = []
+    private var inStep = false
+
+    // Thread mode: a queue of bucket indices, served by `worker`.
+    private let condition = NSCondition()
+    private var queue: [Int] = []
+    private var completed = 0
+    private var workerError: Error?
+    private var stopping = false
+    private var worker: Thread?
+
+    /// - Parameter bucketBytes: bytes per bucket (25 MB by default, as in PyTorch DDP).
+    public init(comm: Communicator, gradients: UnsafeMutableBufferPointer<Float>,
+                bucketBytes: Int = 25 << 20, mode: Mode = .polling) throws {
+        precondition(bucketBytes >= 4, "bucket size must hold at least one float, got \(bucketBytes) bytes")
+        self.comm = comm
+        self.gradients = gradients
+        self.mode = mode
+        bucketElements = bucketBytes / 4
+        var b: [Range<Int>] = []
+        var start = 0
+        while start < gradients.count {
+            let end = min(start + bucketElements, gradients.count)
+            b.append(start..<end)
+            start = end
+        }
+        buckets = b
+        readyCount = [Int](repeating: 0, count: b.count)
+        launched = [Bool](repeating: false, count: b.count)
+        requests = [MPI_Request?](repeating: nil, count: b.count)
+        pending = [Bool](repeating: false, count: b.count)
+        if mode == .thread && comm.size > 1 {
+            guard comm.threadMultiple else {
+                throw MPIError("gradient reducer: thread mode needs MPI_THREAD_MULTIPLE, which this MPI did not grant")
+            }
+            // The thread keeps the reducer alive until `shutdown()`.
+            let t = Thread { self.serve() }
+            t.name = "mancs-allreduce"
+            worker = t
+            t.start()
+        }
+    }
+
+    /// Stops the communication thread (thread mode). Call before `finalize()`.
+    public func shutdown() {
+        condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
+        worker = nil
+    }
+
+    // MARK: Step
+
+    public func beginStep() {
+        precondition(!inStep, "GradientReducer.beginStep called twice without finish()")
+        inStep = true
+        for i in buckets.indices { readyCount[i] = 0; launched[i] = false; pending[i] = false }
+        launchOrder.removeAll(keepingCapacity: true)
+        condition.lock(); completed = 0; workerError = nil; condition.unlock()
+    }
+
+    /// Marks a range of the buffer as final for this step; buckets it completes start at once.
+    public func gradientsReady(_ range: Range<Int>) throws {
+        precondition(inStep, "GradientReducer.gradientsReady outside beginStep()/finish()")
+        precondition(range.lowerBound >= 0 && range.upperBound <= gradients.count,
+                     "gradient range \(range) outside the buffer of \(gradients.count)")
+        guard !range.isEmpty, comm.size > 1 else { return }
+        var k = range.lowerBound / bucketElements
+        while k < buckets.count && buckets[k].lowerBound < range.upperBound {
+            let overlap = buckets[k].clamped(to: range)
+            readyCount[k] += overlap.count
+            precondition(readyCount[k] <= buckets[k].count, "gradient range \(range) reported twice in one step")
+            if readyCount[k] == buckets[k].count { try launch(k) }
+            k += 1
+        }
+    }
+
+    /// Lets MPI advance the buckets in flight (cheap; call between layers in polling mode).
+    public func progress() throws {
+        guard mode == .polling, comm.size > 1, !launchOrder.isEmpty else { return }
+        var flag: Int32 = 0
+        for k in launchOrder where pending[k] {
+            // Testing one request drives the whole progress engine.
+            try check(MPI_Test(&requests[k], &flag, mancs_mpi_status_ignore()), "test of gradient bucket \(k)")
+            if flag != 0 { pending[k] = false } else { break }
+        }
+    }
+
+    /// Starts what is not started yet (in decreasing bucket order), waits for
+    /// every bucket, and divides the sums by the world size.
+    public func finish() throws {
+        precondition(inStep, "GradientReducer.finish without beginStep()")
+        inStep = false
+        guard comm.size > 1 else { return }
+        for k in buckets.indices.reversed() where !launched[k] { try launch(k) }
+        switch mode {
+        case .polling:
+            for k in launchOrder where pending[k] {
+                try check(MPI_Wait(&requests[k], mancs_mpi_status_ignore()), "wait for gradient bucket \(k)")
+                pending[k] = false
+            }
+        case .thread:
+            condition.lock()
+            while completed < buckets.count && workerError == nil { condition.wait() }
+            let err = workerError
+            condition.unlock()
+            if let err { throw err }
+        }
+        let scale = Float(comm.size)
+        let g = gradients
+        for i in g.indices { g[i] /= scale }
+    }
+
+    // MARK: Internals
+
+    private func launch(_ k: Int) throws {
+        precondition(!launched[k], "gradient bucket \(k) launched twice")
+        launched[k] = true
+        launchOrder.append(k)
+        let r = buckets[k]
+        switch mode {
+        case .polling:
+            try check(MPI_Iallreduce(mancs_mpi_in_place(), gradients.baseAddress! + r.lowerBound, Int32(r.count),
+                                     mancs_mpi_float(), mancs_mpi_sum(), comm.comm, &requests[k]), "allreduce of gradient bucket \(k)")
+            pending[k] = true
+        case .thread:
+            condition.lock(); queue.append(k); condition.signal(); condition.unlock()
+        }
+    }
+
+    private func serve() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let k = queue.removeFirst()
+            condition.unlock()
+            let r = buckets[k]
+            let rc = MPI_Allreduce(mancs_mpi_in_place(), gradients.baseAddress! + r.lowerBound, Int32(r.count),
+                                   mancs_mpi_float(), mancs_mpi_sum(), comm.comm)
+            condition.lock()
+            if rc != 0 { workerError = mpiError(rc, k) }
+            completed += 1
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private func mpiError(_ rc: Int32, _ k: Int) -> Error {
+        do { try check(rc, "allreduce of gradient bucket \(k)"); return MPIError("allreduce of gradient bucket \(k) failed") } catch { return error }
+    }
+}
