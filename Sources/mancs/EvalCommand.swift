@@ -1,9 +1,90 @@
 import ArgumentParser
+import Foundation
+import Kernels
+import ReIDEval
 
+/// `mancs eval`: CMC / mAP / mINP from a features file (SPEC sections 5 and 7).
 struct EvalCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate features (CMC, mAP, mINP).")
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate features (CMC, mAP, mINP).",
+        discussion: """
+            Reads an HDF5 features file (/query and /gallery with features, pids, camids) and prints \
+            rank-1/5/10/20, mAP and mINP in percent. --json writes the same numbers as fractions in 0..1. \
+            See docs/evaluation.md.
+            """)
+
+    enum EvalProtocol: String, ExpressibleByArgument, CaseIterable {
+        case market
+        case cuhk03Classic = "cuhk03-classic"
+    }
+
+    @Option(help: "Features file (HDF5) to evaluate.")
+    var features: String?
+
+    @Option(name: .customLong("protocol"), help: "market (also Duke, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
+    var evalProtocol: EvalProtocol = .market
+
+    @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")
+    var multiQuery = false
+
+    @Option(help: "Also write the metrics as JSON (fractions in 0..1) to this file.")
+    var json: String?
+
+    @Option(help: "Keep the CMC up to this rank.")
+    var maxRank = 50
+
+    @Option(help: "Threads (OpenBLAS and ranking); default: all cores.")
+    var threads: Int?
+
+    @Option(help: "Seed of the cuhk03-classic gallery draws.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Checkpoint to extract features with (not yet available; use --features).")
+    var checkpoint: String?
+
+    @Option(help: "Dataset directory for extraction (not yet available; use --features).")
+    var data: String?
+
+    @Option(help: "Dataset name for extraction (not yet available; use --features).")
+    var dataset: String?
+
+    func validate() throws {
+        guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if features == nil {
+            if checkpoint != nil || data != nil || dataset != nil {
+                throw ValidationError("eval: extracting features from --checkpoint/--data/--dataset is not yet available; pass --features FILE")
+            }
+            throw ValidationError("eval: pass --features FILE")
+        }
+    }
 
     func run() throws {
-        throw ValidationError("eval: not implemented yet")
+        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        setBLASThreads(threads)
+        let start = Date()
+        let file = try FeaturesFile.read(features!)
+        let readTime = Date().timeIntervalSince(start)
+        var query = file.query
+        if multiQuery {
+            guard let mq = file.multiQuery else {
+                throw EvalError("\(features!): --multi-query needs a /multiquery group (features, pids, camids)")
+            }
+            query = try multiQueryAverage(query: query, multiQuery: mq)
+        }
+        let options = EvalOptions(maxRank: maxRank, threads: threads)
+        let result: EvalResult
+        switch evalProtocol {
+        case .market: result = try evaluateMarket(query: query, gallery: file.gallery, options: options)
+        case .cuhk03Classic:
+            result = try evaluateCUHK03Classic(query: query, gallery: file.gallery, options: options, seed: seed)
+        }
+        let total = Date().timeIntervalSince(start)
+        let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
+        print(result.table(title: title))
+        print(String(format: "  time     %.2f s (reading %.2f s)", total, readTime))
+        if let json {
+            try result.jsonData().write(to: URL(fileURLWithPath: json))
+        }
     }
 }

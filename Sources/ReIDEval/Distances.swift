@@ -1,0 +1,148 @@
+import Kernels
+
+// MARK: - Squared Euclidean distances, a block of queries at a time
+
+/// Squared norms of each row of a row-major [rows, dim] matrix.
+func rowSquaredNorms(_ x: [Float], rows: Int, dim: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: rows)
+    x.withUnsafeBufferPointer { xp in
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows {
+                let row = xp.baseAddress! + r &* dim
+                var s: Float = 0
+                for k in 0..<dim { s += row[k] * row[k] }
+                o[r] = s
+            }
+        }
+    }
+    return out
+}
+
+/// Fills `out` [rows, G] with the squared distances between query rows
+/// `first ..< first + rows` and every gallery row, as torchreid does:
+/// |q|^2 + |g|^2 - 2 q.g, the cross term by one sgemm (`addmm`).
+///
+/// Squared distances rank exactly like distances, so no square root is taken.
+func squaredDistanceBlock(
+    query: UnsafePointer<Float>, queryNorms: UnsafePointer<Float>, first: Int, rows: Int,
+    gallery: UnsafePointer<Float>, galleryNorms: UnsafePointer<Float>, galleryCount g: Int,
+    dim: Int, out: UnsafeMutablePointer<Float>
+) {
+    for i in 0..<rows {
+        let qn = queryNorms[first &+ i]
+        let row = out + i &* g
+        for j in 0..<g { row[j] = qn + galleryNorms[j] }
+    }
+    sgemm(transA: false, transB: true, m: rows, n: g, k: dim,
+          alpha: -2, a: query + first &* dim, lda: dim, b: gallery, ldb: dim,
+          beta: 1, c: out, ldc: g)
+}
+
+/// The full [Nq, Ng] squared distance matrix (for small sets and tests; the
+/// evaluations themselves work block by block).
+public func squaredDistances(query: FeatureSet, gallery: FeatureSet) -> [Float] {
+    precondition(query.dim == gallery.dim, "squaredDistances: query dim \(query.dim) != gallery dim \(gallery.dim)")
+    let nq = query.count, ng = gallery.count
+    var out = [Float](repeating: 0, count: nq * ng)
+    guard nq > 0, ng > 0 else { return out }
+    let qn = rowSquaredNorms(query.features, rows: nq, dim: query.dim)
+    let gn = rowSquaredNorms(gallery.features, rows: ng, dim: gallery.dim)
+    query.features.withUnsafeBufferPointer { q in
+        gallery.features.withUnsafeBufferPointer { gp in
+            qn.withUnsafeBufferPointer { qnp in
+                gn.withUnsafeBufferPointer { gnp in
+                    out.withUnsafeMutableBufferPointer { o in
+                        squaredDistanceBlock(query: q.baseAddress!, queryNorms: qnp.baseAddress!, first: 0, rows: nq,
+                                             gallery: gp.baseAddress!, galleryNorms: gnp.baseAddress!, galleryCount: ng,
+                                             dim: query.dim, out: o.baseAddress!)
+                    }
+                }
+            }
+        }
+    }
+    return out
+}
+
+// MARK: - Block driver: distances of a block, then its queries ranked in parallel
+
+/// How an evaluation walks the distance matrix.
+public struct EvalOptions: Sendable {
+    /// CMC is kept for ranks 1...maxRank (torchreid's max_rank; clipped to the gallery size).
+    public var maxRank: Int
+    /// Threads that rank the queries of a block (the GEMM uses OpenBLAS's own threads, set
+    /// with `setBLASThreads`; the two never run at the same time).
+    public var threads: Int
+    /// Queries per distance block; nil picks min(256, 2^26 / gallery) so a block never
+    /// exceeds 256 MiB however large the gallery.
+    public var blockRows: Int?
+
+    public init(maxRank: Int = 50, threads: Int = 2, blockRows: Int? = nil) {
+        self.maxRank = maxRank
+        self.threads = threads
+        self.blockRows = blockRows
+    }
+
+    func rows(forGallery g: Int) -> Int {
+        if let b = blockRows { return max(1, b) }
+        return max(1, min(256, (1 << 26) / max(g, 1)))
+    }
+}
+
+/// Memory written by several threads at distinct indices.
+struct SharedBuffer<T>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<T>
+    subscript(i: Int) -> T {
+        get { base[i] }
+        nonmutating set { base[i] = newValue }
+    }
+}
+
+/// Calls `body(worker, queryIndex, distances)` once per query with that query's
+/// squared distances to the whole gallery (a row of length gallery.count, valid only
+/// during the call). Distances are computed `blockRows` queries at a time by one
+/// GEMM; the block's queries are then shared among `threads` workers; each worker
+/// gets its own `makeScratch()` value. Memory is O(blockRows x gallery).
+func forEachQueryDistances<Scratch>(
+    query: FeatureSet, gallery: FeatureSet, options: EvalOptions,
+    makeScratch: () -> Scratch,
+    body: @escaping @Sendable (_ scratch: inout Scratch, _ query: Int, _ distances: UnsafePointer<Float>) -> Void
+) {
+    precondition(query.dim == gallery.dim, "query dim \(query.dim) != gallery dim \(gallery.dim)")
+    let nq = query.count, ng = gallery.count, dim = query.dim
+    let rows = min(options.rows(forGallery: ng), max(nq, 1))
+    let threads = max(1, options.threads)
+    let qn = rowSquaredNorms(query.features, rows: nq, dim: dim)
+    let gn = rowSquaredNorms(gallery.features, rows: ng, dim: dim)
+    let block = UnsafeMutablePointer<Float>.allocate(capacity: rows * ng)
+    defer { block.deallocate() }
+    var scratches = (0..<threads).map { _ in makeScratch() }
+    query.features.withUnsafeBufferPointer { q in
+        gallery.features.withUnsafeBufferPointer { gp in
+            qn.withUnsafeBufferPointer { qnp in
+                gn.withUnsafeBufferPointer { gnp in
+                    scratches.withUnsafeMutableBufferPointer { sp in
+                        let scratch = SharedBuffer(base: sp.baseAddress!)
+                        let distances = SharedBuffer(base: block)
+                        var first = 0
+                        while first < nq {
+                            let count = min(rows, nq - first)
+                            squaredDistanceBlock(query: q.baseAddress!, queryNorms: qnp.baseAddress!, first: first,
+                                                 rows: count, gallery: gp.baseAddress!, galleryNorms: gnp.baseAddress!,
+                                                 galleryCount: ng, dim: dim, out: block)
+                            let start = first
+                            let work: @Sendable (Int) -> Void = { w in
+                                var i = w
+                                while i < count {
+                                    body(&scratch.base[w], start + i, UnsafePointer(distances.base + i * ng))
+                                    i += threads
+                                }
+                            }
+                            if threads == 1 { work(0) } else { DispatchQueueShim.concurrentPerform(threads, work) }
+                            first += count
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// ReIDEval: see docs/architecture.md
