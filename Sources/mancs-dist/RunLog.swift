@@ -3,7 +3,7 @@ import Foundation
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
 /// when stdout is a terminal, and one JSON object per log step appended to
 /// `RUN_DIR/metrics.jsonl`. Other ranks print only warnings and errors.
-final class RunLog {
+final class RunLog: @unchecked Sendable {
     let isRoot: Bool
     let rank: Int
     private var metrics: FileHandle?
@@ -13,7 +13,10 @@ final class RunLog {
     init(rank: Int, runDir: String?) throws {
         self.rank = rank
         isRoot = rank == 0
-        interactive = isatty(STDOUT_FILENO) != 0
+        // mpirun hands ranks a pseudo-terminal even when its own output is a
+        // file, so a terminal alone is not enough: TERM must be set too.
+        let term = ProcessInfo.processInfo.environment["TERM"] ?? ""
+        interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
         if isRoot, let dir = runDir {
             let path = (dir as NSString).appendingPathComponent("metrics.jsonl")
             if !FileManager.default.fileExists(atPath: path) {
