@@ -49,8 +49,9 @@ public final class JPEGDecoder {
         return try decode(data: data, name: path)
     }
 
-    /// Decodes JPEG bytes. Any libjpeg warning (e.g. a truncated file, which
-    /// libjpeg would otherwise pad with grey) is an error, like PIL's default.
+    /// Decodes JPEG bytes. A truncated file (which libjpeg would pad with grey)
+    /// is an error, as in PIL; other libjpeg warnings on a fully decoded image
+    /// (e.g. extraneous bytes before a marker) are ignored, as PIL does.
     public func decode(data: Data, name: String = "<memory>") throws -> RGB8Image {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> RGB8Image in
             guard let base = raw.bindMemory(to: UInt8.self).baseAddress, raw.count > 0 else {
@@ -65,9 +66,13 @@ public final class JPEGDecoder {
             }
             var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
             let r = pixels.withUnsafeMutableBufferPointer {
-                tjDecompress2(handle, base, UInt(raw.count), $0.baseAddress, width, 0, height, Int32(TJPF_RGB.rawValue), TJFLAG_STOPONWARNING)
+                tjDecompress2(handle, base, UInt(raw.count), $0.baseAddress, width, 0, height, Int32(TJPF_RGB.rawValue), 0)
             }
-            if r != 0 { throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(errorText()))") }
+            if r != 0 {
+                let message = errorText()
+                let harmless = tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) && !message.contains("Premature end")
+                if !harmless { throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(message))") }
+            }
             return RGB8Image(width: Int(width), height: Int(height), pixels: pixels)
         }
     }

@@ -27,6 +27,15 @@ import TestSupport
         #expect(Set(image.pixels).count > 10, "a gradient, not a flat image")
     }
 
+    @Test func extraneousBytesAreOnlyAWarning() throws {
+        // Garbage between the entropy-coded data and the end marker: libjpeg warns, PIL decodes.
+        let data = TestJPEG.encode(width: 16, height: 16, pixels: TestJPEG.pattern(width: 16, height: 16, seed: 2))
+        #expect(data.suffix(2) == Data([0xFF, 0xD9]))
+        let padded = data.dropLast(2) + Data([0x12, 0x34, 0x56, 0xFF, 0xD9])
+        let a = try JPEGDecoder().decode(data: data), b = try JPEGDecoder().decode(data: padded)
+        #expect(a == b)
+    }
+
     @Test func truncatedAndGarbageThrow() throws {
         let dir = SharedFiles.temporaryDirectory("decode")
         let t = dir.path + "/t.jpg"
