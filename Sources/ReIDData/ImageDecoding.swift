@@ -58,7 +58,7 @@ public final class JPEGDecoder {
                 throw ImageDecodeError(path: name, reason: "empty file")
             }
             var width: Int32 = 0, height: Int32 = 0, subsamp: Int32 = 0, colorspace: Int32 = 0
-            if tjDecompressHeader3(handle, base, UInt(raw.count), &width, &height, &subsamp, &colorspace) != 0 {
+            if tjDecompressHeader3(handle, base, UInt(raw.count), &width, &height, &subsamp, &colorspace) != 0, !onlyHarmlessWarning() {
                 throw ImageDecodeError(path: name, reason: "not a JPEG image (\(errorText()))")
             }
             guard width > 0, height > 0, Int(width) * Int(height) <= 1 << 28 else {
@@ -68,13 +68,16 @@ public final class JPEGDecoder {
             let r = pixels.withUnsafeMutableBufferPointer {
                 tjDecompress2(handle, base, UInt(raw.count), $0.baseAddress, width, 0, height, Int32(TJPF_RGB.rawValue), 0)
             }
-            if r != 0 {
-                let message = errorText()
-                let harmless = tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) && !message.contains("Premature end")
-                if !harmless { throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(message))") }
+            if r != 0, !onlyHarmlessWarning() {
+                throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(errorText()))")
             }
             return RGB8Image(width: Int(width), height: Int(height), pixels: pixels)
         }
+    }
+
+    /// The last call only warned, and not about a truncated file.
+    private func onlyHarmlessWarning() -> Bool {
+        tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) && !errorText().contains("Premature end")
     }
 
     private func errorText() -> String {
