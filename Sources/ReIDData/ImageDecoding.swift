@@ -49,15 +49,16 @@ public final class JPEGDecoder {
         return try decode(data: data, name: path)
     }
 
-    /// Decodes JPEG bytes. Any libjpeg warning (e.g. a truncated file, which
-    /// libjpeg would otherwise pad with grey) is an error, like PIL's default.
+    /// Decodes JPEG bytes. A truncated file (which libjpeg would pad with grey)
+    /// is an error, as in PIL; other libjpeg warnings on a fully decoded image
+    /// (e.g. extraneous bytes before a marker) are ignored, as PIL does.
     public func decode(data: Data, name: String = "<memory>") throws -> RGB8Image {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> RGB8Image in
             guard let base = raw.bindMemory(to: UInt8.self).baseAddress, raw.count > 0 else {
                 throw ImageDecodeError(path: name, reason: "empty file")
             }
             var width: Int32 = 0, height: Int32 = 0, subsamp: Int32 = 0, colorspace: Int32 = 0
-            if tjDecompressHeader3(handle, base, UInt(raw.count), &width, &height, &subsamp, &colorspace) != 0 {
+            if tjDecompressHeader3(handle, base, UInt(raw.count), &width, &height, &subsamp, &colorspace) != 0, !onlyHarmlessWarning() {
                 throw ImageDecodeError(path: name, reason: "not a JPEG image (\(errorText()))")
             }
             guard width > 0, height > 0, Int(width) * Int(height) <= 1 << 28 else {
@@ -65,11 +66,18 @@ public final class JPEGDecoder {
             }
             var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
             let r = pixels.withUnsafeMutableBufferPointer {
-                tjDecompress2(handle, base, UInt(raw.count), $0.baseAddress, width, 0, height, Int32(TJPF_RGB.rawValue), TJFLAG_STOPONWARNING)
+                tjDecompress2(handle, base, UInt(raw.count), $0.baseAddress, width, 0, height, Int32(TJPF_RGB.rawValue), 0)
             }
-            if r != 0 { throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(errorText()))") }
+            if r != 0, !onlyHarmlessWarning() {
+                throw ImageDecodeError(path: name, reason: "corrupt or truncated JPEG (\(errorText()))")
+            }
             return RGB8Image(width: Int(width), height: Int(height), pixels: pixels)
         }
+    }
+
+    /// The last call only warned, and not about a truncated file.
+    private func onlyHarmlessWarning() -> Bool {
+        tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) && !errorText().contains("Premature end")
     }
 
     private func errorText() -> String {

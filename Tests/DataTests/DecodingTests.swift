@@ -27,6 +27,16 @@ import TestSupport
         #expect(Set(image.pixels).count > 10, "a gradient, not a flat image")
     }
 
+    @Test func extraneousBytesAreOnlyAWarning() throws {
+        // Two stray bytes after the JFIF segment: libjpeg warns "extraneous bytes before marker", PIL decodes.
+        let data = TestJPEG.encode(width: 16, height: 16, pixels: TestJPEG.pattern(width: 16, height: 16, seed: 2))
+        #expect(data[data.startIndex + 2] == 0xFF && data[data.startIndex + 3] == 0xE0)
+        let app0End = data.startIndex + 4 + (Int(data[data.startIndex + 4]) << 8 | Int(data[data.startIndex + 5]))
+        let padded = data[..<app0End] + Data([0x00, 0x11]) + data[app0End...]
+        let a = try JPEGDecoder().decode(data: data), b = try JPEGDecoder().decode(data: padded)
+        #expect(a == b)
+    }
+
     @Test func truncatedAndGarbageThrow() throws {
         let dir = SharedFiles.temporaryDirectory("decode")
         let t = dir.path + "/t.jpg"
