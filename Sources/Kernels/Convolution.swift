@@ -35,15 +35,18 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
         max(1, min(batch, Conv2DShape.workspaceBudget / max(1, columnCountPerImage)))
     }
 
-    /// Largest column chunk, in floats, the chunking aims for (32 Mi floats = 128 MiB),
-    /// unless a single image needs more.
-    public static let workspaceBudget = 32 << 20
+    /// Largest column chunk, in floats, the chunking aims for (1 Mi floats = 4 MiB),
+    /// unless a single image needs more. Small chunks keep the columns in cache
+    /// between im2col and the GEMM that reads them; one image of a ResNet-50
+    /// layer already gives the GEMM hundreds of rows.
+    public static let workspaceBudget = 1 << 20
 
     /// Floats of scratch space `conv2DForward`/`conv2DBackward` need: the im2col
     /// column matrix of one chunk of `imagesPerChunk` images (the same buffer also
-    /// holds the column gradient in backward), i.e. at most max(32 Mi, one image's
+    /// holds the column gradient in backward), i.e. at most max(1 Mi, one image's
     /// columns). 0 for a 1x1 stride-1 convolution, which is a plain GEMM.
-    /// One buffer of this size may be shared by every convolution run in sequence.
+    /// One buffer of the largest workspaceCount may be shared by every convolution
+    /// run in sequence.
     public var workspaceCount: Int {
         isPointwise ? 0 : imagesPerChunk * columnCountPerImage
     }

@@ -15,19 +15,24 @@ public func maxPool3x3s2Forward(batch: Int, height: Int, width: Int, channels: I
                 let x0 = max(0, 2 * ox - 1), x1 = min(width, 2 * ox + 2)
                 let o = ((n &* outH &+ oy) &* outW &+ ox) &* channels
                 let best = output + o, arg = argmax + o
-                // Padding is never a candidate: start from -inf and scan only real pixels.
-                best.update(repeating: -.infinity, count: channels)
-                arg.update(repeating: -1, count: channels)
+                // Padding is never a candidate: only real pixels are scanned, starting
+                // from the first one, so every argmax is a valid input index.
+                let first = ((n &* height &+ y0) &* width &+ x0) &* channels
+                for c in 0..<channels {
+                    best[c] = input[first &+ c]
+                    arg[c] = Int32(truncatingIfNeeded: first &+ c)
+                }
                 for iy in y0..<y1 {
                     for ix in x0..<x1 {
                         let base = ((n &* height &+ iy) &* width &+ ix) &* channels
+                        if base == first { continue }
                         let src = input + base
+                        let base32 = Int32(truncatingIfNeeded: base)
                         for c in 0..<channels {
-                            let v = src[c]
-                            if v > best[c] || arg[c] < 0 {
-                                best[c] = v
-                                arg[c] = Int32(truncatingIfNeeded: base &+ c)
-                            }
+                            let v = src[c], b = best[c]
+                            let better = v > b  // strict: ties keep the first, as PyTorch
+                            best[c] = better ? v : b
+                            arg[c] = better ? base32 &+ Int32(truncatingIfNeeded: c) : arg[c]
                         }
                     }
                 }
