@@ -16,7 +16,7 @@ public func batchNormForwardTraining(
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
     momentum: Float, eps: Float
 ) {
-    precondition(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
+    require(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
     var variance = [Double](repeating: 0, count: channels)
     mean.withUnsafeMutableBufferPointer { mean in

@@ -5,7 +5,8 @@
 public func maxPool3x3s2Forward(batch: Int, height: Int, width: Int, channels: Int,
                                 input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                                 argmax: UnsafeMutablePointer<Int32>) {
-    precondition(batch * height * width * channels <= Int(Int32.max),
+    require(height > 0 && width > 0 && channels > 0, "maxPool3x3s2Forward: empty input \(batch)x\(height)x\(width)x\(channels)")
+    require(batch * height * width * channels <= Int(Int32.max),
                  "maxPool3x3s2Forward: input of \(batch * height * width * channels) floats exceeds Int32 argmax indices")
     let outH = maxPool3x3s2OutputSize(height), outW = maxPool3x3s2OutputSize(width)
     let lanes = SIMD4<Int32>(0, 1, 2, 3)
@@ -78,6 +79,7 @@ public func maxPool3x3s2Backward(batch: Int, height: Int, width: Int, channels: 
 /// Global average pool: output[n, c] = mean over the `spatial` = H*W positions.
 public func globalAvgPoolForward(batch: Int, spatial: Int, channels: Int,
                                  input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    require(spatial > 0, "globalAvgPoolForward: spatial size must be positive, got \(spatial)")
     let inv = 1 / Float(spatial)
     for n in 0..<batch {
         let out = output + n &* channels
@@ -94,6 +96,7 @@ public func globalAvgPoolForward(batch: Int, spatial: Int, channels: Int,
 /// gradInput[n, p, c] = gradOutput[n, c] / spatial (overwritten).
 public func globalAvgPoolBackward(batch: Int, spatial: Int, channels: Int,
                                   gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+    require(spatial > 0, "globalAvgPoolBackward: spatial size must be positive, got \(spatial)")
     let inv = 1 / Float(spatial)
     for n in 0..<batch {
         let g = gradOutput + n &* channels
