@@ -11,7 +11,10 @@ public func reluForward(count: Int, input: UnsafePointer<Float>, output: UnsafeM
 /// output. In place (gradInput == gradOutput) is allowed.
 public func reluBackward(count: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                          gradInput: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { gradInput[i] = output[i] > 0 ? gradOutput[i] : 0 }
+    for i in 0..<count {
+        let g = gradOutput[i]  // loaded unconditionally so the select vectorises
+        gradInput[i] = output[i] > 0 ? g : 0
+    }
 }
 
 // MARK: PReLU
@@ -22,8 +25,8 @@ public func preluForward(rows: Int, channels: Int, input: UnsafePointer<Float>,
     for r in 0..<rows {
         let x = input + r &* channels, y = output + r &* channels
         for c in 0..<channels {
-            let v = x[c]
-            y[c] = v > 0 ? v : weight[c] * v
+            let v = x[c], negative = weight[c] * v  // both sides computed: a select vectorises
+            y[c] = v > 0 ? v : negative
         }
     }
 }
@@ -38,9 +41,9 @@ public func preluBackward(rows: Int, channels: Int, input: UnsafePointer<Float>,
         for r in 0..<rows {
             let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
             for c in 0..<channels {
-                let v = x[c], gv = g[c]
+                let v = x[c], gv = g[c], w = weight[c]
                 let positive = v > 0
-                gi[c] = positive ? gv : weight[c] * gv
+                gi[c] = positive ? gv : w * gv
                 acc[c] += positive ? 0 : Double(v * gv)
             }
         }

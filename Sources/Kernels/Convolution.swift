@@ -51,7 +51,14 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
         isPointwise ? 0 : imagesPerChunk * columnCountPerImage
     }
 
-    /// Precondition message context.
+    /// Stops with a message naming `kernel` when the shape is not a usable convolution.
+    func validate(_ kernelName: String) {
+        require(batch >= 0 && inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+                "\(kernelName): invalid shape (\(summary))")
+        require(outHeight > 0 && outWidth > 0, "\(kernelName): empty output for \(summary)")
+    }
+
+    /// Error message context.
     var summary: String {
         "conv \(kernel)x\(kernel)/\(stride) pad \(padding), \(inChannels)->\(outChannels), input \(batch)x\(inHeight)x\(inWidth)"
     }
@@ -77,7 +84,7 @@ func conv2DForward(
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
 ) {
-    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DForward: empty output for \(s.summary)")
+    s.validate("conv2DForward")
     let rowsPerImage = s.outHeight * s.outWidth
     let K = s.kernel * s.kernel * s.inChannels
     let cout = s.outChannels
@@ -91,8 +98,8 @@ func conv2DForward(
               alpha: 1, a: input, lda: K, b: weight, ldb: K, beta: beta, c: output, ldc: cout)
         return
     }
-    guard let col = workspace else { preconditionFailure("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
-    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    require(chunk > 0, "conv2DForward: imagesPerChunk must be positive, got \(chunk)")
+    guard let col = workspace else { fatalError("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount) floats, got nil") }
     let imageIn = s.inHeight * s.inWidth * s.inChannels
     var n0 = 0
     while n0 < s.batch {
@@ -126,7 +133,7 @@ func conv2DBackward(
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
 ) {
-    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DBackward: empty output for \(s.summary)")
+    s.validate("conv2DBackward")
     let rowsPerImage = s.outHeight * s.outWidth
     let K = s.kernel * s.kernel * s.inChannels
     let cout = s.outChannels
@@ -142,8 +149,8 @@ func conv2DBackward(
         }
         return
     }
-    guard let col = workspace else { preconditionFailure("conv2DBackward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
-    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    require(chunk > 0, "conv2DBackward: imagesPerChunk must be positive, got \(chunk)")
+    guard let col = workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace of \(s.workspaceCount) floats, got nil") }
     let imageIn = s.inHeight * s.inWidth * s.inChannels
     var n0 = 0
     while n0 < s.batch {
