@@ -44,7 +44,7 @@ public func attentionCombineBackward(count: Int, f: UnsafePointer<Float>, m: Uns
 /// Concatenates [rows, widths[i]] matrices along columns into [rows, sum(widths)].
 public func concatColumns(rows: Int, parts: [UnsafePointer<Float>], widths: [Int],
                           output: UnsafeMutablePointer<Float>) {
-    precondition(parts.count == widths.count, "concatColumns: \(parts.count) parts but \(widths.count) widths")
+    require(parts.count == widths.count, "concatColumns: \(parts.count) parts but \(widths.count) widths")
     let total = widths.reduce(0, +)
     var offset = 0
     for (part, width) in zip(parts, widths) {
@@ -58,7 +58,7 @@ public func concatColumns(rows: Int, parts: [UnsafePointer<Float>], widths: [Int
 /// Inverse of `concatColumns`: splits [rows, sum(widths)] into its parts (overwritten).
 public func splitColumns(rows: Int, input: UnsafePointer<Float>, widths: [Int],
                          parts: [UnsafeMutablePointer<Float>]) {
-    precondition(parts.count == widths.count, "splitColumns: \(parts.count) parts but \(widths.count) widths")
+    require(parts.count == widths.count, "splitColumns: \(parts.count) parts but \(widths.count) widths")
     let total = widths.reduce(0, +)
     var offset = 0
     for (part, width) in zip(parts, widths) {
