@@ -185,11 +185,11 @@ enum SyntheticRenderer {
 
         switch shot.subject {
         case .person(let person):
-            let u = H * min(person.heightFraction * rng.uniform(0.93, 1.04), 0.97)
+            let u = H * min(person.heightFraction * rng.uniform(0.88, 1.05), 0.97)
             let top = (H - u) * rng.uniform(0.15, 0.85)
-            let cx = W * (0.5 + rng.uniform(-0.08, 0.08))
+            let cx = W * (0.5 + rng.uniform(-0.12, 0.12))
             drawPerson(person, pose: .random(using: &rng), on: &canvas, centerX: cx, top: top, height: u)
-            if rng.chance(0.2) { drawOccluder(&canvas, rng: &rng) }
+            if rng.chance(0.3) { drawOccluder(&canvas, rng: &rng) }
         case .fragment(let person):
             // Far too large (a piece of the body) or far too small and off-centre.
             let u = rng.chance(0.5) ? H * rng.uniform(1.6, 2.6) : H * rng.uniform(0.3, 0.5)
@@ -388,7 +388,7 @@ enum SyntheticRenderer {
     /// Light (camera level, per-picture jitter, a side-to-side gradient), contrast, colour cast,
     /// blur and sensor noise, in that order.
     static func applyCamera(_ camera: SyntheticCamera, to image: inout [Float], width: Int, height: Int, rng: inout SyntheticRNG) {
-        let light = camera.brightness * rng.uniform(0.9, 1.1)
+        let light = camera.brightness * rng.uniform(0.85, 1.15)
         let slope = rng.uniform(-0.25, 0.25)
         let gain = SyntheticColor(camera.cast.r * (1 + 0.03 * rng.normal()), camera.cast.g * (1 + 0.03 * rng.normal()),
                                   camera.cast.b * (1 + 0.03 * rng.normal()))

@@ -92,6 +92,7 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
         let jpeg = try encodeJPEG(rgb: rgb, width: w, height: h, quality: 95)
         #expect(jpeg.prefix(2) == [0xFF, 0xD8])
         let dir = SharedFiles.temporaryDirectory("jpeg")
+        defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("a.jpg").path
         try Data(jpeg).write(to: URL(fileURLWithPath: path))
         let decoded = try decodeJPEG(path)
@@ -118,6 +119,7 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
     @Test func sameSeedGivesIdenticalFilesAndOtherSeedsDiffer() throws {
         let options = SyntheticDataset.Options(trainIDs: 3, testIDs: 3, imagesPerID: 3, cameras: 3, seed: 7)
         let a = SharedFiles.temporaryDirectory("synth-a"), b = SharedFiles.temporaryDirectory("synth-b"), c = SharedFiles.temporaryDirectory("synth-c")
+        defer { for dir in [a, b, c] { try? FileManager.default.removeItem(at: dir) } }
         try SyntheticDataset.write(to: a, options: options)
         try SyntheticDataset.write(to: b, options: options)
         var other = options; other.seed = 8
@@ -142,6 +144,7 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
     @Test func refusesToMixWithAnExistingDataset() throws {
         let options = SyntheticDataset.Options(trainIDs: 1, testIDs: 1, imagesPerID: 2, cameras: 2, distractors: 1, junk: 1)
         let dir = SharedFiles.temporaryDirectory("synth-twice")
+        defer { try? FileManager.default.removeItem(at: dir) }
         try SyntheticDataset.write(to: dir, options: options)
         #expect(throws: SyntheticDatasetError.self) { try SyntheticDataset.write(to: dir, options: options) }
         let again = try SyntheticDataset.write(to: dir, options: options, replacingExisting: true)
