@@ -2,7 +2,7 @@ import CTurboJPEG
 import Foundation
 import Testing
 import TestSupport
-@testable import ReIDData
+import ReIDData
 
 // MARK: - Helpers: a small Market-1501 reader and the raw-pixel baseline, written here on purpose
 // (independent of the ReIDData parser) so the generator is checked against the protocol itself.
@@ -10,7 +10,7 @@ import TestSupport
 private struct MarketFile { let path: String; let pid: Int; let camera: Int }
 
 /// Reads `PID_cC...jpg` names the way a Market-1501 parser does; junk (pid -1) is kept, callers filter.
-private func readFolder(_ url: URL) throws -> [MarketFile] {
+private func readMarketFolder(_ url: URL) throws -> [MarketFile] {
     try FileManager.default.contentsOfDirectory(atPath: url.path).sorted().compactMap { name in
         guard name.hasSuffix(".jpg") else { return nil }
         let parts = name.split(separator: "_")
@@ -22,13 +22,13 @@ private func readFolder(_ url: URL) throws -> [MarketFile] {
     }
 }
 
-private func splitCounts(_ files: [MarketFile]) -> SyntheticDataset.SplitCounts {
+private func marketSplitCounts(_ files: [MarketFile]) -> SyntheticDataset.SplitCounts {
     let kept = files.filter { $0.pid != -1 }
     return .init(ids: Set(kept.map(\.pid)).count, images: kept.count, cameras: Set(kept.map(\.camera)).count)
 }
 
 /// Decodes a JPEG with TurboJPEG to RGB bytes.
-private func decodeJPEG(_ path: String) throws -> (rgb: [UInt8], width: Int, height: Int) {
+private func decodeWithTurboJPEG(_ path: String) throws -> (rgb: [UInt8], width: Int, height: Int) {
     let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
     let handle = try #require(tjInitDecompress())
     defer { tjDestroy(handle) }
@@ -42,7 +42,7 @@ private func decodeJPEG(_ path: String) throws -> (rgb: [UInt8], width: Int, hei
 
 /// Area-average resize of an RGB image to 32x16 (the size divides evenly for 128x64), as floats in [0, 1].
 private func pixelFeature(_ path: String) throws -> [Float] {
-    let (rgb, w, h) = try decodeJPEG(path)
+    let (rgb, w, h) = try decodeWithTurboJPEG(path)
     let outH = 32, outW = 16, fy = h / outH, fx = w / outW
     var feature = [Float](repeating: 0, count: outH * outW * 3)
     for y in 0..<h { for x in 0..<w { for c in 0..<3 {
@@ -53,7 +53,7 @@ private func pixelFeature(_ path: String) throws -> [Float] {
 
 /// Market protocol rank-1 on Euclidean distances: same pid AND camera removed, queries without a
 /// remaining match skipped. Also returns the rank-1 a random ranking would get (the chance level).
-private func rank1(query: [MarketFile], gallery: [MarketFile], features: ([MarketFile]) throws -> [[Float]]) throws
+private func pixelRank1(query: [MarketFile], gallery: [MarketFile], features: ([MarketFile]) throws -> [[Float]]) throws
     -> (rank1: Double, chance: Double, valid: Int) {
     let q = try features(query), g = try features(gallery)
     var hits = 0, valid = 0, chance = 0.0
@@ -95,7 +95,7 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("a.jpg").path
         try Data(jpeg).write(to: URL(fileURLWithPath: path))
-        let decoded = try decodeJPEG(path)
+        let decoded = try decodeWithTurboJPEG(path)
         #expect(decoded.width == w && decoded.height == h)
         let worst = zip(rgb, decoded.rgb).map { abs(Int($0) - Int($1)) }.max() ?? 999
         #expect(worst <= 8, "JPEG round trip differs by \(worst) levels")
@@ -148,17 +148,17 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
         try SyntheticDataset.write(to: dir, options: options)
         #expect(throws: SyntheticDatasetError.self) { try SyntheticDataset.write(to: dir, options: options) }
         let again = try SyntheticDataset.write(to: dir, options: options, replacingExisting: true)
-        #expect(try readFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder)).count == again.train.images)
+        #expect(try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder)).count == again.train.images)
     }
 
     @Test func countsMatchWhatAMarketParserReads() throws {
         let (dir, summary) = try shared.get()
-        let train = try readFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder))
-        let query = try readFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
-        let gallery = try readFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder))
-        #expect(splitCounts(train) == summary.train)
-        #expect(splitCounts(query) == summary.query)
-        #expect(splitCounts(gallery) == summary.gallery)
+        let train = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder))
+        let query = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
+        let gallery = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder))
+        #expect(marketSplitCounts(train) == summary.train)
+        #expect(marketSplitCounts(query) == summary.query)
+        #expect(marketSplitCounts(gallery) == summary.gallery)
         // What was promised by the options.
         let o = sharedOptions
         #expect(summary.train == .init(ids: o.trainIDs, images: o.trainIDs * o.imagesPerID, cameras: o.cameras))
@@ -175,9 +175,9 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
 
     @Test func testIdentitiesAreDisjointAndQueriesSpanCameras() throws {
         let (dir, summary) = try shared.get()
-        let train = try readFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder))
-        let query = try readFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
-        let gallery = try readFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder))
+        let train = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.trainFolder))
+        let query = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
+        let gallery = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder))
         let trainIDs = Set(train.map(\.pid)), queryIDs = Set(query.map(\.pid))
         #expect(trainIDs.isDisjoint(with: queryIDs))
         #expect(trainIDs.isDisjoint(with: gallery.map(\.pid)))
@@ -194,9 +194,9 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
 
     @Test func rawPixelsFindSomeIdentitiesButFewerThanHalf() throws {
         let (dir, _) = try shared.get()
-        let query = try readFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
-        let gallery = try readFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder)).filter { $0.pid != -1 }
-        let result = try rank1(query: query, gallery: gallery) { files in try files.map { try pixelFeature($0.path) } }
+        let query = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.queryFolder))
+        let gallery = try readMarketFolder(dir.appendingPathComponent(SyntheticDataset.galleryFolder)).filter { $0.pid != -1 }
+        let result = try pixelRank1(query: query, gallery: gallery) { files in try files.map { try pixelFeature($0.path) } }
         print("synthetic raw-pixel baseline (32x16, Euclidean, Market protocol): rank-1 \(result.rank1) over \(result.valid) queries, chance \(result.chance)")
         #expect(result.valid == query.count, "every query should have a valid match")
         #expect(result.rank1 < 0.5, "raw pixels reach rank-1 \(result.rank1): the dataset is too easy")
