@@ -104,9 +104,15 @@ public func nchwToNHWC(batch: Int, channels: Int, height: Int, width: Int,
     let plane = height * width
     for n in 0..<batch {
         let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
-        for c in 0..<channels {
-            let sc = s + c &* plane
-            for p in 0..<plane { d[p &* channels &+ c] = sc[p] }
+        // Tiles of pixels keep the scattered side of the transpose in cache.
+        var p0 = 0
+        while p0 < plane {
+            let p1 = min(plane, p0 &+ layoutTile)
+            for c in 0..<channels {
+                let sc = s + c &* plane
+                for p in p0..<p1 { d[p &* channels &+ c] = sc[p] }
+            }
+            p0 = p1
         }
     }
 }
@@ -117,9 +123,17 @@ public func nhwcToNCHW(batch: Int, channels: Int, height: Int, width: Int,
     let plane = height * width
     for n in 0..<batch {
         let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
-        for c in 0..<channels {
-            let dc = d + c &* plane
-            for p in 0..<plane { dc[p] = s[p &* channels &+ c] }
+        var p0 = 0
+        while p0 < plane {
+            let p1 = min(plane, p0 &+ layoutTile)
+            for c in 0..<channels {
+                let dc = d + c &* plane
+                for p in p0..<p1 { dc[p] = s[p &* channels &+ c] }
+            }
+            p0 = p1
         }
     }
 }
+
+/// Pixels per transpose tile.
+private let layoutTile = 64
