@@ -14,6 +14,13 @@ public struct ReferenceTolerances: Sendable {
     public var gradients = 2e-2
     public var step1Parameters = 1e-4
     public var step1Buffers = 1e-3
+    /// Let the gradient tolerance grow to twice the network's own float32
+    /// sensitivity on this input (see `float32Sensitivity`), up to
+    /// `conditionedCeiling`. Off with `mancs check-reference --strict`.
+    public var adaptToConditioning = true
+    /// The tolerance the issue calls fair where float32 itself is that noisy
+    /// (PyTorch's own float32 reaches 2.5e-2 at full ResNet-50 size).
+    public var conditionedCeiling = 5e-2
     public init() {}
 }
 
@@ -35,6 +42,11 @@ public struct ReferenceCheckResult: Sendable {
     /// Per parameter: |g - ref|_2 / (|ref|_2 + 1e-6 * global norm).
     public var gradients: [(name: String, error: Double)] = []
     public var worstGradient = WorstError()
+    /// Worst per-tensor gradient change of this very implementation when the
+    /// input images are perturbed by relative 1e-6 (4 draws): how much float32
+    /// noise alone can move the gradients on this input. A ReLU input
+    /// within rounding of zero (an ill-conditioned fixture) makes it large.
+    public var float32Sensitivity = WorstError()
     /// max |p - ref| / |ref update|_2 per parameter after one clipped Adam step on the fixture's gradients.
     public var worstStep1Parameter = WorstError()
     /// Relative L2 error of the running statistics after the training forward.
@@ -44,9 +56,16 @@ public struct ReferenceCheckResult: Sendable {
     public var worstOutput: WorstError { outputs.reduce(into: WorstError()) { $0.record($1.error, $1.name) } }
     public var worstLoss: WorstError { losses.reduce(into: WorstError()) { $0.record($1.error, $1.name) } }
 
+    /// The gradient tolerance applied: the default, or twice the measured float32
+    /// sensitivity when that is larger (capped at the conditioned ceiling).
+    public var gradientTolerance: Double {
+        guard tolerances.adaptToConditioning, float32Sensitivity.value.isFinite else { return tolerances.gradients }
+        return max(tolerances.gradients, min(2 * float32Sensitivity.value, tolerances.conditionedCeiling))
+    }
+
     public var passed: Bool {
         worstOutput.value <= tolerances.outputs && worstLoss.value <= tolerances.losses
-            && worstGradient.value <= tolerances.gradients && worstStep1Parameter.value <= tolerances.step1Parameters
+            && worstGradient.value <= gradientTolerance && worstStep1Parameter.value <= tolerances.step1Parameters
             && worstStep1Buffer.value <= tolerances.step1Buffers
     }
 
@@ -57,8 +76,11 @@ public struct ReferenceCheckResult: Sendable {
             ["worst": num(w.value), "worst_name": w.name, "tolerance": tol, "pass": w.value <= tol]
         }
         let sorted = gradients.map(\.error).sorted()
-        var grads = worst(worstGradient, tolerances.gradients)
+        var grads = worst(worstGradient, gradientTolerance)
         grads["median"] = num(sorted.isEmpty ? 0 : sorted[sorted.count / 2])
+        grads["default_tolerance"] = tolerances.gradients
+        grads["float32_sensitivity"] = num(float32Sensitivity.value)
+        grads["float32_sensitivity_name"] = float32Sensitivity.name
         grads["tensors"] = gradients.count
         var outs = worst(worstOutput, tolerances.outputs)
         outs["each"] = Dictionary(uniqueKeysWithValues: outputs.map { ($0.name, num($0.error)) })
@@ -205,6 +227,23 @@ public enum ReferenceCheck {
         for t in network.buffers.tensors {
             let ref = try read("/step1/buffers/\(t.name)", shape: t.shape)
             result.worstStep1Buffer.record(relativeL2(network.buffers.export(t), ref), t.name)
+        }
+
+        // Float32 conditioning: the same step on images moved by relative 1e-6,
+        // about the relative error float32 accumulates in the middle of a deep
+        // network (the outputs above are ~1e-4 from float64 on small fixtures).
+        let ours = network.parameters.tensors.map { network.parameters.export($0, gradient: true) }
+        for trial in 0..<4 {
+            var noise = InitRandom(seed: UInt64(101 + trial))
+            let moved = images.map { $0 * (1 + 1e-6 * (Float(noise.next() >> 40) / Float(1 << 24) * 2 - 1)) }
+            _ = moved.withUnsafeBufferPointer {
+                step.run(images: $0.baseAddress!, labels: labels, sampling: .fixed(negatives), rng: &rng)
+            }
+            for (t, g0) in zip(network.parameters.tensors, ours) {
+                let g1 = network.parameters.export(t, gradient: true)
+                let change = l2(zip(g1, g0).map { $0 - $1 }) / (l2(g0) + 1e-6 * globalNorm)
+                result.float32Sensitivity.record(change, t.name)
+            }
         }
 
         // One clipped Adam step on the fixture's own gradients.

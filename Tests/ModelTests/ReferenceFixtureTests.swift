@@ -6,24 +6,25 @@ import TestSupport
 
 /// The same comparison `mancs check-reference` runs, on every shared fixture.
 @Suite struct ReferenceFixtureTests {
-    /// mancs-tiny (16 blocks, random weights) is chaotic in float32: PyTorch's own
-    /// float32 gradients, with 1e-7 relative noise on the input, land between
-    /// 6.4e-3 and 4.1e-2 of the float64 answer (a ReLU decision in layer3.3
-    /// flips), so the gradient bound here is 5e-2; everything else uses the
-    /// command's defaults.
-    static let gradientTolerance = 5e-2
-
+    /// With the command's default tolerances. The gradient tolerance adapts to
+    /// the input's measured float32 sensitivity (see `ReferenceCheckResult.gradientTolerance`):
+    /// mancs-tiny holds a ReLU input 2e-6 (relative) from zero in layer3.3.bn1,
+    /// which float32 flips by chance; mancs-small-ls1 is well conditioned and
+    /// must meet the strict 2e-2.
     @Test func everyFixtureMatchesThePyTorchStep() throws {
         let fixtures = SharedFiles.fixtures
         #expect(!fixtures.isEmpty, "no fixtures found (set MANCS_SHARED)")
         for url in fixtures {
-            var tol = ReferenceTolerances()
-            tol.gradients = Self.gradientTolerance
+            let tol = ReferenceTolerances()
             let r = try ReferenceCheck.run(path: url.path, tolerances: tol)
             let name = url.lastPathComponent
             #expect(r.worstOutput.value <= tol.outputs, "\(name): output \(r.worstOutput.name) \(r.worstOutput.value)")
             #expect(r.worstLoss.value <= tol.losses, "\(name): loss \(r.worstLoss.name) \(r.worstLoss.value)")
-            #expect(r.worstGradient.value <= tol.gradients, "\(name): gradient \(r.worstGradient.name) \(r.worstGradient.value)")
+            #expect(r.worstGradient.value <= r.gradientTolerance, "\(name): gradient \(r.worstGradient.name) \(r.worstGradient.value)")
+            #expect(r.gradientTolerance <= tol.conditionedCeiling)
+            if r.float32Sensitivity.value < tol.gradients / 2 {
+                #expect(r.gradientTolerance == tol.gradients, "\(name): a well-conditioned fixture keeps the strict tolerance")
+            }
             #expect(r.worstStep1Parameter.value <= tol.step1Parameters,
                     "\(name): step-1 parameter \(r.worstStep1Parameter.name) \(r.worstStep1Parameter.value)")
             #expect(r.worstStep1Buffer.value <= tol.step1Buffers,

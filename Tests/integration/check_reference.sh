@@ -10,17 +10,24 @@ shopt -s nullglob
 fixtures=("$shared"/fixtures/*.h5)
 ((${#fixtures[@]} > 0)) || { echo "check_reference: no fixtures under $shared/fixtures"; exit 1; }
 
-# mancs-tiny is chaotic in float32: PyTorch's own float32 gradients, with 1e-7
-# relative input noise, land 6.4e-3 to 4.1e-2 from the float64 answer (one ReLU
-# decision in layer3.3 flips), so the gradient bound is 5e-2 (default 2e-2).
+# Default tolerances: the gradient bound is 2e-2, raised (to at most 5e-2) only
+# where the command measures that float32 noise alone moves the gradients more
+# (mancs-tiny: a ReLU input 2e-6 from zero in layer3.3.bn1). --strict must
+# still pass on the well-conditioned mancs-small-ls1.
 failed=0
 for f in "${fixtures[@]}"; do
-    if out=$("$bin" check-reference "$f" --grad-tolerance 5e-2); then
+    if out=$("$bin" check-reference "$f"); then
         echo "ok   $(basename "$f"): $out"
     else
         echo "FAIL $(basename "$f"): $out"; failed=1
     fi
 done
+
+small="$shared/fixtures/mancs-small-ls1.h5"
+if [ -f "$small" ]; then
+    if out=$("$bin" check-reference "$small" --strict); then echo "ok   strict $(basename "$small")"
+    else echo "FAIL strict $(basename "$small"): $out"; failed=1; fi
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
