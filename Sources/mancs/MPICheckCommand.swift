@@ -22,6 +22,8 @@ struct MPICheckCommand: ParsableCommand {
     @Option(help: .hidden) var checkpointRun: String?
 
     func run() throws {
+        // Before MPI_Init, as the trainer does: the handlers must survive it.
+        if stopTest { StopSignal.install() }
         let comm = try Communicator.world()
         var failures = 0
         do {
@@ -226,7 +228,6 @@ struct MPICheckCommand: ParsableCommand {
     // MARK: Stop signal test (driven by the integration script)
 
     func runStopTest(_ comm: Communicator) throws {
-        StopSignal.install()
         say("rank \(comm.rank) pid \(getpid())")
         try comm.barrier()
         for step in 0..<steps {

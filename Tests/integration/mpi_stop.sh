@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stopping a 2-rank job. (1) SIGTERM to one rank only: both ranks agree (one
 # allreduce of the flag per step) and stop after the same step, exiting 0.
+# (1b) SIGUSR1 to mpirun (forwarded to all ranks): clean stop, exit 0.
 # (2) SIGKILL to one rank: mpirun ends the whole job non-zero within 30 s.
 set -euo pipefail
 BIN="${MANCS_BIN:?set MANCS_BIN to the directory holding mancs}"
@@ -32,6 +33,16 @@ s1=$(sed -n 's/^rank 1 stopped after step \([0-9]*\).*/\1/p' "$work/term.txt")
 grep -q '^rank 1 stopped after step .*signal received here: true' "$work/term.txt" || fail "rank 1 should have received the signal"
 grep -q '^rank 0 stopped after step .*signal received here: false' "$work/term.txt" || fail "rank 0 should not have received the signal"
 echo "SIGTERM to rank 1: both ranks stopped after step $s0"
+
+# (1b) SIGUSR1 to mpirun: forwarded to every rank; a clean stop, exit 0.
+"${MPIRUN[@]}" "$BIN/mancs" mpi-check --stop-test --steps 600 --step-ms 50 > "$work/usr1.txt" 2>&1 &
+job=$!
+rank1_pid "$work/usr1.txt" > /dev/null || fail "ranks did not start"
+sleep 1
+kill -USR1 "$job"
+wait "$job" || fail "job stopped with SIGUSR1 exited $?"
+[ "$(grep -c '^rank [01] stopped after step .*signal received here: true' "$work/usr1.txt")" = 2 ] || fail "SIGUSR1 to mpirun should reach both ranks"
+echo "SIGUSR1 to mpirun: $(grep -c stopped "$work/usr1.txt") ranks stopped cleanly"
 
 # (2) SIGKILL to rank 1: the job must end, non-zero, within 30 s.
 timeout 60 "${MPIRUN[@]}" "$BIN/mancs" mpi-check --stop-test --steps 100000 --step-ms 50 > "$work/kill.txt" 2>&1 &
