@@ -53,11 +53,11 @@ public final class GradientReducer: @unchecked Sendable {
 
     /// - Parameter bucketBytes: bytes per bucket (25 MB by default, as in PyTorch DDP).
     public init(comm: Communicator, gradients: UnsafeMutableBufferPointer<Float>,
-                bucketBytes: Int = 25 << 20, mode: Mode = .thread) throws {
+                bucketBytes: Int = 25 << 20, mode: Mode? = nil) throws {
         precondition(bucketBytes >= 4, "bucket size must hold at least one float, got \(bucketBytes) bytes")
         self.comm = comm
         self.gradients = gradients
-        self.mode = mode
+        self.mode = try mode ?? Self.defaultMode()
         bucketElements = bucketBytes / 4
         var b: [Range<Int>] = []
         var start = 0
@@ -71,7 +71,7 @@ public final class GradientReducer: @unchecked Sendable {
         launched = [Bool](repeating: false, count: b.count)
         requests = [MPI_Request?](repeating: nil, count: b.count)
         pending = [Bool](repeating: false, count: b.count)
-        if mode == .thread && comm.size > 1 {
+        if self.mode == .thread && comm.size > 1 {
             guard comm.threadMultiple else {
                 throw MPIError("gradient reducer: thread mode needs MPI_THREAD_MULTIPLE, which this MPI did not grant")
             }
@@ -87,6 +87,16 @@ public final class GradientReducer: @unchecked Sendable {
     public func shutdown() {
         condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
         worker = nil
+    }
+
+    /// `.thread`, unless the environment variable MANCS_REDUCER says `polling`
+    /// (a knob for measuring both on a real run).
+    public static func defaultMode() throws -> Mode {
+        guard let name = ProcessInfo.processInfo.environment["MANCS_REDUCER"], !name.isEmpty else { return .thread }
+        guard let m = Mode(rawValue: name) else {
+            throw MPIError("MANCS_REDUCER must be \(Mode.allCases.map(\.rawValue).joined(separator: " or ")), got \"\(name)\"")
+        }
+        return m
     }
 
     // MARK: Step
