@@ -132,8 +132,8 @@ extension Checkpoint {
                 if g.path == "/buffers" { s.bufferTensors += 1; s.bufferCount += values.count }
             }
         }
-        do { try walk(root) } catch {
-            throw CheckpointError("\(path): damaged: \(error)")
+        do { try walk(root) } catch let e as HDF5Error {
+            throw CheckpointError(e.message)  // already names the file and the dataset
         }
         if s.format != nil {
             for required in ["model", "buffers", "optimizer/exp_avg", "optimizer/exp_avg_sq", "state/sampler", "state/rng"]

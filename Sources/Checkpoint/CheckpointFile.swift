@@ -79,10 +79,11 @@ public enum Checkpoint {
     /// into the given stores. Shapes are checked before anything is changed.
     public static func load(_ url: URL, parameters: ParameterStore, buffers: ParameterStore,
                             adam: AdamMoments) throws -> Loaded {
-        let file = try openCheckpoint(url.path)
+        let file = try openWeights(url.path)
         defer { file.close() }
         let root = file.root
-        guard root.exists("optimizer/exp_avg"), root.exists("optimizer/exp_avg_sq"), root.exists("state") else {
+        guard root.hasAttribute("format"), root.exists("optimizer/exp_avg"), root.exists("optimizer/exp_avg_sq"),
+              root.exists("state") else {
             throw CheckpointError("\(url.path): holds weights only (no /optimizer or /state): it can start "
                                   + "inference or fine-tuning, not resume a run")
         }

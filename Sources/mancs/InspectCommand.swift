@@ -57,7 +57,7 @@ struct InspectCommand: ParsableCommand {
         if let c = s.config {
             o["config"] = (try? JSONSerialization.jsonObject(with: Data(c.utf8))) ?? c
         }
-        let data = (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
+import Checkpoint
 import Distributed
 import Foundation
+import MancsModel
 
 /// A user's first diagnostic under mpirun: who is in the world, do broadcast and
 /// allreduce give the right values, and how fast is an allreduce. Hidden flags
@@ -17,8 +19,11 @@ struct MPICheckCommand: ParsableCommand {
     @Option(help: .hidden) var steps: Int = 100
     @Option(help: .hidden) var stepMs: Int = 50
     @Option(help: .hidden) var bucketMegabytes: Int = 25
+    @Option(help: .hidden) var checkpointRun: String?
 
     func run() throws {
+        // Before MPI_Init, as the trainer does: the handlers must survive it.
+        if stopTest { StopSignal.install() }
         let comm = try Communicator.world()
         var failures = 0
         do {
@@ -29,6 +34,7 @@ struct MPICheckCommand: ParsableCommand {
             } else {
                 failures += try basicChecks(comm)
                 if selfTest { failures += try reducerSelfTest(comm) }
+                if let checkpointRun { failures += try checkpointSelfTest(comm, runDirectory: URL(fileURLWithPath: checkpointRun)) }
             }
         } catch {
             FileHandle.standardError.write(Data("mancs mpi-check (rank \(comm.rank)): \(error)\n".utf8))
@@ -174,10 +180,54 @@ struct MPICheckCommand: ParsableCommand {
         return failures
     }
 
+    // MARK: Checkpoint collectives
+
+    /// Rank 0 initialises and broadcasts, saves; every rank then reloads through
+    /// rank 0 and must get back exactly what was saved. Leaves the checkpoint
+    /// in RUN/checkpoints for the script to inspect.
+    func checkpointSelfTest(_ comm: Communicator, runDirectory: URL) throws -> Int {
+        var failures = 0
+        let params = ParameterStore(shapes: [("backbone.conv1.weight", [8, 3, 7, 7]), ("backbone.bn1.weight", [8]),
+                                             ("heads.rank.fc.weight", [16, 8])], withGradients: true)
+        let buffers = ParameterStore(shapes: [("backbone.bn1.running_mean", [8]), ("backbone.bn1.running_var", [8])],
+                                     withGradients: false)
+        let m = UnsafeMutableBufferPointer<Float>.allocate(capacity: params.count)
+        let v = UnsafeMutableBufferPointer<Float>.allocate(capacity: params.count)
+        defer { m.deallocate(); v.deallocate() }
+        m.initialize(repeating: 0); v.initialize(repeating: 0)
+        if comm.isRoot {
+            for i in params.values.indices { params.values[i] = Float(sin(Double(i))) }
+            for i in buffers.values.indices { buffers.values[i] = Float(i) + 0.5 }
+        }
+        try Checkpoint.broadcastWeights(comm: comm, parameters: params, buffers: buffers)
+        for i in m.indices { m[i] = params.values[i] * 0.1; v[i] = params.values[i] * params.values[i] }
+        let saved = (params.values.map(\.bitPattern), buffers.values.map(\.bitPattern), m.map(\.bitPattern), v.map(\.bitPattern))
+        var state = TrainingState(globalStep: 17, epoch: 2, batchInEpoch: 5, worldSize: Int64(comm.size), seed: 99,
+                                  rngState: [7, 8, 9], config: #"{"model":{"baseWidth":2}}"#)
+        state.extra["order"] = [4, 2]
+        let url = try Checkpoint.saveOnRoot(comm: comm, parameters: params, buffers: buffers,
+                                            adam: AdamMoments(m: m, v: v, step: 17), state: state, runDirectory: runDirectory)
+        params.values.update(repeating: 0); buffers.values.update(repeating: 0); m.update(repeating: 0); v.update(repeating: 0)
+        let (found, warnings) = try Checkpoint.latestValidCheckpoint(runDirectory: runDirectory, comm: comm)
+        if found?.path != url.path || !warnings.isEmpty { failures += 1; say("rank \(comm.rank): FAILED resume auto found \(String(describing: found)) \(warnings)") }
+        let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: params, buffers: buffers, adam: AdamMoments(m: m, v: v, step: 0))
+        let back = (params.values.map(\.bitPattern), buffers.values.map(\.bitPattern), m.map(\.bitPattern), v.map(\.bitPattern))
+        if back != saved || loaded.state != state || loaded.adamStep != 17 {
+            failures += 1; say("rank \(comm.rank): FAILED checkpoint round trip through rank 0")
+        }
+        // Rank 0's error reaches every rank.
+        do {
+            _ = try Checkpoint.loadAndBroadcast(runDirectory.appendingPathComponent("missing.h5"), comm: comm,
+                                                parameters: params, buffers: buffers, adam: AdamMoments(m: m, v: v, step: 0))
+            failures += 1; say("rank \(comm.rank): FAILED a missing checkpoint loaded")
+        } catch {}
+        if comm.isRoot && failures == 0 { say("checkpoint: saved on rank 0, found by resume auto, broadcast back bit-identical to every rank (\(url.path))") }
+        return failures
+    }
+
     // MARK: Stop signal test (driven by the integration script)
 
     func runStopTest(_ comm: Communicator) throws {
-        StopSignal.install()
         say("rank \(comm.rank) pid \(getpid())")
         try comm.barrier()
         for step in 0..<steps {
@@ -211,36 +261,40 @@ struct MPICheckCommand: ParsableCommand {
         func timed(_ body: () throws -> Void) throws -> Double {
             try comm.barrier()
             let t = DispatchTime.now()
-            for _ in 0..<3 { try body() }
-            return try comm.allreduceMax(Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 3e9)
+            try body()
+            return try comm.allreduceMax(Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9)
         }
-        let compute = try timed { for _ in 0..<layers { layerCompute() } }
         let polling = try GradientReducer(comm: comm, gradients: g, bucketBytes: bucketMegabytes << 20, mode: .polling)
-        let reduceOnly = try timed {
-            polling.beginStep(); try polling.gradientsReady(0..<count); try polling.finish()
+        let threaded = comm.threadMultiple
+            ? try GradientReducer(comm: comm, gradients: g, bucketBytes: bucketMegabytes << 20, mode: .thread) : nil
+        defer { threaded?.shutdown() }
+        func overlapped(_ r: GradientReducer) throws {
+            r.beginStep()
+            for l in (0..<layers).reversed() {
+                layerCompute()
+                try r.gradientsReady((l * count / layers)..<((l + 1) * count / layers))
+                try r.progress()
+            }
+            try r.finish()
         }
-        func overlapped(_ r: GradientReducer) throws -> Double {
-            try timed {
-                r.beginStep()
-                for l in (0..<layers).reversed() {
-                    layerCompute()
-                    try r.gradientsReady((l * count / layers)..<((l + 1) * count / layers))
-                    try r.progress()
-                }
-                try r.finish()
+        // Rounds interleave the variants; the best of each resists noise from other processes.
+        var compute = Double.infinity, reduceOnly = Double.infinity, reduceBlocking = Double.infinity, tPolling = Double.infinity, tThread = Double.infinity
+        for _ in 0..<4 {
+            compute = min(compute, try timed { for _ in 0..<layers { layerCompute() } })
+            reduceOnly = min(reduceOnly, try timed { polling.beginStep(); try polling.gradientsReady(0..<count); try polling.finish() })
+            tPolling = min(tPolling, try timed { try overlapped(polling) })
+            if let threaded {
+                tThread = min(tThread, try timed { try overlapped(threaded) })
+                reduceBlocking = min(reduceBlocking, try timed { threaded.beginStep(); try threaded.gradientsReady(0..<count); try threaded.finish() })
             }
         }
-        let tPolling = try overlapped(polling)
-        var tThread = Double.nan
-        if comm.threadMultiple {
-            let threaded = try GradientReducer(comm: comm, gradients: g, bucketBytes: bucketMegabytes << 20, mode: .thread)
-            tThread = try overlapped(threaded)
-            threaded.shutdown()
-        }
         if comm.isRoot {
-            func hidden(_ t: Double) -> Double { max(0, compute + reduceOnly - t) / reduceOnly * 100 }
+            // Hidden share of the faster standalone allreduce: 100% means the step costs only its compute.
+            let reduce = min(reduceOnly, reduceBlocking)
+            func hidden(_ t: Double) -> Double { max(0, compute + reduce - t) / reduce * 100 }
             say(String(format: "overlap bench, %d ranks, %d MB gradients, %d MB buckets, %d layers:", comm.size, megabytes, bucketMegabytes, layers))
-            say(String(format: "  compute alone %.1f ms, allreduce alone %.1f ms, sum %.1f ms", compute * 1e3, reduceOnly * 1e3, (compute + reduceOnly) * 1e3))
+            say(String(format: "  compute alone %.1f ms; allreduce alone: %.1f ms non-blocking (Iallreduce), %.1f ms blocking",
+                       compute * 1e3, reduceOnly * 1e3, reduceBlocking * 1e3))
             say(String(format: "  polling (Iallreduce + progress per layer): %.1f ms, %.0f%% of the allreduce hidden", tPolling * 1e3, hidden(tPolling)))
             say(String(format: "  communication thread (blocking allreduce): %.1f ms, %.0f%% of the allreduce hidden", tThread * 1e3, hidden(tThread)))
         }
