@@ -36,6 +36,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Threads (OpenBLAS and ranking); default: all cores.")
     var threads: Int?
 
+    @Option(help: "Queries per distance block (default: min(256, 2^26 / gallery size)).")
+    var blockRows: Int?
+
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
     var seed: UInt64 = 0
 
@@ -51,6 +54,7 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let b = blockRows, b < 1 { throw ValidationError("--block-rows must be at least 1") }
         if features == nil {
             if checkpoint != nil || data != nil || dataset != nil {
                 throw ValidationError("eval: extracting features from --checkpoint/--data/--dataset is not yet available; pass --features FILE")
@@ -72,7 +76,8 @@ struct EvalCommand: ParsableCommand {
             }
             query = try multiQueryAverage(query: query, multiQuery: mq)
         }
-        let options = EvalOptions(maxRank: maxRank, threads: threads)
+        let profile = EvalProfile()
+        let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
         let result: EvalResult
         switch evalProtocol {
         case .market: result = try evaluateMarket(query: query, gallery: file.gallery, options: options)
@@ -82,7 +87,8 @@ struct EvalCommand: ParsableCommand {
         let total = Date().timeIntervalSince(start)
         let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
         print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s)", total, readTime))
+        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s)",
+                     total, readTime, profile.distanceSeconds, profile.rankingSeconds))
         if let json {
             try result.jsonData().write(to: URL(fileURLWithPath: json))
         }

@@ -124,6 +124,19 @@ import TestSupport
         #expect(expected.valid > 30)  // the case is not degenerate
     }
 
+    /// A gallery longer than the ranking tile (4096), with heavy ties across tile edges.
+    @Test func galleryLongerThanATileMatchesNaive() throws {
+        var rng = SplitMix64(seed: 9)
+        let q = try randomSet(20, dim: 3, ids: 40, cams: 3, integer: true, rng: &rng)
+        let g = try randomSet(9000, dim: 3, ids: 40, cams: 3, integer: true, rng: &rng)
+        let expected = naiveMarket(q, g)
+        let r = try evaluateMarket(query: q, gallery: g)
+        #expect(r.numValidQuery == expected.valid && expected.valid > 10)
+        #expect(close(r.cmc, expected.cmc))
+        #expect(close(r.mAP, expected.mAP))
+        #expect(close(r.mINP, expected.mINP))
+    }
+
     @Test func randomFloatFeaturesMatchNaive() throws {
         var rng = SplitMix64(seed: 42)
         let q = try randomSet(50, dim: 16, ids: 20, cams: 4, integer: false, rng: &rng)
