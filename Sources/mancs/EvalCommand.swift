@@ -87,10 +87,17 @@ struct EvalCommand: ParsableCommand {
         let total = Date().timeIntervalSince(start)
         let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
         print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s)",
-                     total, readTime, profile.distanceSeconds, profile.rankingSeconds))
+        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
+                     total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
         if let json {
             try result.jsonData().write(to: URL(fileURLWithPath: json))
         }
     }
+}
+
+/// User + system CPU time of this process so far (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }

@@ -56,7 +56,7 @@ struct BenchmarkFiles {
     /// Market-1501 sized: 3,368 queries, 19,732 gallery (2,793 distractors), 750 ids, 6 cameras, E = 2048.
     @Test func marketSized() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var s = SyntheticReID(ids: 750, cams: 6, dim: 2048, noise: 6, seed: 1501)
+        var s = SyntheticReID(ids: 750, cams: 6, dim: 2048, noise: 2.5, seed: 1501)
         let q = try s.images(3368)
         let g = try s.images(19732 - 2793, distractors: 2793)
         try FeaturesFile(query: q, gallery: g).write(to: dir + "/market.h5")
@@ -65,7 +65,7 @@ struct BenchmarkFiles {
     /// Large: 20,000 queries against 500,000 gallery images, 25,000 ids, 8 cameras, E = 128.
     @Test func large() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var s = SyntheticReID(ids: 25000, cams: 8, dim: 128, noise: 2, seed: 500_000)
+        var s = SyntheticReID(ids: 25000, cams: 8, dim: 128, noise: 1.2, seed: 500_000)
         let g = try s.images(500_000)
         s.ids = 20000  // queries cover the first 20,000 identities
         let q = try s.images(20000)
