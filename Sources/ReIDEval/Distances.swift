@@ -68,7 +68,8 @@ public func squaredDistances(query: FeatureSet, gallery: FeatureSet) -> [Float] 
 
 /// How an evaluation walks the distance matrix.
 public struct EvalOptions: Sendable {
-    /// CMC is kept for ranks 1...maxRank (torchreid's max_rank; clipped to the gallery size).
+    /// CMC is kept for ranks 1...maxRank (torchreid's max_rank). Ranks past the gallery size
+    /// hold the value at the gallery size (torchreid clips max_rank instead).
     public var maxRank: Int
     /// Threads that rank the queries of a block (the GEMM uses OpenBLAS's own threads, set
     /// with `setBLASThreads`; the two never run at the same time).

@@ -94,7 +94,7 @@ func scoreMarketQuery(
 public func evaluateMarket(query: FeatureSet, gallery: FeatureSet, options: EvalOptions = EvalOptions()) throws -> EvalResult {
     try checkEvaluable(query: query, gallery: gallery, options: options)
     let ng = gallery.count
-    let maxRank = min(options.maxRank, ng)
+    let maxRank = options.maxRank
     let index = GalleryIndex(gallery.pids)
     var scores = [QueryScore](repeating: QueryScore(), count: query.count)
     scores.withUnsafeMutableBufferPointer { sp in

@@ -13,11 +13,6 @@ struct EvalCommand: ParsableCommand {
             See docs/evaluation.md.
             """)
 
-    enum EvalProtocol: String, ExpressibleByArgument, CaseIterable {
-        case market
-        case cuhk03Classic = "cuhk03-classic"
-    }
-
     @Option(help: "Features file (HDF5) to evaluate.")
     var features: String?
 
@@ -69,20 +64,13 @@ struct EvalCommand: ParsableCommand {
         let start = Date()
         let file = try FeaturesFile.read(features!)
         let readTime = Date().timeIntervalSince(start)
-        var query = file.query
-        if multiQuery {
-            guard let mq = file.multiQuery else {
-                throw EvalError("\(features!): --multi-query needs a /multiquery group (features, pids, camids)")
-            }
-            query = try multiQueryAverage(query: query, multiQuery: mq)
-        }
         let profile = EvalProfile()
         let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
         let result: EvalResult
-        switch evalProtocol {
-        case .market: result = try evaluateMarket(query: query, gallery: file.gallery, options: options)
-        case .cuhk03Classic:
-            result = try evaluateCUHK03Classic(query: query, gallery: file.gallery, options: options, seed: seed)
+        do {
+            result = try evaluate(file, protocol: evalProtocol, multiQuery: multiQuery, options: options, seed: seed)
+        } catch let e as EvalError {
+            throw EvalError("\(features!): \(e.message)")
         }
         let total = Date().timeIntervalSince(start)
         let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
@@ -101,3 +89,5 @@ func processCPUSeconds() -> Double {
     getrusage(RUSAGE_SELF.rawValue, &u)
     return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }
+
+extension EvalProtocol: ExpressibleByArgument {}
