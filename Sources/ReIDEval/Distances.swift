@@ -74,8 +74,9 @@ public struct EvalOptions: Sendable {
     /// Threads that rank the queries of a block (the GEMM uses OpenBLAS's own threads, set
     /// with `setBLASThreads`; the two never run at the same time).
     public var threads: Int
-    /// Queries per distance block; nil picks min(256, 2^26 / gallery) so a block never
-    /// exceeds 256 MiB however large the gallery.
+    /// Queries per distance block; nil picks 2^26 / gallery (at least 1), so a block
+    /// holds at most 256 MiB of distances however large the gallery. Larger blocks
+    /// mean fewer GEMM calls, each re-packing the whole gallery.
     public var blockRows: Int?
     /// If given, receives the time spent on distances (GEMM) and on ranking.
     public var profile: EvalProfile?
@@ -89,7 +90,7 @@ public struct EvalOptions: Sendable {
 
     func rows(forGallery g: Int) -> Int {
         if let b = blockRows { return max(1, b) }
-        return max(1, min(256, (1 << 26) / max(g, 1)))
+        return max(1, (1 << 26) / max(g, 1))
     }
 }
 

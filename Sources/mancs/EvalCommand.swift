@@ -31,7 +31,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Threads (OpenBLAS and ranking); default: all cores.")
     var threads: Int?
 
-    @Option(help: "Queries per distance block (default: min(256, 2^26 / gallery size)).")
+    @Option(help: "Queries per distance block (default: 2^26 / gallery size, i.e. 256 MiB of distances).")
     var blockRows: Int?
 
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
