@@ -35,20 +35,32 @@ public func preluForward(rows: Int, channels: Int, input: UnsafePointer<Float>,
 public func preluBackward(rows: Int, channels: Int, input: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                           gradInput: UnsafeMutablePointer<Float>, gradWeight: UnsafeMutablePointer<Float>) {
-    // Per-channel sums of x * g over the non-positive inputs, kept in Double.
-    var sums = [Double](repeating: 0, count: channels)
-    sums.withUnsafeMutableBufferPointer { acc in
-        for r in 0..<rows {
+    // Per-channel sums of x * g over the non-positive inputs: Float within blocks of
+    // rows (vectorised), Double across blocks.
+    let block = 64
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: channels)
+    defer { partial.deallocate() }
+    var total = [Double](repeating: 0, count: channels)
+    var start = 0
+    while start < rows {
+        let end = min(rows, start + block)
+        partial.update(repeating: 0, count: channels)
+        // Two simple loops per row (each vectorises) rather than one with two outputs.
+        for r in start..<end {
             let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
             for c in 0..<channels {
-                let v = x[c], gv = g[c], w = weight[c]
-                let positive = v > 0
-                gi[c] = positive ? gv : w * gv
-                acc[c] += positive ? 0 : Double(v * gv)
+                let v = x[c], product = v * g[c]
+                partial[c] += v > 0 ? 0 : product
+            }
+            for c in 0..<channels {  // after the sum, so gradInput == gradOutput also works
+                let v = x[c], gv = g[c], negative = weight[c] * gv
+                gi[c] = v > 0 ? gv : negative
             }
         }
-        for c in 0..<channels { gradWeight[c] += Float(acc[c]) }
+        for c in 0..<channels { total[c] += Double(partial[c]) }
+        start = end
     }
+    for c in 0..<channels { gradWeight[c] += Float(total[c]) }
 }
 
 // MARK: Sigmoid

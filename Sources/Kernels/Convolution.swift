@@ -30,23 +30,27 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
     public var columnCountPerImage: Int { outHeight * outWidth * kernel * kernel * inChannels }
 
     /// Images processed per im2col chunk: as many as fit in `workspaceBudget` floats,
-    /// at least one, at most the batch.
+    /// but enough for `minimumChunkRows` GEMM rows; at least one, at most the batch.
     public var imagesPerChunk: Int {
-        max(1, min(batch, Conv2DShape.workspaceBudget / max(1, columnCountPerImage)))
+        let byBudget = Conv2DShape.workspaceBudget / max(1, columnCountPerImage)
+        let rowsPerImage = max(1, outHeight * outWidth)
+        let forRows = (Conv2DShape.minimumChunkRows + rowsPerImage - 1) / rowsPerImage
+        return max(1, min(batch, max(byBudget, forRows)))
     }
 
-    /// Largest column chunk, in floats, the chunking aims for (1 Mi floats = 4 MiB),
-    /// unless a single image needs more. Small chunks keep the columns in cache
-    /// between im2col and the GEMM that reads them; one image of a ResNet-50
-    /// layer already gives the GEMM hundreds of rows.
+    /// Column floats a chunk aims to stay under (1 Mi floats = 4 MiB), so the columns
+    /// are still in cache when the GEMM reads them (measured best for ResNet-50 shapes).
     public static let workspaceBudget = 1 << 20
+
+    /// Fewest GEMM rows per chunk: small late-stage maps (e.g. 8x4) take several images
+    /// per chunk even past the budget, so the GEMM is not starved of rows.
+    public static let minimumChunkRows = 512
 
     /// Floats of scratch space `conv2DForward`/`conv2DBackward` need: the im2col
     /// column matrix of one chunk of `imagesPerChunk` images (the same buffer also
-    /// holds the column gradient in backward), i.e. at most max(1 Mi, one image's
-    /// columns). 0 for a 1x1 stride-1 convolution, which is a plain GEMM.
-    /// One buffer of the largest workspaceCount may be shared by every convolution
-    /// run in sequence.
+    /// holds the column gradient in backward). 0 for a 1x1 stride-1 convolution,
+    /// which is a plain GEMM. One buffer of the largest workspaceCount may be shared
+    /// by every convolution run in sequence.
     public var workspaceCount: Int {
         isPointwise ? 0 : imagesPerChunk * columnCountPerImage
     }

@@ -16,6 +16,35 @@ public func batchNormForwardTraining(
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
     momentum: Float, eps: Float
 ) {
+    batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
+                      saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
+                      momentum: momentum, eps: eps, relu: false)
+}
+
+/// `batchNormForwardTraining` followed by ReLU in the same output pass:
+/// output = max(BN(input), 0). Pair with `batchNormReLUBackward`, which needs only
+/// this (post-ReLU) output, so no pre-ReLU buffer has to be kept.
+public func batchNormReLUForwardTraining(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>,
+    saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
+    runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+    momentum: Float, eps: Float
+) {
+    batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
+                      saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
+                      momentum: momentum, eps: eps, relu: true)
+}
+
+private func batchNormTraining(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>,
+    saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
+    runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+    momentum: Float, eps: Float, relu: Bool
+) {
     require(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
     var variance = [Double](repeating: 0, count: channels)
@@ -35,7 +64,7 @@ public func batchNormForwardTraining(
         }
     }
     normalise(rows: rows, channels: channels, input: input, mean: UnsafePointer(saveMean),
-              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output)
+              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu)
 }
 
 // MARK: Forward (inference)
@@ -47,11 +76,32 @@ public func batchNormForwardInference(
     runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
     output: UnsafeMutablePointer<Float>
 ) {
+    batchNormInference(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta,
+                       runningMean: runningMean, runningVar: runningVar, eps: eps, output: output, relu: false)
+}
+
+/// `batchNormForwardInference` followed by ReLU in the same pass.
+public func batchNormReLUForwardInference(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
+    output: UnsafeMutablePointer<Float>
+) {
+    batchNormInference(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta,
+                       runningMean: runningMean, runningVar: runningVar, eps: eps, output: output, relu: true)
+}
+
+private func batchNormInference(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
+    output: UnsafeMutablePointer<Float>, relu: Bool
+) {
     let invStd = UnsafeMutablePointer<Float>.allocate(capacity: channels)
     defer { invStd.deallocate() }
     for c in 0..<channels { invStd[c] = Float(1 / (Double(runningVar[c]) + Double(eps)).squareRoot()) }
     normalise(rows: rows, channels: channels, input: input, mean: runningMean, invStd: UnsafePointer(invStd),
-              gamma: gamma, beta: beta, output: output)
+              gamma: gamma, beta: beta, output: output, relu: relu)
 }
 
 // MARK: Backward
@@ -64,13 +114,39 @@ public func batchNormBackward(
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
 ) {
+    batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: nil, gamma: gamma,
+                      saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                      gradGamma: gradGamma, gradBeta: gradBeta)
+}
+
+/// Backward of `batchNormReLUForwardTraining`: the gradient is masked where
+/// `output` (the forward's post-ReLU output) is not positive, then goes through
+/// BatchNorm. gradGamma/gradBeta accumulate, gradInput is overwritten.
+public func batchNormReLUBackward(
+    rows: Int, channels: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
+) {
+    batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: output, gamma: gamma,
+                      saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                      gradGamma: gradGamma, gradBeta: gradBeta)
+}
+
+/// With `reluOutput`, g is read as (reluOutput > 0 ? g : 0) everywhere.
+private func batchNormBackward(
+    rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
+    gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
+) {
     // sumG[c] = sum_r g, sumGX[c] = sum_r g * xhat with xhat = (x - mean) * invStd.
     var sumG = [Double](repeating: 0, count: channels)
     var sumGX = [Double](repeating: 0, count: channels)
     sumG.withUnsafeMutableBufferPointer { sumG in
         sumGX.withUnsafeMutableBufferPointer { sumGX in
-            gradientSums(rows: rows, channels: channels, input: input, mean: saveMean, gradOutput: gradOutput,
-                         sumG: sumG.baseAddress!, sumGX: sumGX.baseAddress!)
+            gradientSums(rows: rows, channels: channels, input: input, reluOutput: reluOutput, mean: saveMean,
+                         gradOutput: gradOutput, sumG: sumG.baseAddress!, sumGX: sumGX.baseAddress!)
             for c in 0..<channels {
                 sumGX[c] *= Double(saveInvStd[c])
                 gradBeta[c] += Float(sumG[c])
@@ -90,9 +166,20 @@ public func batchNormBackward(
                 b[c] = Float(-k * slope)
                 d[c] = Float(k * (slope * Double(saveMean[c]) - meanG))
             }
-            for r in 0..<rows {
-                let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
+            if let reluOutput {
+                for r in 0..<rows {
+                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                    let y = reluOutput + r &* channels
+                    for c in 0..<channels {
+                        let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
+                        gi[c] = a[c] * masked + b[c] * x[c] + d[c]
+                    }
+                }
+            } else {
+                for r in 0..<rows {
+                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                    for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
+                }
             }
         }
     }
@@ -103,7 +190,7 @@ public func batchNormBackward(
 /// output = (x - mean) * invStd * gamma + beta, folded to x * scale + shift.
 private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                        invStd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                       output: UnsafeMutablePointer<Float>) {
+                       output: UnsafeMutablePointer<Float>, relu: Bool) {
     let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { scale.deallocate() }
     let shift = scale + channels
@@ -112,9 +199,16 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
         scale[c] = Float(s)
         shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
     }
-    for r in 0..<rows {
-        let x = input + r &* channels, y = output + r &* channels
-        for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
+    if relu {
+        for r in 0..<rows {
+            let x = input + r &* channels, y = output + r &* channels
+            for c in 0..<channels { y[c] = max(x[c] * scale[c] + shift[c], 0) }
+        }
+    } else {
+        for r in 0..<rows {
+            let x = input + r &* channels, y = output + r &* channels
+            for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
+        }
     }
 }
 
@@ -167,9 +261,10 @@ private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<
     for c in 0..<channels { variance[c] *= invRows }
 }
 
-/// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read.
-private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
-                          gradOutput: UnsafePointer<Float>,
+/// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read
+/// (g masked by reluOutput > 0 when given).
+private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
+                          mean: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                           sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>) {
     let block = blockRows(channels: channels)
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
@@ -181,12 +276,23 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
     while start < rows {
         let end = min(rows, start + block)
         partial.update(repeating: 0, count: 2 * channels)
-        for r in start..<end {
-            let x = input + r &* channels, g = gradOutput + r &* channels
-            for c in 0..<channels {
-                let gv = g[c]
-                partial[c] += gv
-                partialX[c] += gv * (x[c] - mean[c])
+        if let reluOutput {
+            for r in start..<end {
+                let x = input + r &* channels, g = gradOutput + r &* channels, y = reluOutput + r &* channels
+                for c in 0..<channels {
+                    let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
+                    partial[c] += masked
+                    partialX[c] += masked * (x[c] - mean[c])
+                }
+            }
+        } else {
+            for r in start..<end {
+                let x = input + r &* channels, g = gradOutput + r &* channels
+                for c in 0..<channels {
+                    let gv = g[c]
+                    partial[c] += gv
+                    partialX[c] += gv * (x[c] - mean[c])
+                }
             }
         }
         for c in 0..<channels {

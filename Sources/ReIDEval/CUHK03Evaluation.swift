@@ -111,7 +111,7 @@ public func evaluateCUHK03Classic(
     try checkEvaluable(query: query, gallery: gallery, options: options)
     guard repeats >= 1 else { throw EvalError("evaluation: repeats must be at least 1, got \(repeats)") }
     let ng = gallery.count
-    let maxRank = min(options.maxRank, ng)
+    let maxRank = options.maxRank
     var perQuery = [CUHK03QueryScore](repeating: CUHK03QueryScore(), count: query.count)
     perQuery.withUnsafeMutableBufferPointer { sp in
         let out = SharedBuffer(base: sp.baseAddress!)

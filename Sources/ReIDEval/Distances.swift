@@ -1,3 +1,4 @@
+import Foundation
 import Kernels
 
 // MARK: - Squared Euclidean distances, a block of queries at a time
@@ -67,25 +68,44 @@ public func squaredDistances(query: FeatureSet, gallery: FeatureSet) -> [Float] 
 
 /// How an evaluation walks the distance matrix.
 public struct EvalOptions: Sendable {
-    /// CMC is kept for ranks 1...maxRank (torchreid's max_rank; clipped to the gallery size).
+    /// CMC is kept for ranks 1...maxRank (torchreid's max_rank). Ranks past the gallery size
+    /// hold the value at the gallery size (torchreid clips max_rank instead).
     public var maxRank: Int
     /// Threads that rank the queries of a block (the GEMM uses OpenBLAS's own threads, set
     /// with `setBLASThreads`; the two never run at the same time).
     public var threads: Int
-    /// Queries per distance block; nil picks min(256, 2^26 / gallery) so a block never
-    /// exceeds 256 MiB however large the gallery.
+    /// Queries per distance block; nil picks 2^26 / gallery (at least 1), so a block
+    /// holds at most 256 MiB of distances however large the gallery. Larger blocks
+    /// mean fewer GEMM calls, each re-packing the whole gallery.
     public var blockRows: Int?
+    /// If given, receives the time spent on distances (GEMM) and on ranking.
+    public var profile: EvalProfile?
 
-    public init(maxRank: Int = 50, threads: Int = 2, blockRows: Int? = nil) {
+    public init(maxRank: Int = 50, threads: Int = 2, blockRows: Int? = nil, profile: EvalProfile? = nil) {
         self.maxRank = maxRank
         self.threads = threads
         self.blockRows = blockRows
+        self.profile = profile
     }
 
     func rows(forGallery g: Int) -> Int {
         if let b = blockRows { return max(1, b) }
-        return max(1, min(256, (1 << 26) / max(g, 1)))
+        return max(1, (1 << 26) / max(g, 1))
     }
+}
+
+/// Wall-clock seconds spent in the two phases of an evaluation (accumulated).
+public final class EvalProfile: @unchecked Sendable {
+    public var distanceSeconds = 0.0
+    public var rankingSeconds = 0.0
+    public init() {}
+}
+
+/// Monotonic seconds.
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
 /// Memory written by several threads at distinct indices.
@@ -126,9 +146,11 @@ func forEachQueryDistances<Scratch>(
                         var first = 0
                         while first < nq {
                             let count = min(rows, nq - first)
+                            let t0 = now()
                             squaredDistanceBlock(query: q.baseAddress!, queryNorms: qnp.baseAddress!, first: first,
                                                  rows: count, gallery: gp.baseAddress!, galleryNorms: gnp.baseAddress!,
                                                  galleryCount: ng, dim: dim, out: block)
+                            let t1 = now()
                             let start = first
                             let work: @Sendable (Int) -> Void = { w in
                                 var i = w
@@ -138,6 +160,10 @@ func forEachQueryDistances<Scratch>(
                                 }
                             }
                             if threads == 1 { work(0) } else { DispatchQueueShim.concurrentPerform(threads, work) }
+                            if let p = options.profile {
+                                p.distanceSeconds += t1 - t0
+                                p.rankingSeconds += now() - t1
+                            }
                             first += count
                         }
                     }

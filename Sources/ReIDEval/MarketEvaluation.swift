@@ -7,7 +7,8 @@
 //
 // No full sort is needed: a match's rank in the filtered list is the number of
 // gallery items ordered before it (one vectorised counting pass over the distance
-// row per same-identity item) minus the dropped items before it. That costs
+// row per same-identity item, tiled so the row is read once) minus the dropped
+// items before it. That costs
 // O(S x G) per query for S same-identity gallery items, against O(G log G) for a
 // sort, and touches no memory beyond the distance row.
 
@@ -21,22 +22,41 @@ struct GalleryIndex: Sendable {
     }
 }
 
-/// Number of gallery items before item `s` in the stable order (distance, index):
-/// items i < s with d[i] <= d[s] plus items i > s with d[i] < d[s].
+/// Number of gallery items in d[start ..< end] that come before item `s` in the
+/// stable order (distance, index): those left of s with d <= d[s], those right of
+/// s with d < d[s]; s itself does not count.
 @inline(__always)
-func itemsBefore(_ d: UnsafePointer<Float>, count g: Int, item s: Int) -> Int {
-    let t = d[s]
+func itemsBefore(_ d: UnsafePointer<Float>, _ start: Int, _ end: Int, item s: Int, threshold t: Float) -> Int32 {
     var n: Int32 = 0
-    var i = 0
-    while i < s { n &+= d[i] <= t ? 1 : 0; i &+= 1 }
-    i = s &+ 1
-    while i < g { n &+= d[i] < t ? 1 : 0; i &+= 1 }
-    return Int(n)
+    let leftEnd = min(max(s, start), end)
+    var i = start
+    while i < leftEnd { n &+= d[i] <= t ? 1 : 0; i &+= 1 }
+    i = max(leftEnd, min(s &+ 1, end))
+    while i < end { n &+= d[i] < t ? 1 : 0; i &+= 1 }
+    return n
 }
 
-/// A same-identity gallery item of one query: its position in the unfiltered
-/// order and whether the protocol drops it (same camera).
-struct SameIdentityItem { var before: Int; var dropped: Bool }
+/// Gallery items counted a tile at a time, so a long distance row is read from
+/// memory once and each tile is scanned for every same-identity item while in L1.
+let rankingTile = 4096
+
+/// A same-identity gallery item of one query: its gallery index, its position in
+/// the unfiltered stable order, and whether the protocol drops it (same camera).
+struct SameIdentityItem { var index: Int; var before: Int; var dropped: Bool }
+
+/// Fills `before` of every item: the number of gallery items before it.
+func countItemsBefore(_ d: UnsafePointer<Float>, galleryCount g: Int, items: inout [SameIdentityItem]) {
+    for k in items.indices { items[k].before = 0 }
+    var start = 0
+    while start < g {
+        let end = min(start &+ rankingTile, g)
+        for k in items.indices {
+            let s = items[k].index
+            items[k].before &+= Int(itemsBefore(d, start, end, item: s, threshold: d[s]))
+        }
+        start = end
+    }
+}
 
 /// Scores one query given its distance row (see the note at the top of the file).
 func scoreMarketQuery(
@@ -49,9 +69,10 @@ func scoreMarketQuery(
         let s = Int(s32)
         let dropped = galleryCams[s] == queryCam
         anyMatch = anyMatch || !dropped
-        items.append(SameIdentityItem(before: itemsBefore(d, count: g, item: s), dropped: dropped))
+        items.append(SameIdentityItem(index: s, before: 0, dropped: dropped))
     }
     guard anyMatch else { return QueryScore() }
+    countItemsBefore(d, galleryCount: g, items: &items)
     items.sort { $0.before < $1.before }
     var droppedSoFar = 0, hits = 0, first = -1, last = 0
     var precisionSum = 0.0
@@ -73,7 +94,7 @@ func scoreMarketQuery(
 public func evaluateMarket(query: FeatureSet, gallery: FeatureSet, options: EvalOptions = EvalOptions()) throws -> EvalResult {
     try checkEvaluable(query: query, gallery: gallery, options: options)
     let ng = gallery.count
-    let maxRank = min(options.maxRank, ng)
+    let maxRank = options.maxRank
     let index = GalleryIndex(gallery.pids)
     var scores = [QueryScore](repeating: QueryScore(), count: query.count)
     scores.withUnsafeMutableBufferPointer { sp in

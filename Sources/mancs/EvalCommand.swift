@@ -13,11 +13,6 @@ struct EvalCommand: ParsableCommand {
             See docs/evaluation.md.
             """)
 
-    enum EvalProtocol: String, ExpressibleByArgument, CaseIterable {
-        case market
-        case cuhk03Classic = "cuhk03-classic"
-    }
-
     @Option(help: "Features file (HDF5) to evaluate.")
     var features: String?
 
@@ -36,6 +31,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Threads (OpenBLAS and ranking); default: all cores.")
     var threads: Int?
 
+    @Option(help: "Queries per distance block (default: 2^26 / gallery size, i.e. 256 MiB of distances).")
+    var blockRows: Int?
+
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
     var seed: UInt64 = 0
 
@@ -51,6 +49,7 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let b = blockRows, b < 1 { throw ValidationError("--block-rows must be at least 1") }
         if features == nil {
             if checkpoint != nil || data != nil || dataset != nil {
                 throw ValidationError("eval: extracting features from --checkpoint/--data/--dataset is not yet available; pass --features FILE")
@@ -65,26 +64,30 @@ struct EvalCommand: ParsableCommand {
         let start = Date()
         let file = try FeaturesFile.read(features!)
         let readTime = Date().timeIntervalSince(start)
-        var query = file.query
-        if multiQuery {
-            guard let mq = file.multiQuery else {
-                throw EvalError("\(features!): --multi-query needs a /multiquery group (features, pids, camids)")
-            }
-            query = try multiQueryAverage(query: query, multiQuery: mq)
-        }
-        let options = EvalOptions(maxRank: maxRank, threads: threads)
+        let profile = EvalProfile()
+        let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
         let result: EvalResult
-        switch evalProtocol {
-        case .market: result = try evaluateMarket(query: query, gallery: file.gallery, options: options)
-        case .cuhk03Classic:
-            result = try evaluateCUHK03Classic(query: query, gallery: file.gallery, options: options, seed: seed)
+        do {
+            result = try evaluate(file, protocol: evalProtocol, multiQuery: multiQuery, options: options, seed: seed)
+        } catch let e as EvalError {
+            throw EvalError("\(features!): \(e.message)")
         }
         let total = Date().timeIntervalSince(start)
         let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
         print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s)", total, readTime))
+        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
+                     total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
         if let json {
             try result.jsonData().write(to: URL(fileURLWithPath: json))
         }
     }
 }
+
+/// User + system CPU time of this process so far (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}
+
+extension EvalProtocol: ExpressibleByArgument {}

@@ -9,7 +9,7 @@ import TestSupport
         let q = try line([0], pids: [1], cams: [0])
         let g = try line([1, 2, 3, 4], pids: [2, 2, 1, 3], cams: [1, 1, 1, 1])
         let r = try evaluateCUHK03Classic(query: q, gallery: g, options: EvalOptions(maxRank: 4))
-        #expect(r.cmc == [0, 1, 1, 1])
+        #expect(r.cmc == [0, 1, 1, 1])  // max rank 4 = gallery size
         let market = try evaluateMarket(query: q, gallery: g, options: EvalOptions(maxRank: 4))
         #expect(market.cmc == [0, 0, 1, 1])
         // AP is the Market AP on the whole filtered list: one hit at rank 3.

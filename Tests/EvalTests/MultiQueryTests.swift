@@ -22,6 +22,18 @@ import Testing
         #expect(try evaluateMarket(query: averaged, gallery: g).cmc[0] == 1)
     }
 
+    @Test func evaluateUsesTheFilesMultiQueryGroup() throws {
+        let q = try FeatureSet(features: [0.9], dim: 1, pids: [1], camids: [1])
+        let mq = try FeatureSet(features: [0.9, -0.7, 0.1], dim: 1, pids: [1, 1, 1], camids: [1, 1, 1])
+        let g = try FeatureSet(features: [0.1, 1.0], dim: 1, pids: [1, 2], camids: [2, 2])
+        let single = try FeaturesFile(query: q, gallery: g)
+        #expect { try evaluate(single, multiQuery: true) } throws: { "\($0)".contains("/multiquery") }
+        let multi = try FeaturesFile(query: q, gallery: g, multiQuery: mq)
+        #expect(try evaluate(multi).cmc[0] == 0)
+        #expect(try evaluate(multi, multiQuery: true).cmc[0] == 1)
+        #expect(try evaluate(multi, protocol: .cuhk03Classic, multiQuery: true).cmc[0] == 1)
+    }
+
     @Test func differentDimensionIsAnError() throws {
         let q = try FeatureSet(features: [0, 0], dim: 2, pids: [1], camids: [1])
         let mq = try FeatureSet(features: [0], dim: 1, pids: [1], camids: [1])

@@ -26,7 +26,6 @@ func naiveOrder(_ row: [Double]) -> [Int] {
 /// torchreid's eval_market1501 (+ mINP), transcribed loop by loop.
 func naiveMarket(_ q: FeatureSet, _ g: FeatureSet, maxRank: Int = 50) -> (cmc: [Double], mAP: Double, mINP: Double, valid: Int) {
     let dist = naiveDistances(q, g)
-    let maxRank = min(maxRank, g.count)
     var cmcSum = [Double](repeating: 0, count: maxRank)
     var aps: [Double] = [], inps: [Double] = []
     for i in 0..<q.count {
@@ -56,7 +55,6 @@ func naiveCUHK03(_ q: FeatureSet, _ g: FeatureSet, maxRank: Int = 50, repeats: I
     -> (cmc: [Double], mAP: Double, valid: Int)
 {
     let dist = naiveDistances(q, g)
-    let maxRank = min(maxRank, g.count)
     var cmcSum = [Double](repeating: 0, count: maxRank)
     var aps: [Double] = []
     for i in 0..<q.count {

@@ -180,6 +180,8 @@ func workspaceSizes() {
     #expect(stem.workspaceCount >= stem.columnCountPerImage)
     let small = Conv2DShape(batch: 4, inHeight: 8, inWidth: 4, inChannels: 2, outChannels: 2, kernel: 3, stride: 1, padding: 1)
     #expect(small.workspaceCount == 4 * 32 * 18)
+    let late = Conv2DShape(batch: 64, inHeight: 8, inWidth: 4, inChannels: 512, outChannels: 512, kernel: 3, stride: 1, padding: 1)
+    #expect(late.imagesPerChunk * 32 >= Conv2DShape.minimumChunkRows && late.imagesPerChunk < 64)
     let huge = Conv2DShape(batch: 2, inHeight: 2048, inWidth: 1024, inChannels: 16, outChannels: 2, kernel: 3, stride: 1, padding: 1)
     #expect(huge.imagesPerChunk == 1 && huge.workspaceCount == huge.columnCountPerImage)
 }

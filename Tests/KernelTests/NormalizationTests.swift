@@ -165,3 +165,62 @@ func batchNormManyBlocks() {
         #expect(abs(Double(invStd[c]) - expectedInvStd) < 1e-4 * expectedInvStd, "invStd channel \(c): \(invStd[c]) vs \(expectedInvStd)")
     }
 }
+
+@Test("fused BatchNorm+ReLU equals BatchNorm then ReLU, forward (training, inference) and backward")
+func batchNormReLUFusedMatchesComposition() {
+    let rows = 300, channels = 7
+    var rng = SplitMix64(seed: 42)
+    let x = rng.array(rows * channels, scale: 2), g = rng.array(rows * channels)
+    let gamma = rng.array(channels), beta = rng.array(channels, scale: 0.5)
+    let count = rows * channels
+    // Separate: BN, ReLU; ReLU backward, BN backward.
+    var yBN = [Float](repeating: 0, count: count), ySep = yBN, yFused = yBN
+    var mean = [Float](repeating: 0, count: channels), invStd = mean, mean2 = mean, invStd2 = mean
+    var rm = [Float](repeating: 0, count: channels), rv = [Float](repeating: 1, count: channels), rm2 = rm, rv2 = rv
+    var gGamma = [Float](repeating: 0, count: channels), gBeta = gGamma, gGamma2 = gGamma, gBeta2 = gGamma
+    var gMasked = [Float](repeating: 0, count: count), gX = gMasked, gX2 = gMasked
+    var zSep = [Float](repeating: 0, count: count), zFused = zSep
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+    g.withUnsafeBufferPointer { gop in
+        let xa = xp.baseAddress!, ga = gp.baseAddress!, ba = bp.baseAddress!, goa = gop.baseAddress!
+        yBN.withUnsafeMutableBufferPointer { y in ySep.withUnsafeMutableBufferPointer { ys in yFused.withUnsafeMutableBufferPointer { yf in
+        mean.withUnsafeMutableBufferPointer { m in invStd.withUnsafeMutableBufferPointer { i in
+        mean2.withUnsafeMutableBufferPointer { m2 in invStd2.withUnsafeMutableBufferPointer { i2 in
+        rm.withUnsafeMutableBufferPointer { rmp in rv.withUnsafeMutableBufferPointer { rvp in
+        rm2.withUnsafeMutableBufferPointer { rmp2 in rv2.withUnsafeMutableBufferPointer { rvp2 in
+            batchNormForwardTraining(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba, output: y.baseAddress!,
+                                     saveMean: m.baseAddress!, saveInvStd: i.baseAddress!, runningMean: rmp.baseAddress!,
+                                     runningVar: rvp.baseAddress!, momentum: 0.1, eps: 1e-5)
+            reluForward(count: count, input: y.baseAddress!, output: ys.baseAddress!)
+            batchNormReLUForwardTraining(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba, output: yf.baseAddress!,
+                                         saveMean: m2.baseAddress!, saveInvStd: i2.baseAddress!, runningMean: rmp2.baseAddress!,
+                                         runningVar: rvp2.baseAddress!, momentum: 0.1, eps: 1e-5)
+            gMasked.withUnsafeMutableBufferPointer { gm in gX.withUnsafeMutableBufferPointer { gx in gX2.withUnsafeMutableBufferPointer { gx2 in
+            gGamma.withUnsafeMutableBufferPointer { gg in gBeta.withUnsafeMutableBufferPointer { gb in
+            gGamma2.withUnsafeMutableBufferPointer { gg2 in gBeta2.withUnsafeMutableBufferPointer { gb2 in
+                reluBackward(count: count, output: ys.baseAddress!, gradOutput: goa, gradInput: gm.baseAddress!)
+                batchNormBackward(rows: rows, channels: channels, input: xa, gamma: ga, saveMean: m.baseAddress!,
+                                  saveInvStd: i.baseAddress!, gradOutput: gm.baseAddress!, gradInput: gx.baseAddress!,
+                                  gradGamma: gg.baseAddress!, gradBeta: gb.baseAddress!)
+                batchNormReLUBackward(rows: rows, channels: channels, input: xa, output: yf.baseAddress!, gamma: ga,
+                                      saveMean: m2.baseAddress!, saveInvStd: i2.baseAddress!, gradOutput: goa,
+                                      gradInput: gx2.baseAddress!, gradGamma: gg2.baseAddress!, gradBeta: gb2.baseAddress!)
+            } } } } } } }
+            zSep.withUnsafeMutableBufferPointer { zs in zFused.withUnsafeMutableBufferPointer { zf in
+                batchNormForwardInference(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba,
+                                          runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!, eps: 1e-5, output: zs.baseAddress!)
+                reluForward(count: count, input: zs.baseAddress!, output: zs.baseAddress!)
+                batchNormReLUForwardInference(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba,
+                                              runningMean: rmp2.baseAddress!, runningVar: rvp2.baseAddress!, eps: 1e-5,
+                                              output: zf.baseAddress!)
+            } }
+        } } } } } } } } } } }
+    } } } }
+    #expect(ySep == yFused)
+    #expect(ySep.contains { $0 == 0 } && ySep.contains { $0 > 0 })
+    #expect(rm == rm2 && rv == rv2)
+    #expect(zSep == zFused)
+    #expect(gGamma == gGamma2 && gBeta == gBeta2)
+    let worst = zip(gX, gX2).map { abs($0 - $1) }.max()!
+    #expect(worst <= 1e-6, "gradInput differs by \(worst)")
+}
