@@ -39,6 +39,9 @@ private let silenced: Void = { H5open(); mancs_h5_silence_errors() }()
 @inline(__always) func locked<T>(_ body: () throws -> T) rethrows -> T {
     hdf5Lock.lock(); defer { hdf5Lock.unlock() }
     _ = silenced
+    // The error-printing switch is per thread in some HDF5 builds: set it on
+    // whichever thread calls (cheap).
+    mancs_h5_silence_errors()
     return try body()
 }
 

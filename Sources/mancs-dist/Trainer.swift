@@ -55,6 +55,7 @@ final class Trainer {
             if comm.isRoot { log.error("\(error)") }
             return 1
         }
+        defer { trainer.reducer.shutdown() }
         do {
             return try trainer.train()
         } catch let e as TrainingFailure {
