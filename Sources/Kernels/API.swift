@@ -16,3 +16,13 @@
 //   `setBLASThreads`.
 //
 // This file holds the signatures; each kernel family lives in its own file.
+
+// MARK: Argument checks
+
+/// Stops with a one-line message naming the kernel and the bad argument. Unlike
+/// `precondition`, this stays on in -Ounchecked builds (the Kernels target's
+/// release setting); it is only used once per call, never per element.
+@inline(__always)
+func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError(message()) }
+}

@@ -35,20 +35,30 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
         max(1, min(batch, Conv2DShape.workspaceBudget / max(1, columnCountPerImage)))
     }
 
-    /// Largest column chunk, in floats, the chunking aims for (32 Mi floats = 128 MiB),
-    /// unless a single image needs more.
-    public static let workspaceBudget = 32 << 20
+    /// Largest column chunk, in floats, the chunking aims for (1 Mi floats = 4 MiB),
+    /// unless a single image needs more. Small chunks keep the columns in cache
+    /// between im2col and the GEMM that reads them; one image of a ResNet-50
+    /// layer already gives the GEMM hundreds of rows.
+    public static let workspaceBudget = 1 << 20
 
     /// Floats of scratch space `conv2DForward`/`conv2DBackward` need: the im2col
     /// column matrix of one chunk of `imagesPerChunk` images (the same buffer also
-    /// holds the column gradient in backward), i.e. at most max(32 Mi, one image's
+    /// holds the column gradient in backward), i.e. at most max(1 Mi, one image's
     /// columns). 0 for a 1x1 stride-1 convolution, which is a plain GEMM.
-    /// One buffer of this size may be shared by every convolution run in sequence.
+    /// One buffer of the largest workspaceCount may be shared by every convolution
+    /// run in sequence.
     public var workspaceCount: Int {
         isPointwise ? 0 : imagesPerChunk * columnCountPerImage
     }
 
-    /// Precondition message context.
+    /// Stops with a message naming `kernel` when the shape is not a usable convolution.
+    func validate(_ kernelName: String) {
+        require(batch >= 0 && inChannels > 0 && outChannels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+                "\(kernelName): invalid shape (\(summary))")
+        require(outHeight > 0 && outWidth > 0, "\(kernelName): empty output for \(summary)")
+    }
+
+    /// Error message context.
     var summary: String {
         "conv \(kernel)x\(kernel)/\(stride) pad \(padding), \(inChannels)->\(outChannels), input \(batch)x\(inHeight)x\(inWidth)"
     }
@@ -74,7 +84,7 @@ func conv2DForward(
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
 ) {
-    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DForward: empty output for \(s.summary)")
+    s.validate("conv2DForward")
     let rowsPerImage = s.outHeight * s.outWidth
     let K = s.kernel * s.kernel * s.inChannels
     let cout = s.outChannels
@@ -88,8 +98,8 @@ func conv2DForward(
               alpha: 1, a: input, lda: K, b: weight, ldb: K, beta: beta, c: output, ldc: cout)
         return
     }
-    guard let col = workspace else { preconditionFailure("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
-    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    require(chunk > 0, "conv2DForward: imagesPerChunk must be positive, got \(chunk)")
+    guard let col = workspace else { fatalError("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount) floats, got nil") }
     let imageIn = s.inHeight * s.inWidth * s.inChannels
     var n0 = 0
     while n0 < s.batch {
@@ -123,7 +133,7 @@ func conv2DBackward(
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
 ) {
-    precondition(s.outHeight > 0 && s.outWidth > 0, "conv2DBackward: empty output for \(s.summary)")
+    s.validate("conv2DBackward")
     let rowsPerImage = s.outHeight * s.outWidth
     let K = s.kernel * s.kernel * s.inChannels
     let cout = s.outChannels
@@ -139,8 +149,8 @@ func conv2DBackward(
         }
         return
     }
-    guard let col = workspace else { preconditionFailure("conv2DBackward: \(s.summary) needs a workspace of \(s.workspaceCount) floats") }
-    precondition(chunk > 0, "conv: imagesPerChunk must be positive, got \(chunk)")
+    require(chunk > 0, "conv2DBackward: imagesPerChunk must be positive, got \(chunk)")
+    guard let col = workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace of \(s.workspaceCount) floats, got nil") }
     let imageIn = s.inHeight * s.inWidth * s.inChannels
     var n0 = 0
     while n0 < s.batch {

@@ -44,7 +44,7 @@ public func attentionCombineBackward(count: Int, f: UnsafePointer<Float>, m: Uns
 /// Concatenates [rows, widths[i]] matrices along columns into [rows, sum(widths)].
 public func concatColumns(rows: Int, parts: [UnsafePointer<Float>], widths: [Int],
                           output: UnsafeMutablePointer<Float>) {
-    precondition(parts.count == widths.count, "concatColumns: \(parts.count) parts but \(widths.count) widths")
+    require(parts.count == widths.count, "concatColumns: \(parts.count) parts but \(widths.count) widths")
     let total = widths.reduce(0, +)
     var offset = 0
     for (part, width) in zip(parts, widths) {
@@ -58,7 +58,7 @@ public func concatColumns(rows: Int, parts: [UnsafePointer<Float>], widths: [Int
 /// Inverse of `concatColumns`: splits [rows, sum(widths)] into its parts (overwritten).
 public func splitColumns(rows: Int, input: UnsafePointer<Float>, widths: [Int],
                          parts: [UnsafeMutablePointer<Float>]) {
-    precondition(parts.count == widths.count, "splitColumns: \(parts.count) parts but \(widths.count) widths")
+    require(parts.count == widths.count, "splitColumns: \(parts.count) parts but \(widths.count) widths")
     let total = widths.reduce(0, +)
     var offset = 0
     for (part, width) in zip(parts, widths) {
@@ -104,9 +104,15 @@ public func nchwToNHWC(batch: Int, channels: Int, height: Int, width: Int,
     let plane = height * width
     for n in 0..<batch {
         let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
-        for c in 0..<channels {
-            let sc = s + c &* plane
-            for p in 0..<plane { d[p &* channels &+ c] = sc[p] }
+        // Tiles of pixels keep the scattered side of the transpose in cache.
+        var p0 = 0
+        while p0 < plane {
+            let p1 = min(plane, p0 &+ layoutTile)
+            for c in 0..<channels {
+                let sc = s + c &* plane
+                for p in p0..<p1 { d[p &* channels &+ c] = sc[p] }
+            }
+            p0 = p1
         }
     }
 }
@@ -117,9 +123,17 @@ public func nhwcToNCHW(batch: Int, channels: Int, height: Int, width: Int,
     let plane = height * width
     for n in 0..<batch {
         let s = src + n &* channels &* plane, d = dst + n &* channels &* plane
-        for c in 0..<channels {
-            let dc = d + c &* plane
-            for p in 0..<plane { dc[p] = s[p &* channels &+ c] }
+        var p0 = 0
+        while p0 < plane {
+            let p1 = min(plane, p0 &+ layoutTile)
+            for c in 0..<channels {
+                let dc = d + c &* plane
+                for p in p0..<p1 { dc[p] = s[p &* channels &+ c] }
+            }
+            p0 = p1
         }
     }
 }
+
+/// Pixels per transpose tile.
+private let layoutTile = 64

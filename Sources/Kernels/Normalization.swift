@@ -16,20 +16,17 @@ public func batchNormForwardTraining(
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
     momentum: Float, eps: Float
 ) {
-    precondition(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
-    // Two passes (mean, then centred squares), accumulated in Double.
+    require(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
     var variance = [Double](repeating: 0, count: channels)
     mean.withUnsafeMutableBufferPointer { mean in
         variance.withUnsafeMutableBufferPointer { variance in
-            columnSums(rows: rows, channels: channels, input, into: mean.baseAddress!)
-            let invRows = 1 / Double(rows)
-            for c in 0..<channels { mean[c] *= invRows }
-            centredSquareSums(rows: rows, channels: channels, input, mean: mean.baseAddress!, into: variance.baseAddress!)
+            meanAndBiasedVariance(rows: rows, channels: channels, input,
+                                  mean: mean.baseAddress!, variance: variance.baseAddress!)
             let unbiasing = Double(rows) / Double(rows - 1)
             let m = Double(momentum)
             for c in 0..<channels {
-                let biased = variance[c] * invRows
+                let biased = variance[c]
                 saveMean[c] = Float(mean[c])
                 saveInvStd[c] = Float(1 / (biased + Double(eps)).squareRoot())
                 runningMean[c] = Float((1 - m) * Double(runningMean[c]) + m * mean[c])
@@ -72,9 +69,8 @@ public func batchNormBackward(
     var sumGX = [Double](repeating: 0, count: channels)
     sumG.withUnsafeMutableBufferPointer { sumG in
         sumGX.withUnsafeMutableBufferPointer { sumGX in
-            columnSums(rows: rows, channels: channels, gradOutput, into: sumG.baseAddress!)
-            gradientMoments(rows: rows, channels: channels, input: input, mean: saveMean,
-                            gradOutput: gradOutput, into: sumGX.baseAddress!)
+            gradientSums(rows: rows, channels: channels, input: input, mean: saveMean, gradOutput: gradOutput,
+                         sumG: sumG.baseAddress!, sumGX: sumGX.baseAddress!)
             for c in 0..<channels {
                 sumGX[c] *= Double(saveInvStd[c])
                 gradBeta[c] += Float(sumG[c])
@@ -122,66 +118,81 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
     }
 }
 
-/// Rows are summed in Float over short blocks (vectorised), blocks gathered in Double.
-private let statisticsBlock = 64
+/// Rows per statistics block: a block of about 64 KiB stays in cache for its second
+/// sweep; within a block sums are Float (vectorised), across blocks Double.
+private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels)) }
 
-/// sums[c] = sum over rows of x[r, c] (overwritten).
-private func columnSums(rows: Int, channels: Int, _ x: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: channels)
+/// Per-channel mean and biased variance in one read of the input: each block is
+/// reduced with the two-pass formula while it is in cache, and blocks are merged
+/// in Double with Chan et al.'s pairwise update, so no E[x^2] - E[x]^2 cancellation.
+private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<Float>,
+                                   mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>) {
+    let block = blockRows(channels: channels)
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { partial.deallocate() }
-    sums.update(repeating: 0, count: channels)
+    let blockMean = partial + channels
+    mean.update(repeating: 0, count: channels)
+    variance.update(repeating: 0, count: channels)  // holds M2 (sum of squared deviations) until the end
     var start = 0
     while start < rows {
-        let end = min(rows, start + statisticsBlock)
+        let end = min(rows, start + block)
+        let count = end - start
+        // Block mean.
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
             for c in 0..<channels { partial[c] += row[c] }
         }
-        for c in 0..<channels { sums[c] += Double(partial[c]) }
-        start = end
-    }
-}
-
-/// sums[c] = sum over rows of (x[r, c] - mean[c])^2 (overwritten).
-private func centredSquareSums(rows: Int, channels: Int, _ x: UnsafePointer<Float>, mean: UnsafePointer<Double>,
-                               into sums: UnsafeMutablePointer<Double>) {
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
-    defer { partial.deallocate() }
-    let meanF = partial + channels
-    for c in 0..<channels { meanF[c] = Float(mean[c]) }
-    sums.update(repeating: 0, count: channels)
-    var start = 0
-    while start < rows {
-        let end = min(rows, start + statisticsBlock)
+        let invCount = 1 / Float(count)
+        for c in 0..<channels { blockMean[c] = partial[c] * invCount }
+        // Block M2 about its own mean (the block is still in cache).
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
             for c in 0..<channels {
-                let d = row[c] - meanF[c]
+                let d = row[c] - blockMean[c]
                 partial[c] += d * d
             }
         }
-        for c in 0..<channels { sums[c] += Double(partial[c]) }
+        // Merge (Chan et al.): M2 += M2_b + delta^2 * n_a * n_b / n.
+        let nA = Double(start), nB = Double(count), n = nA + nB
+        for c in 0..<channels {
+            let delta = Double(blockMean[c]) - mean[c]
+            mean[c] += delta * nB / n
+            variance[c] += Double(partial[c]) + delta * delta * nA * nB / n
+        }
         start = end
     }
+    let invRows = 1 / Double(rows)
+    for c in 0..<channels { variance[c] *= invRows }
 }
 
-/// sums[c] = sum over rows of g[r, c] * (x[r, c] - mean[c]) (overwritten).
-private func gradientMoments(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
-                             gradOutput: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: channels)
+/// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read.
+private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                          gradOutput: UnsafePointer<Float>,
+                          sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>) {
+    let block = blockRows(channels: channels)
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { partial.deallocate() }
-    sums.update(repeating: 0, count: channels)
+    let partialX = partial + channels
+    sumG.update(repeating: 0, count: channels)
+    sumGX.update(repeating: 0, count: channels)
     var start = 0
     while start < rows {
-        let end = min(rows, start + statisticsBlock)
-        partial.update(repeating: 0, count: channels)
+        let end = min(rows, start + block)
+        partial.update(repeating: 0, count: 2 * channels)
         for r in start..<end {
             let x = input + r &* channels, g = gradOutput + r &* channels
-            for c in 0..<channels { partial[c] += g[c] * (x[c] - mean[c]) }
+            for c in 0..<channels {
+                let gv = g[c]
+                partial[c] += gv
+                partialX[c] += gv * (x[c] - mean[c])
+            }
         }
-        for c in 0..<channels { sums[c] += Double(partial[c]) }
+        for c in 0..<channels {
+            sumG[c] += Double(partial[c])
+            sumGX[c] += Double(partialX[c])
+        }
         start = end
     }
 }

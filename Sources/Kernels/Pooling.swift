@@ -5,35 +5,61 @@
 public func maxPool3x3s2Forward(batch: Int, height: Int, width: Int, channels: Int,
                                 input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                                 argmax: UnsafeMutablePointer<Int32>) {
-    precondition(batch * height * width * channels <= Int(Int32.max),
+    require(height > 0 && width > 0 && channels > 0, "maxPool3x3s2Forward: empty input \(batch)x\(height)x\(width)x\(channels)")
+    require(batch * height * width * channels <= Int(Int32.max),
                  "maxPool3x3s2Forward: input of \(batch * height * width * channels) floats exceeds Int32 argmax indices")
     let outH = maxPool3x3s2OutputSize(height), outW = maxPool3x3s2OutputSize(width)
+    let lanes = SIMD4<Int32>(0, 1, 2, 3)
     for n in 0..<batch {
         for oy in 0..<outH {
             let y0 = max(0, 2 * oy - 1), y1 = min(height, 2 * oy + 2)
             for ox in 0..<outW {
                 let x0 = max(0, 2 * ox - 1), x1 = min(width, 2 * ox + 2)
                 let o = ((n &* outH &+ oy) &* outW &+ ox) &* channels
-                let best = output + o, arg = argmax + o
-                // Padding is never a candidate: start from -inf and scan only real pixels.
-                best.update(repeating: -.infinity, count: channels)
-                arg.update(repeating: -1, count: channels)
-                for iy in y0..<y1 {
-                    for ix in x0..<x1 {
-                        let base = ((n &* height &+ iy) &* width &+ ix) &* channels
-                        let src = input + base
-                        for c in 0..<channels {
-                            let v = src[c]
-                            if v > best[c] || arg[c] < 0 {
-                                best[c] = v
-                                arg[c] = Int32(truncatingIfNeeded: base &+ c)
-                            }
+                // Padding is never a candidate: only real pixels are scanned, starting
+                // from the first one, so every argmax is a valid input index. Strict `>`
+                // keeps the first of equal values, as PyTorch does.
+                let first = ((n &* height &+ y0) &* width &+ x0) &* channels
+                var c = 0
+                // Four channels at a time, the running max kept in registers across the taps.
+                while c &+ 4 <= channels {
+                    var best = load4(input + (first &+ c))
+                    var arg = SIMD4<Int32>(repeating: Int32(truncatingIfNeeded: first &+ c)) &+ lanes
+                    for iy in y0..<y1 {
+                        for ix in x0..<x1 {
+                            let base = ((n &* height &+ iy) &* width &+ ix) &* channels &+ c
+                            if base == first &+ c { continue }
+                            let v = load4(input + base)
+                            let better = v .> best
+                            best.replace(with: v, where: better)
+                            arg.replace(with: SIMD4<Int32>(repeating: Int32(truncatingIfNeeded: base)) &+ lanes, where: better)
                         }
                     }
+                    UnsafeMutableRawPointer(output + (o &+ c)).storeBytes(of: best, as: SIMD4<Float>.self)
+                    UnsafeMutableRawPointer(argmax + (o &+ c)).storeBytes(of: arg, as: SIMD4<Int32>.self)
+                    c &+= 4
+                }
+                while c < channels {
+                    var best = input[first &+ c]
+                    var arg = first &+ c
+                    for iy in y0..<y1 {
+                        for ix in x0..<x1 {
+                            let i = ((n &* height &+ iy) &* width &+ ix) &* channels &+ c
+                            if input[i] > best { best = input[i]; arg = i }
+                        }
+                    }
+                    output[o &+ c] = best
+                    argmax[o &+ c] = Int32(truncatingIfNeeded: arg)
+                    c &+= 1
                 }
             }
         }
     }
+}
+
+@inline(__always)
+private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
 }
 
 /// Output spatial size of the 3x3/2 pad 1 max-pool for an input side.
@@ -53,6 +79,7 @@ public func maxPool3x3s2Backward(batch: Int, height: Int, width: Int, channels: 
 /// Global average pool: output[n, c] = mean over the `spatial` = H*W positions.
 public func globalAvgPoolForward(batch: Int, spatial: Int, channels: Int,
                                  input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    require(spatial > 0, "globalAvgPoolForward: spatial size must be positive, got \(spatial)")
     let inv = 1 / Float(spatial)
     for n in 0..<batch {
         let out = output + n &* channels
@@ -69,6 +96,7 @@ public func globalAvgPoolForward(batch: Int, spatial: Int, channels: Int,
 /// gradInput[n, p, c] = gradOutput[n, c] / spatial (overwritten).
 public func globalAvgPoolBackward(batch: Int, spatial: Int, channels: Int,
                                   gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+    require(spatial > 0, "globalAvgPoolBackward: spatial size must be positive, got \(spatial)")
     let inv = 1 / Float(spatial)
     for n in 0..<batch {
         let g = gradOutput + n &* channels

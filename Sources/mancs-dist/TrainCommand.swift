@@ -36,6 +36,10 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Print the effective settings as YAML and exit.")
     var printConfig = false
 
+    /// Test hook: rank 0 writes the averaged gradient of the first step taken
+    /// (before clipping) to this HDF5 file, as /grads/<name>.
+    @Option(help: .hidden) var dumpGradients: String?
+
     /// Defaults <- config file <- flags.
     func settings() throws -> TrainSettings {
         var s = TrainSettings()
@@ -67,7 +71,7 @@ struct TrainCommand: ParsableCommand {
             if ProcessEnvironment.isRankZero { FileHandle.standardError.write(Data("mancs-dist: \(e.description)\n".utf8)) }
             throw ExitCode(2)
         }
-        let code = Trainer.run(settings: s)
+        let code = Trainer.run(settings: s, dumpGradients: dumpGradients)
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -1,6 +1,7 @@
 import Checkpoint
 import Distributed
 import Foundation
+import HDF5Kit
 import Kernels
 import MancsModel
 import MancsTraining
@@ -23,10 +24,12 @@ final class Trainer {
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
     var state: TrainingState
+    /// See `TrainCommand.dumpGradients`.
+    var dumpGradientsPath: String?
 
     /// Runs training; returns the process exit code. Errors are reported once
     /// (by rank 0 when every rank has the same one) and end every rank.
-    static func run(settings: TrainSettings) -> Int32 {
+    static func run(settings: TrainSettings, dumpGradients: String? = nil) -> Int32 {
         StopSignal.install()
         let comm: Communicator
         do { comm = try Communicator.world() } catch {
@@ -45,6 +48,7 @@ final class Trainer {
         let trainer: Trainer
         do {
             trainer = try Trainer(settings: settings, comm: comm, log: log)
+            trainer.dumpGradientsPath = dumpGradients
         } catch {
             // Set-up errors are the same on every rank (same flags, same data) or
             // were shared by rank 0: one report is enough.
@@ -199,6 +203,12 @@ final class Trainer {
             try reducer.finish()
             if let e = reduceError { throw e }
             if s.accumulate > 1 { scale(count: grads.count, grads.baseAddress!, by: 1 / Float(s.accumulate)) }
+            if let path = dumpGradientsPath, comm.isRoot {
+                let file = try HDF5File(creating: path)
+                try network.parameters.write(to: file.root.createGroup("grads"), gradient: true)
+                file.close()
+                dumpGradientsPath = nil
+            }
 
             // Losses averaged over every shard, for logging and the NaN check.
             try comm.allreduceSum(&local)
@@ -244,6 +254,9 @@ final class Trainer {
                 }
             }
         }
+        let checksum = ReplicaCheck.checksum(UnsafeBufferPointer(network.parameters.values))
+        try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
+        log.info("replicas identical on \(comm.size) rank(s): parameter checksum \(String(checksum, radix: 16))")
         log.info("training finished at step \(state.globalStep); checkpoints in \(runDir.appendingPathComponent("checkpoints").path)")
         return 0
     }

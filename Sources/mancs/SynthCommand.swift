@@ -1,9 +1,43 @@
 import ArgumentParser
+import Foundation
+import ReIDData
 
 struct SynthCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "synth", abstract: "Write a synthetic re-ID dataset in the Market-1501 layout.")
+    static let configuration = CommandConfiguration(
+        commandName: "synth",
+        abstract: "Write a synthetic re-ID dataset in the Market-1501 layout.",
+        discussion: """
+            Draws people whose identity lies in clothing colours and patterns, carried items, build and hair, \
+            seen by cameras that differ in background, light, colour cast, blur and noise. Writes \
+            DIR/bounding_box_train, DIR/query and DIR/bounding_box_test (with pid 0 distractors and pid -1 junk). \
+            The files are bit-identical for a seed.
+            """)
+
+    @Option(name: .long, help: "Output directory.") var out: String
+    @Option(name: .long, help: "Training identities.") var trainIds = 100
+    @Option(name: .long, help: "Test identities (disjoint from the training ones).") var testIds = 50
+    @Option(name: .long, help: "Pictures per training identity, and gallery pictures per test identity.") var imagesPerId = 8
+    @Option(name: .long, help: "Cameras (2...9).") var cameras = 4
+    @Option(name: .long, help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .long, help: "Image height in pixels.") var height = 128
+    @Option(name: .long, help: "Image width in pixels.") var width = 64
+    @Option(name: .long, help: "Distractor pictures (pid 0) in the gallery (default: a fifth of the genuine gallery).") var distractors: Int?
+    @Option(name: .long, help: "Junk pictures (pid -1) in the gallery (default: a tenth of the genuine gallery).") var junk: Int?
+    @Flag(name: .long, help: "Delete existing split folders under --out first.") var force = false
 
     func run() throws {
-        throw ValidationError("synth: not implemented yet")
+        let options = SyntheticDataset.Options(
+            trainIDs: trainIds, testIDs: testIds, imagesPerID: imagesPerId, cameras: cameras, seed: seed,
+            height: height, width: width, distractors: distractors, junk: junk)
+        do {
+            try options.validate()
+        } catch let error as SyntheticDatasetError {
+            throw ValidationError(error.description)
+        }
+        let start = Date()
+        let summary = try SyntheticDataset.write(to: URL(fileURLWithPath: out), options: options, replacingExisting: force)
+        let seconds = Date().timeIntervalSince(start)
+        print("synth: wrote \(summary.filesWritten) \(width)x\(height) JPEGs to \(out) (seed \(seed), \(String(format: "%.2f", seconds)) s)")
+        print(summary.description)
     }
 }

@@ -111,4 +111,14 @@ func sigmoidExtremes() {
     let expected = exp(-20.0) / (1 + exp(-20.0))
     #expect(abs(Double(y[3]) - expected) / expected < 1e-5)
     #expect(abs(Double(y[5]) - 1 / (1 + exp(-20.0))) < 1e-7)
+    // Relative accuracy across the range (the exp is a polynomial, not libm's).
+    let grid = stride(from: Float(-86), through: 30, by: 0.173).map { $0 }
+    let yg = sigmoid(grid)
+    var worst = 0.0
+    for (x, v) in zip(grid, yg) {
+        let reference = 1 / (1 + exp(-Double(x)))
+        worst = max(worst, abs(Double(v) - reference) / reference)
+    }
+    #expect(worst < 1e-6, "sigmoid worst relative error \(worst)")
+    #expect(sigmoid([.nan])[0].isNaN)
 }

@@ -54,9 +54,9 @@ func attentionCombineNoAttended() {
 
 // MARK: Layout and arithmetic
 
-@Test("NCHW <-> NHWC round trip and index mapping")
-func layoutRoundTrip() {
-    let b = 2, c = 3, h = 4, w = 5
+@Test("NCHW <-> NHWC round trip and index mapping", arguments: [(2, 3, 4, 5), (2, 5, 9, 11)])
+func layoutRoundTrip(shape: (Int, Int, Int, Int)) {
+    let (b, c, h, w) = shape  // the second has a ragged pixel tile
     let nchw = (0..<(b * c * h * w)).map { Float($0) }
     var nhwc = [Float](repeating: .nan, count: nchw.count), back = nhwc
     nchw.withUnsafeBufferPointer { s in nhwc.withUnsafeMutableBufferPointer { d in
@@ -66,10 +66,11 @@ func layoutRoundTrip() {
         nhwcToNCHW(batch: b, channels: c, height: h, width: w, s.baseAddress!, d.baseAddress!)
     } }
     #expect(back == nchw)
-    // (n=1, c=2, y=3, x=4)
-    let nhwcIndex: Int = ((1 * h + 3) * w + 4) * c + 2
-    let nchwIndex: Int = ((1 * c + 2) * h + 3) * w + 4
-    #expect(nhwc[nhwcIndex] == nchw[nchwIndex])
+    for (n, ch, y, x) in [(1, 2, 3, 4), (0, c - 1, h - 1, w - 1), (b - 1, 0, h / 2, 0)] {
+        let nhwcIndex: Int = ((n * h + y) * w + x) * c + ch
+        let nchwIndex: Int = ((n * c + ch) * h + y) * w + x
+        #expect(nhwc[nhwcIndex] == nchw[nchwIndex], "element (\(n), \(ch), \(y), \(x))")
+    }
     #expect(nhwc != nchw)
 }
 

@@ -130,3 +130,38 @@ func batchNormRunningStatistics() {
         #expect(abs(Double(z[i]) - expected) < 1e-4 * max(1, abs(expected)), "inference output \(i)")
     }
 }
+
+@Test("BatchNorm statistics over many row blocks match a Double reference despite a large offset")
+func batchNormManyBlocks() {
+    let rows = 3001, channels = 64  // several statistics blocks and a ragged last one
+    var rng = SplitMix64(seed: 41)
+    let x = (0..<(rows * channels)).map { i in 100 + Float(i % channels) + rng.nextSigned() * 0.5 }
+    let gamma = [Float](repeating: 1, count: channels), beta = [Float](repeating: 0, count: channels)
+    var mean = [Float](repeating: 0, count: channels), invStd = mean
+    var rm = [Float](repeating: 0, count: channels), rv = [Float](repeating: 1, count: channels)
+    var y = [Float](repeating: 0, count: x.count)
+    x.withUnsafeBufferPointer { xp in gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        y.withUnsafeMutableBufferPointer { yp in mean.withUnsafeMutableBufferPointer { mp in
+            invStd.withUnsafeMutableBufferPointer { ip in rm.withUnsafeMutableBufferPointer { rmp in
+                rv.withUnsafeMutableBufferPointer { rvp in
+                    batchNormForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                             gamma: gp.baseAddress!, beta: bp.baseAddress!, output: yp.baseAddress!,
+                                             saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
+                                             runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                             momentum: 0.1, eps: 1e-5)
+                }
+            } }
+        } }
+    } } }
+    for c in 0..<channels {
+        var sum = 0.0
+        for r in 0..<rows { sum += Double(x[r * channels + c]) }
+        let mu = sum / Double(rows)
+        var m2 = 0.0
+        for r in 0..<rows { let d = Double(x[r * channels + c]) - mu; m2 += d * d }
+        let variance = m2 / Double(rows)
+        #expect(abs(Double(mean[c]) - mu) < 1e-5 * abs(mu), "mean channel \(c)")
+        let expectedInvStd = 1 / (variance + 1e-5).squareRoot()
+        #expect(abs(Double(invStd[c]) - expectedInvStd) < 1e-4 * expectedInvStd, "invStd channel \(c): \(invStd[c]) vs \(expectedInvStd)")
+    }
+}

@@ -16,7 +16,7 @@ func maxPool(_ b: Int, _ h: Int, _ w: Int, _ c: Int, _ x: [Float]) -> (output: [
 
 @Test("max-pool 3x3/2 backward matches finite differences; forward matches a direct max")
 func maxPoolGradient() {
-    let b = 2, h = 7, w = 6, c = 3
+    let b = 2, h = 7, w = 6, c = 6  // 4 channels vectorised + a scalar tail of 2
     var rng = SplitMix64(seed: 50)
     var x = distinctShuffled(b * h * w * c, rng: &rng)
     let (y, arg) = maxPool(b, h, w, c, x)
@@ -43,11 +43,12 @@ func maxPoolGradient() {
 
 @Test("max-pool padding never wins over negative inputs")
 func maxPoolNegative() {
-    let b = 1, h = 4, w = 5, c = 2
+    let b = 1, h = 4, w = 5, c = 5
     let x = (0..<(b * h * w * c)).map { -1 - Float($0) }
     let (y, arg) = maxPool(b, h, w, c, x)
     #expect(y.allSatisfy { $0 < 0 }, "\(y)")
-    #expect(y[0] == -1 && y[1] == -2 && arg[0] == 0 && arg[1] == 1)
+    // Output (0, 0) covers input pixels (0..1, 0..1); the largest is pixel (0, 0).
+    #expect(Array(y[0..<5]) == [-1, -2, -3, -4, -5] && Array(arg[0..<5]) == [0, 1, 2, 3, 4])
 }
 
 // MARK: Global average pool
@@ -128,4 +129,15 @@ func linearGradient() {
         weightedSum(linear(rows, inF, outF, x0, w0, $0), r)
     }
     #expect(biasCheck.worst < gradientTolerance, "linear gradBias: \(biasCheck)")
+}
+
+@Test("max-pool ties keep the first pixel in scan order; -inf inputs still give valid indices")
+func maxPoolTiesAndInfinity() {
+    let b = 1, h = 3, w = 3, c = 5
+    let x = [Float](repeating: -.infinity, count: b * h * w * c)
+    let (y, arg) = maxPool(b, h, w, c, x)
+    #expect(y.allSatisfy { $0 == -.infinity })
+    // Output (1, 1) covers rows 1..2, columns 1..2; all tie, so the first, pixel (1, 1), wins.
+    let o = (1 * 2 + 1) * c
+    #expect((0..<c).allSatisfy { Int(arg[o + $0]) == (1 * w + 1) * c + $0 }, "\(Array(arg[o..<(o + c)]))")
 }

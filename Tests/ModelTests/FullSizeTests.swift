@@ -16,6 +16,12 @@ import TestSupport
         let gCls = rng.array(batch * c.numClasses, scale: 1e-2)
         let gAtt = rng.array(batch * c.numClasses, scale: 1e-2)
 
+        #if !DEBUG
+        // Release: one warm-up step first (page faults on first touch), so the printed time is a steady step.
+        images.withUnsafeBufferPointer { _ = net.forward(images: $0.baseAddress!, batch: batch, training: true) }
+        net.backward(gradFRank: gRank, gradClsLogits: gCls, gradAttLogits: gAtt)
+        net.parameters.zeroGradients()
+        #endif
         let t0 = Date()
         let out = images.withUnsafeBufferPointer { net.forward(images: $0.baseAddress!, batch: batch, training: true) }
         let t1 = Date()

@@ -1,0 +1,62 @@
+// The seeded random source behind the synthetic dataset.
+// Own arithmetic only (no stdlib `random(in:)`), so files are bit-identical for a seed across toolchains.
+
+/// SplitMix64 with helpers for the draws the generator needs. Independent streams come from
+/// mixing the dataset seed with stream labels, so one image's draws never depend on another's.
+struct SyntheticRNG {
+    private var state: UInt64
+
+    init(seed: UInt64, stream: UInt64...) {
+        var s = SyntheticRNG.mix(seed ^ 0x6A09_E667_F3BC_C908)
+        for label in stream { s = SyntheticRNG.mix(s ^ SyntheticRNG.mix(label &+ 0x9E37_79B9_7F4A_7C15)) }
+        state = s
+    }
+
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    mutating func unit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
+
+    /// Uniform in [low, high).
+    mutating func uniform(_ low: Float, _ high: Float) -> Float { low + (high - low) * unit() }
+
+    /// Uniform integer in the closed range.
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        let span = UInt64(range.upperBound - range.lowerBound + 1)
+        return range.lowerBound + Int(next() % span)
+    }
+
+    mutating func chance(_ probability: Float) -> Bool { unit() < probability }
+
+    /// Standard normal (Box-Muller on our own uniforms).
+    mutating func normal() -> Float {
+        let u1 = max(unit(), 1e-7), u2 = unit()
+        return (-2 * logf(u1)).squareRoot() * cosf(2 * Float.pi * u2)
+    }
+
+    mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
+
+    mutating func shuffle<T>(_ items: inout [T]) {
+        guard items.count > 1 else { return }
+        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, int(0...i)) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import HDF5Kit
+
+/// Compares the tensors of two HDF5 files (checkpoints, features, gradient
+/// dumps): are two runs identical, or how far apart are they?
+struct DiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "Compare the float tensors of two HDF5 files (checkpoints, features).",
+        discussion: "Exit 0 when every tensor present in both files is within the tolerance (0 = bit-identical), 1 otherwise, 2 on unreadable input.")
+
+    @Argument(help: "First file.") var first: String
+    @Argument(help: "Second file.") var second: String
+    @Option(help: "Comma-separated groups to compare (default: every group).") var groups: String?
+    @Option(help: "Largest allowed relative L2 difference per tensor (0 = bit-identical).") var tolerance: Double = 0
+    @Flag(help: "List every tensor, not only the ones that differ.") var verbose = false
+
+    func run() throws {
+        let a: HDF5File, b: HDF5File
+        do {
+            a = try HDF5File(openForReading: first)
+            b = try HDF5File(openForReading: second)
+        } catch {
+            FileHandle.standardError.write(Data("mancs diff: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let roots = groups.map { $0.split(separator: ",").map { "/" + $0.trimmingCharacters(in: CharacterSet(charactersIn: "/ ")) } } ?? ["/"]
+        var compared = 0, differing = 0, onlyOne: [String] = []
+        var worst = (name: "", rel: 0.0)
+        for root in roots {
+            let namesA = Set(try datasets(in: a, under: root)), namesB = Set(try datasets(in: b, under: root))
+            onlyOne += namesA.symmetricDifference(namesB).sorted()
+            for name in namesA.intersection(namesB).sorted() {
+                guard let x = try? a.root.read(name, as: Double.self), let y = try? b.root.read(name, as: Double.self) else { continue }
+                compared += 1
+                if x.shape != y.shape {
+                    differing += 1
+                    print("\(name): shapes differ \(x.shape) vs \(y.shape)")
+                    continue
+                }
+                var diff2 = 0.0, ref2 = 0.0, maxAbs = 0.0
+                for i in 0..<x.values.count {
+                    let d = x.values[i] - y.values[i]
+                    diff2 += d * d; ref2 += x.values[i] * x.values[i]; maxAbs = max(maxAbs, abs(d))
+                }
+                let rel = diff2 == 0 ? 0 : sqrt(diff2) / max(sqrt(ref2), 1e-30)
+                if rel > worst.rel { worst = (name, rel) }
+                let bad = tolerance == 0 ? diff2 != 0 : rel > tolerance
+                if bad { differing += 1 }
+                if bad || verbose { print(String(format: "%@: relative L2 %.3e, max abs %.3e%@", name, rel, maxAbs, bad ? "  DIFFERS" : "")) }
+            }
+        }
+        for n in onlyOne { print("\(n): only in one file") }
+        print("compared \(compared) tensors: \(differing) differ\(tolerance == 0 ? "" : " beyond \(tolerance)"), worst \(worst.name.isEmpty ? "-" : worst.name) \(String(format: "%.3e", worst.rel))")
+        if compared == 0 {
+            FileHandle.standardError.write(Data("mancs diff: no tensor in common under \(roots.joined(separator: ","))\n".utf8))
+            throw ExitCode(2)
+        }
+        if differing > 0 { throw ExitCode(1) }
+    }
+
+    /// Paths of every numeric dataset below a group.
+    func datasets(in file: HDF5File, under path: String) throws -> [String] {
+        guard path == "/" || file.root.exists(path) else { return [] }
+        let group = try file.root.group(path)
+        var out: [String] = []
+        for m in try group.members() {
+            let full = path == "/" ? "/" + m : path + "/" + m
+            if group.isGroup(m) { out += try datasets(in: file, under: full) } else { out.append(full) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# mancs-dist under `mpirun -np 2` on a small synthetic dataset and a small model:
+# replicas identical, runs reproducible, exact resume, -np 2 == -np 1 --accumulate 2,
+# SIGTERM checkpoints and exits 0, a truncated checkpoint is skipped, a killed rank
+# ends the job, and training lowers the loss.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+make_dataset "$WORK/data" --train-ids 12 --test-ids 6 --images-per-id 6 --cameras 3 --seed 1 --height 64 --width 32
+common=(--data "$WORK/data" --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 --ids-per-batch 4
+        --images-per-id 3 --seed 7 --loader-threads 1 --log-every 1 --lr 1e-3 --checkpoint-every 5)
+
+# 1. A 2-rank run: replicas identical at the end, loss goes down.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/a" --max-steps 30 > "$WORK/a.log" 2>&1 || { cat "$WORK/a.log"; fail "2-rank run"; }
+check "replicas bit-identical after training" grep -q "replicas identical on 2 rank(s)" "$WORK/a.log"
+first=$(train_losses "$WORK/a/metrics.jsonl" | head -n 5 | awk '{s+=$1} END {print s/NR}')
+last=$(train_losses "$WORK/a/metrics.jsonl" | tail -n 5 | awk '{s+=$1} END {print s/NR}')
+echo "mean loss of the first 5 steps $first, of the last 5 $last"
+check "training lowers the loss" awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a)}'
+check "config.yaml written" grep -q "ids-per-batch: 4" "$WORK/a/config.yaml"
+check "checkpoint retention keeps 3" test "$(ls "$WORK/a/checkpoints" | wc -l)" -eq 3
+
+# 2. The same command again: bit-identical checkpoints.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/b" --max-steps 30 > "$WORK/b.log" 2>&1 || { cat "$WORK/b.log"; fail "second run"; }
+check "two runs with the same seed write identical checkpoints" \
+    "$MANCS" diff "$WORK/a/checkpoints/step-00000030.h5" "$WORK/b/checkpoints/step-00000030.h5"
+
+# 3. Stop at step 12, resume to 30: identical to the straight run.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/c" --max-steps 12 > "$WORK/c1.log" 2>&1 || { cat "$WORK/c1.log"; fail "first half"; }
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/c" --max-steps 30 > "$WORK/c2.log" 2>&1 || { cat "$WORK/c2.log"; fail "resumed half"; }
+check "resume logs where it resumed" grep -q "resumed from .*step-00000012.h5 at step 12" "$WORK/c2.log"
+check "resumed run ends bit-identical to the straight run (model, buffers, optimiser)" \
+    "$MANCS" diff "$WORK/a/checkpoints/step-00000030.h5" "$WORK/c/checkpoints/step-00000030.h5" --groups model,buffers,optimizer
+
+# 4. -np 2 and -np 1 --accumulate 2 average the same gradient on the same global batch.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/g2" --max-steps 1 --dump-gradients "$WORK/g2.h5" > "$WORK/g2.log" 2>&1 || { cat "$WORK/g2.log"; fail "np 2 gradient"; }
+"$MANCS_DIST" "${common[@]}" --run-dir "$WORK/g1" --max-steps 1 --accumulate 2 --dump-gradients "$WORK/g1.h5" > "$WORK/g1.log" 2>&1 || { cat "$WORK/g1.log"; fail "np 1 accumulate 2 gradient"; }
+check "-np 2 gradient equals -np 1 --accumulate 2 gradient" "$MANCS" diff "$WORK/g2.h5" "$WORK/g1.h5" --tolerance 1e-5
+
+# 5a. SIGTERM to one rank mid-run: every rank stops after the same step, a checkpoint, exit 0.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/s" --max-steps 100000 --checkpoint-every 100000 > "$WORK/s.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+    [ -f "$WORK/s/metrics.jsonl" ] && [ "$(grep -c train "$WORK/s/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.1
+done
+rank=$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/s " | tail -n 1)
+kill -TERM "$rank"
+status=0; timeout 60 tail --pid=$job -f /dev/null || true; wait $job || status=$?
+check "SIGTERM: clean exit" test "$status" -eq 0
+check "SIGTERM: says so" grep -q "stop requested" "$WORK/s.log"
+ckpt=$(newest_checkpoint "$WORK/s")
+check "SIGTERM: checkpoint written" test -n "$ckpt"
+k=$((10#$(basename "$ckpt" .h5 | cut -d- -f2)))
+echo "stopped at step $k"
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/s" --max-steps $((k + 2)) > "$WORK/s2.log" 2>&1 || { cat "$WORK/s2.log"; fail "resume after SIGTERM"; }
+check "resume after SIGTERM continues from it" grep -q "at step $k" "$WORK/s2.log"
+
+# 5b. A truncated newest checkpoint is skipped by --resume auto.
+newest=$(newest_checkpoint "$WORK/s")
+truncate -s $(( $(stat -c %s "$newest") / 2 )) "$newest"
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/s" --max-steps $((k + 3)) > "$WORK/s3.log" 2>&1 || { cat "$WORK/s3.log"; fail "resume past a truncated checkpoint"; }
+check "truncated checkpoint skipped with a warning" grep -q "$(basename "$newest")" "$WORK/s3.log"
+check "resumed from the previous checkpoint" grep -q "resumed from .*step-$(printf %08d $k).h5" "$WORK/s3.log"
+
+# 5c. SIGKILL of one rank ends the whole job, non-zero, within 30 seconds.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/k" --max-steps 100000 --checkpoint-every 100000 > "$WORK/k.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+    [ -f "$WORK/k/metrics.jsonl" ] && [ "$(grep -c train "$WORK/k/metrics.jsonl")" -ge 2 ] && break
+    sleep 0.1
+done
+kill -KILL "$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/k " | tail -n 1)"
+start=$(date +%s); status=0
+timeout 30 tail --pid=$job -f /dev/null || { kill -KILL $job; fail "job still running 30 s after a rank was killed"; }
+wait $job || status=$?
+check "SIGKILL of a rank: job ends non-zero (status $status) in $(( $(date +%s) - start )) s" test "$status" -ne 0
+
+# 6. Errors before training: P not divisible by the world size, reported once.
+status=0
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/e" --ids-per-batch 3 > "$WORK/e.log" 2>&1 || status=$?
+check "P not divisible: non-zero exit" test "$status" -ne 0
+check "P not divisible: one clear message" test "$(grep -c "does not divide" "$WORK/e.log")" -eq 1
+rm -rf "$WORK"
