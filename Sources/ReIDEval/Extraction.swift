@@ -204,6 +204,8 @@ public func loadInferenceNetwork(checkpoint path: String, maxBatch: Int, height:
 /// communicator of several ranks, collective: every rank loads the file and the
 /// listing itself and extracts its block; rank 0 gets the features, the others
 /// nil. Without a communicator (or a world of one) it always returns the file.
+/// (The buffers are broadcast although every rank read the same file: the
+/// trainer's code path, exercised by `mpirun -np 2 mancs extract`.)
 public func extractFeatures(checkpoint: String, data: String, dataset name: String,
                             options: ExtractionOptions = ExtractionOptions(), comm: Communicator? = nil,
                             progress: ((Int, Int) -> Void)? = nil) throws -> FeaturesFile? {
@@ -216,7 +218,7 @@ public func extractFeatures(checkpoint: String, data: String, dataset name: Stri
         return (network, dataset)
     }
     return try extractFeatures(network: network, dataset: dataset, comm: comm, batchSize: options.batchSize,
-                               loaderThreads: options.loaderThreads, paths: options.paths, syncBuffers: false,
+                               loaderThreads: options.loaderThreads, paths: options.paths, syncBuffers: true,
                                progress: progress)
 }
 
