@@ -1,4 +1,3 @@
-import CTurboJPEG
 import Foundation
 import ReIDData
 
@@ -97,29 +96,11 @@ final class TileMaker {
 
 // MARK: - JPEG output
 
-/// JPEG bytes of an RGB image (TurboJPEG, 4:2:0 chroma, accurate DCT).
-func encodeJPEGBytes(_ image: RGB8Image, quality: Int = 90) throws -> Data {
-    guard let handle = tjInitCompress() else { throw ExtractionError("TurboJPEG: cannot create a compressor") }
-    defer { tjDestroy(handle) }
-    var buffer: UnsafeMutablePointer<UInt8>? = nil
-    var size: UInt = 0
-    defer { if let buffer { tjFree(buffer) } }
-    let status = image.pixels.withUnsafeBufferPointer {
-        tjCompress2(handle, $0.baseAddress, Int32(image.width), Int32(image.width * 3), Int32(image.height),
-                    Int32(TJPF_RGB.rawValue), &buffer, &size, Int32(TJSAMP_420.rawValue), Int32(quality),
-                    Int32(TJFLAG_ACCURATEDCT))
-    }
-    guard status == 0, let buffer else {
-        let why = tjGetErrorStr2(handle).map { String(cString: $0) } ?? "unknown error"
-        throw ExtractionError("TurboJPEG: cannot encode a \(image.width)x\(image.height) picture: \(why)")
-    }
-    return Data(bytes: buffer, count: Int(size))
-}
-
-/// Writes an image as a JPEG file.
+/// Writes an image as a JPEG file (ReIDData's TurboJPEG encoder: 4:4:4, so the
+/// thin coloured frames stay crisp).
 func writeJPEG(_ image: RGB8Image, to path: String, quality: Int = 90) throws {
-    let data = try encodeJPEGBytes(image, quality: quality)
-    do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+    let bytes = try encodeJPEG(rgb: image.pixels, width: image.width, height: image.height, quality: quality)
+    do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
         throw ExtractionError("\(path): cannot write the picture (\(error.localizedDescription))")
     }
 }
