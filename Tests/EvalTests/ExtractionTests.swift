@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 @Suite("Feature extraction", .serialized)
-struct ExtractionTests {
+final class ExtractionTests {
     let root: URL
     let dataset: ReIDDataset
 
@@ -15,6 +15,8 @@ struct ExtractionTests {
         TinyReID.writeDataset(root.appendingPathComponent("data"))
         dataset = try loadDataset(name: "market1501", root: root.appendingPathComponent("data").path)
     }
+
+    deinit { try? FileManager.default.removeItem(at: root) }
 
     var dataPath: String { root.appendingPathComponent("data").path }
 

@@ -40,6 +40,7 @@ struct PlotTests {
     @Test("writing to a file through a run directory, with no eval records")
     func onlyTrainRecords() throws {
         let dir = SharedFiles.temporaryDirectory("mancs-plot")
+        defer { try? FileManager.default.removeItem(at: dir) }
         let lines = Self.metrics.split(separator: "\n").filter { $0.contains("\"train\"") }.joined(separator: "\n")
         try lines.write(to: dir.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
         let m = try TrainingMetrics.read(dir.appendingPathComponent("metrics.jsonl").path)

@@ -10,6 +10,7 @@ struct VisualTests {
     @Test("visualize writes decodable JPEGs of the layout's size and an index.html")
     func writesPictures() throws {
         let root = SharedFiles.temporaryDirectory("mancs-visual")
+        defer { try? FileManager.default.removeItem(at: root) }
         TinyReID.writeDataset(root.appendingPathComponent("data"))
         let dataset = try loadDataset(name: "market1501", root: root.appendingPathComponent("data").path)
         let net = try TinyReID.network(seed: 2, maxBatch: 4)
