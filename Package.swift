@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "MancsModel", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
         .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel", "HDF5Kit"], swiftSettings: fast),
         .target(name: "ReIDData", dependencies: ["CTurboJPEG", "HDF5Kit"], swiftSettings: fast),
-        .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
+        .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit", "MancsModel", "ReIDData", "Checkpoint", "Distributed"], swiftSettings: fast),
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed"]),
 

@@ -9,5 +9,6 @@ struct Mancs: ParsableCommand {
         subcommands: [
             CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
             EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self,
+            ExtractCommand.self, VisualizeCommand.self, PlotCommand.self,
         ])
 }

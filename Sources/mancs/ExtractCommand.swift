@@ -1,0 +1,62 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Kernels
+import ReIDEval
+
+/// `mancs extract`: f_rank features of a dataset's query and gallery (and
+/// Market-1501 multi-query) images, written as the features file of SPEC section 7.
+struct ExtractCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extract", abstract: "Extract query/gallery features with a checkpoint.",
+        discussion: """
+            Runs the network in inference mode (evaluation transform: resize + normalise) and writes \
+            /query, /gallery (and /multiquery when the dataset has gt_bbox) with features, pids, camids, paths. \
+            Under mpirun the images are split across ranks in contiguous blocks and rank 0 writes the file; \
+            the result does not depend on the number of ranks or the batch size. The architecture and input \
+            size come from the checkpoint's config; a weights-only file (/model and /buffers) gets its \
+            architecture from the tensor shapes and its input size from --height/--width (default 256x128).
+            """)
+
+    @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
+    @Option(help: "Dataset folder (or its parent).") var data: String
+    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Output features file (.h5).") var out: String
+    @Option(help: "Images per forward pass.") var batch = 32
+    @Option(help: "OpenBLAS threads per rank (default: cores / ranks).") var threads: Int?
+    @Option(help: "JPEG decoding threads per rank.") var loaderThreads = 2
+    @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
+    @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
+    @Flag(help: "Do not store image paths.") var noPaths = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        guard loaderThreads >= 1 else { throw ValidationError("--loader-threads must be at least 1") }
+        if let h = height, h < 32 { throw ValidationError("--height must be at least 32") }
+        if let w = width, w < 16 { throw ValidationError("--width must be at least 16") }
+    }
+
+    func run() throws {
+        let comm = try Communicator.world()
+        defer { comm.finalize() }
+        setBLASThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
+        let start = Date()
+        let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
+                                        paths: !noPaths)
+        do {
+            guard let file = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
+                                                 comm: comm) else { return }
+            try file.write(to: out)
+            let n = file.query.count + file.gallery.count + (file.multiQuery?.count ?? 0)
+            let seconds = Date().timeIntervalSince(start)
+            print("extract: \(file.query.count) query + \(file.gallery.count) gallery"
+                  + (file.multiQuery.map { " + \($0.count) multi-query" } ?? "")
+                  + " images, E = \(file.dim), \(comm.size) rank(s): "
+                  + String(format: "%.1f s (%.1f images/s)", seconds, Double(n) / max(seconds, 1e-9)) + " -> \(out)")
+        } catch {
+            if comm.isRoot { FileHandle.standardError.write(Data("mancs extract: \(error)\n".utf8)) }
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import ReIDData
+import ReIDEval
+
+/// `mancs visualize`: ranking strips and attention heat maps of a few queries.
+struct VisualizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "visualize", abstract: "Draw query rankings and attention masks as JPEGs with an index.html.",
+        discussion: """
+            For --queries random valid queries (--seed): query_NNN_ranking.jpg (the query, then its top 10 \
+            gallery images under the Market-1501 protocol, green frame = right identity, red = wrong) and \
+            query_NNN_attention.jpg (the query, then each FAB stage's mask: channel mean, upsampled, as a heat \
+            map over the image). Extracts the whole gallery first (one process). See docs/visual.md.
+            """)
+
+    @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
+    @Option(help: "Dataset folder (or its parent).") var data: String
+    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Number of queries to draw.") var queries = 8
+    @Option(help: "Seed of the query choice.") var seed: UInt64 = 0
+    @Option(help: "Gallery images per ranking.") var top = 10
+    @Option(help: "Picture height of each image.") var tileHeight = 256
+    @Option(help: "Picture width of each image.") var tileWidth = 128
+    @Option(help: "Images per forward pass.") var batch = 32
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
+    @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
+
+    func validate() throws {
+        guard queries >= 1 else { throw ValidationError("--queries must be at least 1") }
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard tileHeight >= 8, tileWidth >= 8 else { throw ValidationError("--tile-height and --tile-width must be at least 8") }
+    }
+
+    func run() throws {
+        setBLASThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        do {
+            let d = try loadDataset(name: dataset, root: data)
+            let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: batch, height: height, width: width)
+            var options = VisualizationOptions(queries: queries, seed: seed, topK: top, tileHeight: tileHeight, tileWidth: tileWidth)
+            options.batchSize = batch
+            let drawn = try writeVisualization(network: network, dataset: d, directory: out, options: options) { print("visualize: \($0)") }
+            let hits = drawn.map { $0.matches.first?.correct == true ? 1 : 0 }.reduce(0, +)
+            print("visualize: \(drawn.count) queries (\(hits) right at rank 1) -> \(out)/index.html")
+        } catch {
+            FileHandle.standardError.write(Data("mancs visualize: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
