@@ -6,6 +6,7 @@ import Kernels
 import MancsModel
 import MancsTraining
 import ReIDData
+import ReIDEval
 
 /// The training loop of one rank (SPEC sections 3, 6, 7): set-up, steps,
 /// checkpoints, stopping. Every rank runs the same code; collective calls are
@@ -24,6 +25,8 @@ final class Trainer {
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
     var state: TrainingState
+    /// Best evaluation mAP of this process's run so far (for best.h5).
+    var bestMAP = -1.0
     /// See `TrainCommand.dumpGradients`.
     var dumpGradientsPath: String?
 
@@ -145,6 +148,12 @@ final class Trainer {
             if loaded.state.seed != UInt64(s.seed) {
                 log.warning("checkpoint seed \(loaded.state.seed) differs from --seed \(s.seed): the batch stream changes from here")
             }
+            if let data = loaded.state.json.data(using: .utf8),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let best = object["best_map"] as? Double {
+                bestMAP = best
+                state.json = loaded.state.json
+            }
             log.info("resumed from \(loaded.path) at step \(state.globalStep)")
         } else {
             if let pre = s.pretrained {
@@ -174,6 +183,11 @@ final class Trainer {
         var window = (steps: 0, images: 0, start: Date())
         let runStart = Date(), firstStep = state.globalStep
         var sums = [Double](repeating: 0, count: 4)
+        var lastEvaluatedStep = -1
+        if s.evalEvery > 0 && state.globalStep == 0 {
+            try evaluate(label: "untrained model")  // the baseline the run must beat
+            lastEvaluatedStep = 0
+        }
 
         while Int(state.globalStep) < totalSteps {
             let step = Int(state.globalStep)
@@ -246,6 +260,11 @@ final class Trainer {
             if done % s.checkReplicasEvery == 0 {
                 try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
             }
+            let endOfEpoch = done % perEpoch == 0
+            if s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0 && done < totalSteps {
+                try evaluate(label: "epoch \(done / perEpoch)")
+                lastEvaluatedStep = done
+            }
             let stopping = try StopSignal.anyRankRequestedStop(comm)
             if stopping || done % s.checkpointEvery == 0 || done == totalSteps {
                 let url = try saveCheckpoint()
@@ -255,11 +274,45 @@ final class Trainer {
                 }
             }
         }
+        if lastEvaluatedStep != Int(state.globalStep) { try evaluate(label: "final") }
         let checksum = ReplicaCheck.checksum(UnsafeBufferPointer(network.parameters.values))
         try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
         log.info("replicas identical on \(comm.size) rank(s): parameter checksum \(String(checksum, radix: 16))")
         log.info("training finished at step \(state.globalStep); checkpoints in \(runDir.appendingPathComponent("checkpoints").path)")
         return 0
+    }
+
+    // MARK: - Evaluation
+
+    /// Collective: features of query and gallery extracted by every rank,
+    /// scored on rank 0 (Market protocol), logged, and the best model by mAP
+    /// kept as RUN_DIR/best.h5.
+    func evaluate(label: String) throws {
+        guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
+        let start = Date()
+        let features = try extractFeatures(network: network, dataset: dataset, comm: comm,
+                                           loaderThreads: s.loaderThreads, paths: false)
+        guard let features else { return }  // ranks other than 0
+        let r = try evaluateMarket(query: features.query, gallery: features.gallery,
+                                   options: EvalOptions(threads: s.threads))
+        let step = Int(state.globalStep), epoch = step / sampler.batchesPerEpoch
+        log.info(String(format: "eval (%@, step %d): rank-1 %.2f%%  rank-5 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%d queries, %d gallery, %.1f s)",
+                        label, step, 100 * (r.rank(1) ?? 0), 100 * (r.rank(5) ?? 0), 100 * r.mAP, 100 * r.mINP,
+                        r.numValidQuery, r.numGallery, Date().timeIntervalSince(start)))
+        var m = r.jsonObject()
+        m["cmc"] = nil
+        m["kind"] = "eval"; m["step"] = step; m["epoch"] = epoch; m["label"] = label
+        log.metric(m)
+        if step > 0 && r.mAP > bestMAP {
+            bestMAP = r.mAP
+            let best = runDir.appendingPathComponent("best.h5"), tmp = runDir.appendingPathComponent(".best.h5.tmp")
+            let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
+            try? FileManager.default.removeItem(at: tmp)
+            try Checkpoint.write(to: tmp.path, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
+            guard rename(tmp.path, best.path) == 0 else { throw TrainingFailure("cannot write \(best.path)") }
+            state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
+            log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * r.mAP, best.path))
+        }
     }
 
     // MARK: - Pieces

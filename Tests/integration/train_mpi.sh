@@ -9,13 +9,15 @@ make_dataset "$WORK/data" --train-ids 12 --test-ids 6 --images-per-id 6 --camera
 common=(--data "$WORK/data" --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 --ids-per-batch 4
         --images-per-id 3 --seed 7 --loader-threads 1 --log-every 1 --lr 1e-3 --checkpoint-every 5)
 
-# 1. A 2-rank run: replicas identical at the end, loss goes down.
-mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/a" --max-steps 30 > "$WORK/a.log" 2>&1 || { cat "$WORK/a.log"; fail "2-rank run"; }
+# 1. A 2-rank run: replicas identical at the end, loss goes down; evaluations at
+#    step 0 and at the end are logged and the best model is kept.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/a" --max-steps 30 --eval-every 100 > "$WORK/a.log" 2>&1 || { cat "$WORK/a.log"; fail "2-rank run"; }
 check "replicas bit-identical after training" grep -q "replicas identical on 2 rank(s)" "$WORK/a.log"
 first=$(train_losses "$WORK/a/metrics.jsonl" | head -n 5 | awk '{s+=$1} END {print s/NR}')
 last=$(train_losses "$WORK/a/metrics.jsonl" | tail -n 5 | awk '{s+=$1} END {print s/NR}')
 echo "mean loss of the first 5 steps $first, of the last 5 $last"
 check "training lowers the loss" awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a)}'
+check "best.h5 kept" test -f "$WORK/a/best.h5"
 check "config.yaml written" grep -q "ids-per-batch: 4" "$WORK/a/config.yaml"
 check "checkpoint retention keeps 3" test "$(ls "$WORK/a/checkpoints" | wc -l)" -eq 3
 
@@ -80,4 +82,13 @@ status=0
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/e" --ids-per-batch 3 > "$WORK/e.log" 2>&1 || status=$?
 check "P not divisible: non-zero exit" test "$status" -ne 0
 check "P not divisible: one clear message" test "$(grep -c "does not divide" "$WORK/e.log")" -eq 1
+# 7. Learning for real: 400 steps on more identities beat the untrained model.
+make_dataset "$WORK/eval-data" --train-ids 16 --test-ids 20 --images-per-id 6 --cameras 3 --seed 1 --height 64 --width 32
+mpi -np 2 "$MANCS_DIST" --data "$WORK/eval-data" --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 \
+    --ids-per-batch 4 --images-per-id 4 --seed 7 --loader-threads 1 --log-every 100 --lr 2e-3 --t0 5 --t1 10 \
+    --run-dir "$WORK/learn" --max-steps 400 --eval-every 1000 > "$WORK/learn.log" 2>&1 || { cat "$WORK/learn.log"; fail "learning run"; }
+metric() { grep '"kind":"eval"' "$WORK/learn/metrics.jsonl" | "$1" -n 1 | grep -o "\"$2\":[-0-9.e]*" | cut -d: -f2; }
+echo "untrained: rank-1 $(metric head rank1), mAP $(metric head mAP); after 400 steps: rank-1 $(metric tail rank1), mAP $(metric tail mAP)"
+check "the trained model beats the untrained one (rank-1)" awk -v a="$(metric head rank1)" -v b="$(metric tail rank1)" 'BEGIN {exit !(b > a)}'
+check "the trained model beats the untrained one (mAP)" awk -v a="$(metric head mAP)" -v b="$(metric tail mAP)" 'BEGIN {exit !(b > a + 0.05)}'
 rm -rf "$WORK"
