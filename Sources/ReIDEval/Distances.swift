@@ -71,7 +71,7 @@ public struct EvalOptions: Sendable {
     /// CMC is kept for ranks 1...maxRank (torchreid's max_rank). Ranks past the gallery size
     /// hold the value at the gallery size (torchreid clips max_rank instead).
     public var maxRank: Int
-    /// Threads that rank the queries of a block (the GEMM uses OpenBLAS's own threads, set
+    /// Threads that rank the queries of a block, by default all cores (the GEMM uses OpenBLAS's own threads, set
     /// with `setBLASThreads`; the two never run at the same time).
     public var threads: Int
     /// Queries per distance block; nil picks 2^26 / gallery (at least 1), so a block
@@ -81,7 +81,8 @@ public struct EvalOptions: Sendable {
     /// If given, receives the time spent on distances (GEMM) and on ranking.
     public var profile: EvalProfile?
 
-    public init(maxRank: Int = 50, threads: Int = 2, blockRows: Int? = nil, profile: EvalProfile? = nil) {
+    public init(maxRank: Int = 50, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                blockRows: Int? = nil, profile: EvalProfile? = nil) {
         self.maxRank = maxRank
         self.threads = threads
         self.blockRows = blockRows
