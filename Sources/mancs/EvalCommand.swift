@@ -37,32 +37,50 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
     var seed: UInt64 = 0
 
-    @Option(help: "Checkpoint to extract features with (not yet available; use --features).")
+    @Option(help: "Checkpoint to extract features with (instead of --features), with --data and --dataset.")
     var checkpoint: String?
 
-    @Option(help: "Dataset directory for extraction (not yet available; use --features).")
+    @Option(help: "Dataset root folder, with --checkpoint.")
     var data: String?
 
-    @Option(help: "Dataset name for extraction (not yet available; use --features).")
-    var dataset: String?
+    @Option(help: "Dataset name, with --checkpoint: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected.")
+    var dataset: String = "market1501"
+
+    @Option(help: "With --checkpoint: images per forward pass.")
+    var batch = 32
+
+    @Option(help: "With --checkpoint: also write the extracted features to this file.")
+    var saveFeatures: String?
 
     func validate() throws {
         guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let b = blockRows, b < 1 { throw ValidationError("--block-rows must be at least 1") }
-        if features == nil {
-            if checkpoint != nil || data != nil || dataset != nil {
-                throw ValidationError("eval: extracting features from --checkpoint/--data/--dataset is not yet available; pass --features FILE")
-            }
-            throw ValidationError("eval: pass --features FILE")
+        switch (features, checkpoint) {
+        case (nil, nil): throw ValidationError("eval: pass --features FILE, or --checkpoint FILE --data DIR [--dataset NAME]")
+        case (.some, .some): throw ValidationError("eval: pass either --features or --checkpoint, not both")
+        case (nil, .some): if data == nil { throw ValidationError("eval: --checkpoint needs --data DIR (the dataset's root folder)") }
+        default: break
         }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() throws {
         let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
         setBLASThreads(threads)
         let start = Date()
-        let file = try FeaturesFile.read(features!)
+        let source = features ?? checkpoint!
+        let file: FeaturesFile
+        if let features {
+            file = try FeaturesFile.read(features)
+        } else {
+            guard let extracted = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
+                                                      options: ExtractionOptions(batchSize: batch)) else {
+                throw EvalError("\(checkpoint!): extraction returned no features")
+            }
+            file = extracted
+            if let out = saveFeatures { try file.write(to: out) }
+        }
         let readTime = Date().timeIntervalSince(start)
         let profile = EvalProfile()
         let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
@@ -70,10 +88,10 @@ struct EvalCommand: ParsableCommand {
         do {
             result = try evaluate(file, protocol: evalProtocol, multiQuery: multiQuery, options: options, seed: seed)
         } catch let e as EvalError {
-            throw EvalError("\(features!): \(e.message)")
+            throw EvalError("\(source): \(e.message)")
         }
         let total = Date().timeIntervalSince(start)
-        let title = "\(features!): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
+        let title = "\(source): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
         print(result.table(title: title))
         print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
                      total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
