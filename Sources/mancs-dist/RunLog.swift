@@ -13,10 +13,13 @@ final class RunLog: @unchecked Sendable {
     init(rank: Int, runDir: String?) throws {
         self.rank = rank
         isRoot = rank == 0
-        // mpirun hands ranks a pseudo-terminal even when its own output is a
-        // file, so a terminal alone is not enough: TERM must be set too.
-        let term = ProcessInfo.processInfo.environment["TERM"] ?? ""
+        // mpirun hands ranks a pseudo-terminal even when its own output goes to
+        // a file, so under MPI the bar is opt-in (MANCS_PROGRESS=1).
+        let env = ProcessInfo.processInfo.environment
+        let term = env["TERM"] ?? ""
+        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["SLURM_PROCID"] != nil
         interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
+            && (!underMPI || env["MANCS_PROGRESS"] == "1")
         if isRoot, let dir = runDir {
             let path = (dir as NSString).appendingPathComponent("metrics.jsonl")
             if !FileManager.default.fileExists(atPath: path) {
