@@ -10,8 +10,8 @@ struct DataCommand: ParsableCommand {
     @Option(name: .long, help: "Dataset folder (or its parent).")
     var data: String
 
-    @Option(name: .long, help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.")
-    var dataset: String
+    @Option(name: .long, help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected (default market1501, also the layout `mancs synth` writes).")
+    var dataset: String = "market1501"
 
     @Flag(name: .long, help: "Decode every image; undecodable ones are listed as skipped.")
     var verify = false

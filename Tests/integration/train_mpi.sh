@@ -82,7 +82,13 @@ status=0
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/e" --ids-per-batch 3 > "$WORK/e.log" 2>&1 || status=$?
 check "P not divisible: non-zero exit" test "$status" -ne 0
 check "P not divisible: one clear message" test "$(grep -c "does not divide" "$WORK/e.log")" -eq 1
-# 7. Learning for real: 400 steps on more identities beat the untrained model.
+# 7. As documented for users: mpirun with the hostfile of this machine.
+hostfile="$(cd "$(dirname "$0")/../.." && pwd)/hostfiles/localhost"
+mpirun --allow-run-as-root --hostfile "$hostfile" -np 2 --bind-to core "$MANCS_DIST" "${common[@]}" \
+    --run-dir "$WORK/h" --max-steps 3 --threads 1 > "$WORK/h.log" 2>&1 || { cat "$WORK/h.log"; fail "mpirun --hostfile hostfiles/localhost"; }
+check "mpirun --hostfile hostfiles/localhost -np 2 trains" grep -q "replicas identical on 2 rank(s)" "$WORK/h.log"
+
+# 8. Learning for real: 400 steps on more identities beat the untrained model.
 make_dataset "$WORK/eval-data" --train-ids 16 --test-ids 20 --images-per-id 6 --cameras 3 --seed 1 --height 64 --width 32
 mpi -np 2 "$MANCS_DIST" --data "$WORK/eval-data" --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 \
     --ids-per-batch 4 --images-per-id 4 --seed 7 --loader-threads 1 --log-every 100 --lr 2e-3 --t0 5 --t1 10 \
