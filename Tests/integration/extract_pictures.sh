@@ -32,7 +32,10 @@ echo "ok   visualize: 6 JPEGs and index.html"
 "$mancs" plot "$tmp/run" || fail "plot"
 svg="$tmp/run/training.svg"
 [ -s "$svg" ] || fail "no $svg"
-[ "$(grep -o '<polyline' "$svg" | wc -l)" = 4 ] || fail "expected 4 loss polylines (no eval records yet)"
+# Four losses, plus rank-1 and mAP of the trainer's final evaluation.
+grep -q '"kind":"eval"' "$tmp/run/metrics.jsonl" || fail "the run logged no evaluation"
+lines=$(grep -o '<polyline' "$svg" | wc -l)
+[ "$lines" = 6 ] || fail "expected 6 polylines (4 losses, rank-1, mAP), got $lines"
 "$mancs" plot "$tmp/run" --out "$tmp/other.svg" >/dev/null && [ -s "$tmp/other.svg" ] || fail "plot --out"
 if "$mancs" plot "$tmp/nowhere" 2>"$tmp/err"; then fail "plot of a missing run succeeded"; fi
 [ "$(wc -l <"$tmp/err")" = 1 ] || fail "plot of a missing run: not one error line"
