@@ -99,24 +99,36 @@ final class Bottleneck {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         conv1.forward(n, t, input: x, output: c1, workspace: s.workspace)
         bn1.forward(rows: inRows, t, training: training, input: c1, output: b1)
-        reluForward(count: inRows * bn1.channels, input: b1, output: b1)
+        t.timed(.activation) {
+            reluForward(count: inRows * bn1.channels, input: b1, output: b1)
+        }
         conv2.forward(n, t, input: b1, output: c2, workspace: s.workspace)
         bn2.forward(rows: outRows, t, training: training, input: c2, output: b2)
-        reluForward(count: outRows * bn2.channels, input: b2, output: b2)
+        t.timed(.activation) {
+            reluForward(count: outRows * bn2.channels, input: b2, output: b2)
+        }
         conv3.forward(n, t, input: b2, output: c3, workspace: s.workspace)
         bn3.forward(rows: outRows, t, training: training, input: c3, output: sum)
         let count = outRows * outChannels
         if let (dconv, dbn) = downsample, let dc, let db {
             dconv.forward(n, t, input: x, output: dc, workspace: s.workspace)
             dbn.forward(rows: outRows, t, training: training, input: dc, output: db)
-            add(count: count, sum, db, into: sum)
+            t.timed(.elementwise) {
+                add(count: count, sum, db, into: sum)
+            }
         } else {
-            add(count: count, sum, x, into: sum)
+            t.timed(.elementwise) {
+                add(count: count, sum, x, into: sum)
+            }
         }
         if let prelu, let preluOut {
-            preluForward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu, output: preluOut)
+            t.timed(.activation) {
+                preluForward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu, output: preluOut)
+            }
         } else {
-            reluForward(count: count, input: sum, output: sum)
+            t.timed(.activation) {
+                reluForward(count: count, input: sum, output: sum)
+            }
         }
     }
 
@@ -130,11 +142,15 @@ final class Bottleneck {
         let count = outRows * outChannels
         // Final activation: t1 = d(sum).
         if let prelu {
-            preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
-                          gradOutput: gradOutput, gradInput: t1, gradWeight: t.grads + prelu)
+            t.timed(.activation) {
+                preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
+                              gradOutput: gradOutput, gradInput: t1, gradWeight: t.grads + prelu)
+            }
             ready.complete(prelu..<(prelu + outChannels))
         } else {
-            reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            t.timed(.activation) {
+                reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            }
         }
         // Shortcut: gradInput = d(shortcut input).
         if let (dconv, dbn) = downsample, let dc {
@@ -143,23 +159,29 @@ final class Bottleneck {
             dconv.backward(n, t, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
         } else {
-            gradInput.update(from: t1, count: count)
+            t.timed(.elementwise) { gradInput.update(from: t1, count: count) }
         }
         // Main path, last layer first.
         bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
         ready.complete(bn3.range)
         conv3.backward(n, t, input: b2, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv3.range)
-        reluBackward(count: outRows * bn2.channels, output: b2, gradOutput: t1, gradInput: t1)
+        t.timed(.activation) {
+            reluBackward(count: outRows * bn2.channels, output: b2, gradOutput: t1, gradInput: t1)
+        }
         bn2.backward(rows: outRows, t, input: c2, gradOutput: t1, gradInput: t2)
         ready.complete(bn2.range)
         conv2.backward(n, t, input: b1, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv2.range)
-        reluBackward(count: inRows * bn1.channels, output: b1, gradOutput: t1, gradInput: t1)
+        t.timed(.activation) {
+            reluBackward(count: inRows * bn1.channels, output: b1, gradOutput: t1, gradInput: t1)
+        }
         bn1.backward(rows: inRows, t, input: c1, gradOutput: t1, gradInput: t2)
         ready.complete(bn1.range)
         conv1.backward(n, t, input: x, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv1.range)
-        addInPlace(count: inRows * inChannels, t1, into: gradInput)
+        t.timed(.elementwise) {
+            addInPlace(count: inRows * inChannels, t1, into: gradInput)
+        }
     }
 }
