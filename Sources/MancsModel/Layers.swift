@@ -170,6 +170,50 @@ struct BatchNorm {
         }
     }
 
+    // MARK: BatchNorm + ReLU (fused: one pass, and no pre-ReLU buffer)
+
+    /// output = relu(BN(input)).
+    func forwardReLU(rows: Int, _ t: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                     output: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            if training {
+                batchNormReLUForwardTraining(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
+                                             beta: t.values + beta, output: output, saveMean: saveMean,
+                                             saveInvStd: saveInvStd, runningMean: t.buffers + runningMean,
+                                             runningVar: t.buffers + runningVar, momentum: momentum, eps: eps)
+            } else {
+                batchNormReLUForwardInference(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
+                                              beta: t.values + beta, runningMean: t.buffers + runningMean,
+                                              runningVar: t.buffers + runningVar, eps: eps, output: output)
+            }
+        }
+    }
+
+    /// The training forward's relu(BN(input)) again, bit for bit (the same kernel on the
+    /// same input and parameters), for backward: activations that are this cheap to
+    /// rebuild are not kept. `stats` (4 * channels floats) absorbs the statistics the
+    /// kernel writes, so the saved ones and the running ones are untouched.
+    func recomputeReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                       stats: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            let c = channels
+            batchNormReLUForwardTraining(rows: rows, channels: c, input: input, gamma: t.values + gamma,
+                                         beta: t.values + beta, output: output, saveMean: stats,
+                                         saveInvStd: stats + c, runningMean: stats + 2 * c,
+                                         runningVar: stats + 3 * c, momentum: momentum, eps: eps)
+        }
+    }
+
+    /// Backward of `forwardReLU` (training): `output` is its post-ReLU output.
+    func backwardReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                      gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            batchNormReLUBackward(rows: rows, channels: channels, input: input, output: output, gamma: t.values + gamma,
+                                  saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
+                                  gradInput: gradInput, gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+        }
+    }
+
     func backward(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>) {
         t.timed(.batchNorm) {

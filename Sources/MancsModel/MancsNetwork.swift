@@ -43,7 +43,7 @@ public final class MancsNetwork: @unchecked Sendable {
     // MARK: Layers
     private let stemConv: Conv
     private let stemBN: BatchNorm
-    private let stemOut: UnsafeMutablePointer<Float>     // conv -> BN -> ReLU (in place)
+    /// The stem conv's output; relu(BN(it)) lives in scratch during forward and is rebuilt in backward.
     private let stemConvOut: UnsafeMutablePointer<Float>
     private let poolOut: UnsafeMutablePointer<Float>
     private let poolArgmax: UnsafeMutablePointer<Int32>
@@ -88,7 +88,6 @@ public final class MancsNetwork: @unchecked Sendable {
                           stride: 2, padding: 3)
         stemBN = b.batchNorm("backbone.bn1", channels: w)
         stemConvOut = b.activation(stemConv.outPerImage)
-        stemOut = b.activation(stemConv.outPerImage)
         poolHeight = maxPool3x3s2OutputSize(stemConv.outHeight)
         poolWidth = maxPool3x3s2OutputSize(stemConv.outWidth)
         poolOut = b.activation(poolHeight * poolWidth * w)
@@ -150,7 +149,9 @@ public final class MancsNetwork: @unchecked Sendable {
         precondition(parameters.count == b.params.count && buffers.count == b.buffers.count, "store layout mismatch")
         maxActivation = b.maxActivationPerImage * maxBatch
         scratch = Scratch(g: (0..<4).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
-                          workspace: arena.floats(b.maxWorkspace))
+                          workspace: arena.floats(b.maxWorkspace),
+                          recompute: arena.floats(b.maxRecomputePerImage * maxBatch),
+                          stats: arena.floats(4 * b.maxBatchNormChannels))
         self.arena = arena
         bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
                            buffers: buffers.values.baseAddress!)
@@ -207,10 +208,8 @@ public final class MancsNetwork: @unchecked Sendable {
         // Stem.
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
         stemConv.forward(n, t, input: images, output: stemConvOut, workspace: s.workspace)
-        stemBN.forward(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
-        t.timed(.activation) {
-            reluForward(count: stemRows * stemBN.channels, input: stemOut, output: stemOut)
-        }
+        let stemOut = s.g[1]
+        stemBN.forwardReLU(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
         t.timed(.pooling) {
             maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
                                 input: stemOut, output: poolOut, argmax: poolArgmax)
@@ -325,7 +324,7 @@ public final class MancsNetwork: @unchecked Sendable {
                 let input = j > 0 ? UnsafePointer(blocks[j - 1].output) : blockInput(stage: i)
                 let next = (cur + 1) & 3
                 blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
-                                   t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                                   t2: g[(cur + 3) & 3], scratch, ready: ready)
                 cur = next
             }
         }
@@ -337,10 +336,9 @@ public final class MancsNetwork: @unchecked Sendable {
             maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
                                  gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
         }
-        t.timed(.activation) {
-            reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: g[next], gradInput: g[next])
-        }
-        stemBN.backward(rows: stemRows, t, input: stemConvOut, gradOutput: g[next], gradInput: g[cur])
+        let stemOut = g[(cur + 2) & 3]
+        stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, stats: scratch.stats)
+        stemBN.backwardReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, gradOutput: g[next], gradInput: g[cur])
         ready.complete(stemBN.range)
         stemConv.backward(n, t, input: images, gradOutput: g[cur], gradInput: gradImages, workspace: ws)
         ready.complete(stemConv.range)
