@@ -24,6 +24,7 @@ final class AttentionBlock {
         conv2 = b.conv("attention.layer\(stage).conv2", height: height, width: width, in: h, out: channels, kernel: 1,
                        stride: 1, padding: 0, bias: true)
         hidden = b.activation(height * width * h)
+        b.recomputed(height * width * channels)  // backward's t1 is Scratch.recompute
         mask = b.activation(height * width * channels)
         output = b.activation(height * width * channels)
         pooled = b.arena.floats(b.maxBatch * channels)
@@ -56,7 +57,8 @@ final class AttentionBlock {
 
     // MARK: Backward
 
-    /// gradInput (overwritten) = d/dF from gradOutput and `gradPooled`.
+    /// gradInput (overwritten) = d/dF from gradOutput and `gradPooled`; t1, t2 are free
+    /// scratch buffers of at least this block's activation size.
     func backward(_ n: Int, _ t: StoreBases, input f: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>, t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
                   workspace: UnsafeMutablePointer<Float>, ready: GradientReadiness) {

@@ -45,7 +45,7 @@ final class NetworkBuilder {
     }
 }
 
-/// Buffers shared by every layer: four of the largest activation size (gradients
+/// Buffers shared by every layer: three of the largest activation size (gradients
 /// in backward; short-lived activations in forward), the conv workspace, room for
 /// the activations backward rebuilds, and throw-away BatchNorm statistics.
 struct Scratch {
@@ -73,9 +73,15 @@ final class Bottleneck {
     // and is the block's output. The ReLU'd BN outputs b1 = relu(bn1(c1)) and
     // b2 = relu(bn2(c2)) live in scratch during forward and are rebuilt from c1, c2 in
     // backward (one BatchNorm pass each, ~1% of a step, for ~0.5 GB at full size), as
-    // is the shortcut's BN output.
+    // is the shortcut's BN output. The shortcut conv's output `dc` is kept unless
+    // rebuilding it is cheap (see `rebuildsShortcut`).
     private let c1, c2, c3, sum: UnsafeMutablePointer<Float>
     private let dc, preluOut: UnsafeMutablePointer<Float>?
+    /// True when backward recomputes the shortcut conv instead of keeping its output:
+    /// for the projection whose input has at most `baseWidth` channels (stage 1 of a
+    /// ResNet: the largest map, 128 MiB at batch 64, for 0.4% more FLOPs). Deeper
+    /// projections cost 4-16x more per float kept.
+    let rebuildsShortcut: Bool
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
          lastPReLU: Bool) {
@@ -101,7 +107,8 @@ final class Bottleneck {
         c1 = b.activation(conv1.outPerImage)
         c2 = b.activation(conv2.outPerImage)
         c3 = b.activation(conv3.outPerImage); sum = b.activation(conv3.outPerImage)
-        dc = downsample == nil ? nil : b.activation(conv3.outPerImage)
+        rebuildsShortcut = downsample != nil && inChannels <= b.config.baseWidth
+        dc = downsample == nil || rebuildsShortcut ? nil : b.activation(conv3.outPerImage)
         preluOut = lastPReLU ? b.activation(conv3.outPerImage) : nil
         b.recomputed(conv1.outPerImage)
         b.recomputed(conv2.outPerImage)
@@ -114,10 +121,10 @@ final class Bottleneck {
 
     // MARK: Forward
 
-    /// Uses s.g[1...3] for b1, b2 and the shortcut's BN output.
+    /// Uses s.g[0...2] for b1, b2 and the shortcut's conv and BN outputs.
     func forward(_ n: Int, _ t: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ s: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
-        let b1 = s.g[1], b2 = s.g[2]
+        let b1 = s.g[0], b2 = s.g[1]
         conv1.forward(n, t, input: x, output: c1, workspace: s.workspace)
         bn1.forwardReLU(rows: inRows, t, training: training, input: c1, output: b1)
         conv2.forward(n, t, input: b1, output: c2, workspace: s.workspace)
@@ -125,8 +132,8 @@ final class Bottleneck {
         conv3.forward(n, t, input: b2, output: c3, workspace: s.workspace)
         bn3.forward(rows: outRows, t, training: training, input: c3, output: sum)
         let count = outRows * outChannels
-        if let (dconv, dbn) = downsample, let dc {
-            let db = s.g[3]
+        if let (dconv, dbn) = downsample {
+            let dc = self.dc ?? s.g[2], db = s.g[0]  // b1 is dead by now
             dconv.forward(n, t, input: x, output: dc, workspace: s.workspace)
             dbn.forward(rows: outRows, t, training: training, input: dc, output: db)
             t.timed(.elementwise) { add(count: count, sum, db, into: sum) }
@@ -144,18 +151,21 @@ final class Bottleneck {
 
     // MARK: Backward
 
-    /// gradInput (overwritten) from gradOutput; t1, t2 are free scratch buffers.
-    func backward(_ n: Int, _ t: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
-                  gradInput: UnsafeMutablePointer<Float>, t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
+    /// gradInput (overwritten) from gradOutput, which is consumed (used as scratch);
+    /// t2 is a free scratch buffer. Three activation-sized buffers in all.
+    func backward(_ n: Int, _ t: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafeMutablePointer<Float>,
+                  gradInput: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
                   _ s: Scratch, ready: GradientReadiness) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let count = outRows * outChannels
         let workspace = s.workspace, rebuilt = s.recompute
-        // Final activation: t1 = d(sum).
+        // Final activation: t1 = d(sum), formed in gradOutput's buffer.
+        let t1 = gradOutput
         if let prelu {
             t.timed(.activation) {
                 preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
-                              gradOutput: gradOutput, gradInput: t1, gradWeight: t.grads + prelu)
+                              gradOutput: gradOutput, gradInput: t2, gradWeight: t.grads + prelu)
+                t1.update(from: t2, count: count)
             }
             ready.complete(prelu..<(prelu + outChannels))
         } else {
@@ -163,8 +173,11 @@ final class Bottleneck {
                 reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
             }
         }
-        // Shortcut: gradInput = d(shortcut input).
-        if let (dconv, dbn) = downsample, let dc {
+        // Shortcut: gradInput = d(shortcut input). A rebuilt shortcut conv output lives in
+        // gradInput's buffer until its BN backward has read it.
+        if let (dconv, dbn) = downsample {
+            let dc = self.dc ?? gradInput
+            if rebuildsShortcut { dconv.forward(n, t, input: x, output: dc, workspace: workspace) }
             dbn.backward(rows: outRows, t, input: dc, gradOutput: t1, gradInput: t2)
             ready.complete(dbn.range)
             dconv.backward(n, t, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)

@@ -148,7 +148,7 @@ public final class MancsNetwork: @unchecked Sendable {
         buffers = ParameterStore(shapes: b.buffers.shapes, withGradients: false)
         precondition(parameters.count == b.params.count && buffers.count == b.buffers.count, "store layout mismatch")
         maxActivation = b.maxActivationPerImage * maxBatch
-        scratch = Scratch(g: (0..<4).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
+        scratch = Scratch(g: (0..<3).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
                           workspace: arena.floats(b.maxWorkspace),
                           recompute: arena.floats(b.maxRecomputePerImage * maxBatch),
                           stats: arena.floats(4 * b.maxBatchNormChannels))
@@ -208,7 +208,7 @@ public final class MancsNetwork: @unchecked Sendable {
         // Stem.
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
         stemConv.forward(n, t, input: images, output: stemConvOut, workspace: s.workspace)
-        let stemOut = s.g[1]
+        let stemOut = s.g[0]
         stemBN.forwardReLU(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
         t.timed(.pooling) {
             maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
@@ -305,7 +305,7 @@ public final class MancsNetwork: @unchecked Sendable {
         }
 
         // Into the final feature map; then stages in reverse. `cur` indexes the
-        // scratch buffer holding the gradient of the current activation.
+        // scratch buffer holding the gradient of the current activation (of three).
         var cur = 0
         t.timed(.pooling) {
             globalAvgPoolBackward(batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
@@ -315,28 +315,28 @@ public final class MancsNetwork: @unchecked Sendable {
             let blocks = stages[i]
             let stageOutput = UnsafePointer(blocks.last!.output)
             if let fab = attention[i] {
-                let next = (cur + 1) & 3
-                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
-                             t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                let next = (cur + 1) % 3
+                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: scratch.recompute,
+                             t2: g[(cur + 2) % 3], workspace: ws, ready: ready)
                 cur = next
             }
             for j in stride(from: blocks.count - 1, through: 0, by: -1) {
                 let input = j > 0 ? UnsafePointer(blocks[j - 1].output) : blockInput(stage: i)
-                let next = (cur + 1) & 3
-                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
-                                   t2: g[(cur + 3) & 3], scratch, ready: ready)
+                let next = (cur + 1) % 3
+                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t2: g[(cur + 2) % 3],
+                                   scratch, ready: ready)
                 cur = next
             }
         }
 
         // Stem.
-        let next = (cur + 1) & 3
+        let next = (cur + 1) % 3
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
         t.timed(.pooling) {
             maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
                                  gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
         }
-        let stemOut = g[(cur + 2) & 3]
+        let stemOut = g[(cur + 2) % 3]
         stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, stats: scratch.stats)
         stemBN.backwardReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, gradOutput: g[next], gradInput: g[cur])
         ready.complete(stemBN.range)
