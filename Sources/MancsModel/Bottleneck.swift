@@ -26,6 +26,12 @@ final class NetworkBuilder {
         return arena.floats(perImage * maxBatch)
     }
 
+    /// Notes an activation of `perImage` floats that lives only in the shared scratch
+    /// buffers (`Scratch.g`), which must be large enough.
+    func scratchActivation(_ perImage: Int) {
+        maxActivationPerImage = max(maxActivationPerImage, perImage)
+    }
+
     /// Notes an activation of `perImage` floats that backward rebuilds in `Scratch.recompute`.
     func recomputed(_ perImage: Int) {
         maxRecomputePerImage = max(maxRecomputePerImage, perImage)

@@ -149,13 +149,14 @@ struct BenchCommand: ParsableCommand {
         timing = StepTiming()
         for _ in 0..<steps { try step() }
 
+        let peakRSS = peakResidentBytes()  // the training's peak, before the measurements below allocate
+        let peakRSSMax = try comm.allreduceMax(Double(peakRSS))
+
         // GEMM-only replay of the KxK convolutions (same calls as the conv kernels make), to split
         // their time into GEMM and im2col/col2im.
         let kxkGEMMSeconds = replayKxKGEMMs(network.convolutionShapes, batch: local) * Double(steps)
         let sgemmPerRank = sgemmSize > 0 ? sgemmGFLOPs(sgemmSize) : 0
         let sgemmTotal = try comm.allreduceSum(sgemmPerRank)
-        let peakRSS = peakResidentBytes()
-        let peakRSSMax = try comm.allreduceMax(Double(peakRSS))
 
         guard comm.isRoot else { return }
         let flops = network.stepFLOPsPerImage
@@ -299,8 +300,11 @@ struct BenchCommand: ParsableCommand {
             var n0 = 0
             while n0 < s.batch {
                 let rows = min(s.imagesPerChunk, s.batch - n0) * rowsPerImage
-                sgemm(transA: false, transB: true, m: rows, n: cout, k: K, alpha: 1, a: col, lda: K, b: w, ldb: K,
-                      beta: 0, c: out, ldc: cout)
+                // Forward (twice for the stem: backward rebuilds its output).
+                for _ in 0..<(index == 0 ? 2 : 1) {
+                    sgemm(transA: false, transB: true, m: rows, n: cout, k: K, alpha: 1, a: col, lda: K, b: w, ldb: K,
+                          beta: 0, c: out, ldc: cout)
+                }
                 sgemm(transA: true, transB: false, m: cout, n: K, k: rows, alpha: 1, a: out, lda: cout, b: col, ldb: K,
                       beta: 1, c: gw, ldc: K)
                 if index != 0 {  // the stem computes no input gradient
