@@ -24,6 +24,7 @@ final class AttentionBlock {
         conv2 = b.conv("attention.layer\(stage).conv2", height: height, width: width, in: h, out: channels, kernel: 1,
                        stride: 1, padding: 0, bias: true)
         hidden = b.activation(height * width * h)
+        b.recomputed(height * width * channels)  // backward's t1 is Scratch.recompute
         mask = b.activation(height * width * channels)
         output = b.activation(height * width * channels)
         pooled = b.arena.floats(b.maxBatch * channels)
@@ -39,29 +40,48 @@ final class AttentionBlock {
                  workspace: UnsafeMutablePointer<Float>) {
         let spatial = height * width
         conv1.forward(n, t, input: f, output: hidden, workspace: workspace)
-        reluForward(count: n * spatial * conv1.shape.outChannels, input: hidden, output: hidden)
+        t.timed(.activation) {
+            reluForward(count: n * spatial * conv1.shape.outChannels, input: hidden, output: hidden)
+        }
         conv2.forward(n, t, input: hidden, output: scratch, workspace: workspace)
-        sigmoidForward(count: n * spatial * channels, input: scratch, output: mask)
-        attentionCombineForward(count: n * spatial * channels, f: f, m: mask, attended: scratch, output: output)
-        globalAvgPoolForward(batch: n, spatial: spatial, channels: channels, input: scratch, output: pooled)
+        t.timed(.activation) {
+            sigmoidForward(count: n * spatial * channels, input: scratch, output: mask)
+        }
+        t.timed(.elementwise) {
+            attentionCombineForward(count: n * spatial * channels, f: f, m: mask, attended: scratch, output: output)
+        }
+        t.timed(.pooling) {
+            globalAvgPoolForward(batch: n, spatial: spatial, channels: channels, input: scratch, output: pooled)
+        }
     }
 
     // MARK: Backward
 
-    /// gradInput (overwritten) = d/dF from gradOutput and `gradPooled`.
+    /// gradInput (overwritten) = d/dF from gradOutput and `gradPooled`; t1, t2 are free
+    /// scratch buffers of at least this block's activation size.
     func backward(_ n: Int, _ t: StoreBases, input f: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>, t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
                   workspace: UnsafeMutablePointer<Float>, ready: GradientReadiness) {
         let spatial = height * width, count = n * spatial * channels
-        globalAvgPoolBackward(batch: n, spatial: spatial, channels: channels, gradOutput: gradPooled, gradInput: t1)
-        attentionCombineBackward(count: count, f: f, m: mask, gradOutput: gradOutput, gradAttended: t1,
-                                 gradF: gradInput, gradM: t2)
-        sigmoidBackward(count: count, output: mask, gradOutput: t2, gradInput: t1)
+        t.timed(.pooling) {
+            globalAvgPoolBackward(batch: n, spatial: spatial, channels: channels, gradOutput: gradPooled, gradInput: t1)
+        }
+        t.timed(.elementwise) {
+            attentionCombineBackward(count: count, f: f, m: mask, gradOutput: gradOutput, gradAttended: t1,
+                                     gradF: gradInput, gradM: t2)
+        }
+        t.timed(.activation) {
+            sigmoidBackward(count: count, output: mask, gradOutput: t2, gradInput: t1)
+        }
         conv2.backward(n, t, input: hidden, gradOutput: t1, gradInput: t2, workspace: workspace)
         ready.complete(conv2.range)
-        reluBackward(count: n * spatial * conv1.shape.outChannels, output: hidden, gradOutput: t2, gradInput: t2)
+        t.timed(.activation) {
+            reluBackward(count: n * spatial * conv1.shape.outChannels, output: hidden, gradOutput: t2, gradInput: t2)
+        }
         conv1.backward(n, t, input: f, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv1.range)
-        addInPlace(count: count, t1, into: gradInput)
+        t.timed(.elementwise) {
+            addInPlace(count: count, t1, into: gradInput)
+        }
     }
 }

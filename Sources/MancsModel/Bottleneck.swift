@@ -11,6 +11,9 @@ final class NetworkBuilder {
     let maxBatch: Int
     private(set) var maxActivationPerImage = 0
     private(set) var maxWorkspace = 0
+    /// Largest activation rebuilt during backward instead of kept (floats per image).
+    private(set) var maxRecomputePerImage = 0
+    private(set) var maxBatchNormChannels = 0
 
     init(config: MancsConfig, maxBatch: Int) {
         self.config = config
@@ -23,6 +26,17 @@ final class NetworkBuilder {
         return arena.floats(perImage * maxBatch)
     }
 
+    /// Notes an activation of `perImage` floats that lives only in the shared scratch
+    /// buffers (`Scratch.g`), which must be large enough.
+    func scratchActivation(_ perImage: Int) {
+        maxActivationPerImage = max(maxActivationPerImage, perImage)
+    }
+
+    /// Notes an activation of `perImage` floats that backward rebuilds in `Scratch.recompute`.
+    func recomputed(_ perImage: Int) {
+        maxRecomputePerImage = max(maxRecomputePerImage, perImage)
+    }
+
     func conv(_ name: String, height: Int, width: Int, in inC: Int, out outC: Int, kernel: Int, stride: Int,
               padding: Int, bias: Bool = false) -> Conv {
         let s = Conv2DShape(batch: maxBatch, inHeight: height, inWidth: width, inChannels: inC, outChannels: outC,
@@ -32,15 +46,21 @@ final class NetworkBuilder {
     }
 
     func batchNorm(_ name: String, channels: Int) -> BatchNorm {
-        BatchNorm(&params, &buffers, arena, name, channels: channels, config: config)
+        maxBatchNormChannels = max(maxBatchNormChannels, channels)
+        return BatchNorm(&params, &buffers, arena, name, channels: channels, config: config)
     }
 }
 
-/// Four gradient scratch buffers of the largest activation size, and the conv
-/// workspace, shared by every layer's backward.
+/// Buffers shared by every layer: three of the largest activation size (gradients
+/// in backward; short-lived activations in forward), the conv workspace, room for
+/// the activations backward rebuilds, and throw-away BatchNorm statistics.
 struct Scratch {
     let g: [UnsafeMutablePointer<Float>]
     let workspace: UnsafeMutablePointer<Float>
+    /// Holds one rebuilt activation (`NetworkBuilder.maxRecomputePerImage` per image).
+    let recompute: UnsafeMutablePointer<Float>
+    /// 4 * the widest BatchNorm's channels (see `BatchNorm.recomputeReLU`).
+    let stats: UnsafeMutablePointer<Float>
 }
 
 /// torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), with an
@@ -54,10 +74,20 @@ final class Bottleneck {
     let inHeight: Int, inWidth: Int, inChannels: Int
     let outHeight: Int, outWidth: Int, outChannels: Int
 
-    // Saved activations (maximum batch). c* are conv outputs (BN inputs), b* BN
-    // outputs after ReLU; `sum` is bn3 + shortcut, ReLU'd in place unless PReLU.
-    private let c1, b1, c2, b2, c3, sum: UnsafeMutablePointer<Float>
-    private let dc, db, preluOut: UnsafeMutablePointer<Float>?
+    // Saved activations (maximum batch): what backward cannot cheaply rebuild. c* are
+    // conv outputs (BN inputs); `sum` is bn3 + shortcut, ReLU'd in place unless PReLU,
+    // and is the block's output. The ReLU'd BN outputs b1 = relu(bn1(c1)) and
+    // b2 = relu(bn2(c2)) live in scratch during forward and are rebuilt from c1, c2 in
+    // backward (one BatchNorm pass each, ~1% of a step, for ~0.5 GB at full size), as
+    // is the shortcut's BN output. The shortcut conv's output `dc` is kept unless
+    // rebuilding it is cheap (see `rebuildsShortcut`).
+    private let c1, c2, c3, sum: UnsafeMutablePointer<Float>
+    private let dc, preluOut: UnsafeMutablePointer<Float>?
+    /// True when backward recomputes the shortcut conv instead of keeping its output:
+    /// for the projection whose input has at most `baseWidth` channels (stage 1 of a
+    /// ResNet: the largest map, 128 MiB at batch 64, for 0.4% more FLOPs). Deeper
+    /// projections cost 4-16x more per float kept.
+    let rebuildsShortcut: Bool
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
          lastPReLU: Bool) {
@@ -80,12 +110,14 @@ final class Bottleneck {
         }
         prelu = lastPReLU ? b.params.add("\(name).prelu.weight", [out]) : nil
 
-        c1 = b.activation(conv1.outPerImage); b1 = b.activation(conv1.outPerImage)
-        c2 = b.activation(conv2.outPerImage); b2 = b.activation(conv2.outPerImage)
+        c1 = b.activation(conv1.outPerImage)
+        c2 = b.activation(conv2.outPerImage)
         c3 = b.activation(conv3.outPerImage); sum = b.activation(conv3.outPerImage)
-        dc = downsample == nil ? nil : b.activation(conv3.outPerImage)
-        db = downsample == nil ? nil : b.activation(conv3.outPerImage)
+        rebuildsShortcut = downsample != nil && inChannels <= b.config.baseWidth
+        dc = downsample == nil || rebuildsShortcut ? nil : b.activation(conv3.outPerImage)
         preluOut = lastPReLU ? b.activation(conv3.outPerImage) : nil
+        b.recomputed(conv1.outPerImage)
+        b.recomputed(conv2.outPerImage)
     }
 
     /// The block's output (valid after forward).
@@ -95,71 +127,85 @@ final class Bottleneck {
 
     // MARK: Forward
 
+    /// Uses s.g[0...2] for b1, b2 and the shortcut's conv and BN outputs.
     func forward(_ n: Int, _ t: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ s: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
+        let b1 = s.g[0], b2 = s.g[1]
         conv1.forward(n, t, input: x, output: c1, workspace: s.workspace)
-        bn1.forward(rows: inRows, t, training: training, input: c1, output: b1)
-        reluForward(count: inRows * bn1.channels, input: b1, output: b1)
+        bn1.forwardReLU(rows: inRows, t, training: training, input: c1, output: b1)
         conv2.forward(n, t, input: b1, output: c2, workspace: s.workspace)
-        bn2.forward(rows: outRows, t, training: training, input: c2, output: b2)
-        reluForward(count: outRows * bn2.channels, input: b2, output: b2)
+        bn2.forwardReLU(rows: outRows, t, training: training, input: c2, output: b2)
         conv3.forward(n, t, input: b2, output: c3, workspace: s.workspace)
         bn3.forward(rows: outRows, t, training: training, input: c3, output: sum)
         let count = outRows * outChannels
-        if let (dconv, dbn) = downsample, let dc, let db {
+        if let (dconv, dbn) = downsample {
+            let dc = self.dc ?? s.g[2], db = s.g[0]  // b1 is dead by now
             dconv.forward(n, t, input: x, output: dc, workspace: s.workspace)
             dbn.forward(rows: outRows, t, training: training, input: dc, output: db)
-            add(count: count, sum, db, into: sum)
+            t.timed(.elementwise) { add(count: count, sum, db, into: sum) }
         } else {
-            add(count: count, sum, x, into: sum)
+            t.timed(.elementwise) { add(count: count, sum, x, into: sum) }
         }
         if let prelu, let preluOut {
-            preluForward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu, output: preluOut)
+            t.timed(.activation) {
+                preluForward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu, output: preluOut)
+            }
         } else {
-            reluForward(count: count, input: sum, output: sum)
+            t.timed(.activation) { reluForward(count: count, input: sum, output: sum) }
         }
     }
 
     // MARK: Backward
 
-    /// gradInput (overwritten) from gradOutput; t1, t2 are free scratch buffers.
-    func backward(_ n: Int, _ t: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
-                  gradInput: UnsafeMutablePointer<Float>, t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
-                  workspace: UnsafeMutablePointer<Float>, ready: GradientReadiness) {
+    /// gradInput (overwritten) from gradOutput, which is consumed (used as scratch);
+    /// t2 is a free scratch buffer. Three activation-sized buffers in all.
+    func backward(_ n: Int, _ t: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafeMutablePointer<Float>,
+                  gradInput: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
+                  _ s: Scratch, ready: GradientReadiness) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let count = outRows * outChannels
-        // Final activation: t1 = d(sum).
+        let workspace = s.workspace, rebuilt = s.recompute
+        // Final activation: t1 = d(sum), formed in gradOutput's buffer.
+        let t1 = gradOutput
         if let prelu {
-            preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
-                          gradOutput: gradOutput, gradInput: t1, gradWeight: t.grads + prelu)
+            t.timed(.activation) {
+                preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
+                              gradOutput: gradOutput, gradInput: t2, gradWeight: t.grads + prelu)
+                t1.update(from: t2, count: count)
+            }
             ready.complete(prelu..<(prelu + outChannels))
         } else {
-            reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            t.timed(.activation) {
+                reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            }
         }
-        // Shortcut: gradInput = d(shortcut input).
-        if let (dconv, dbn) = downsample, let dc {
+        // Shortcut: gradInput = d(shortcut input). A rebuilt shortcut conv output lives in
+        // gradInput's buffer until its BN backward has read it.
+        if let (dconv, dbn) = downsample {
+            let dc = self.dc ?? gradInput
+            if rebuildsShortcut { dconv.forward(n, t, input: x, output: dc, workspace: workspace) }
             dbn.backward(rows: outRows, t, input: dc, gradOutput: t1, gradInput: t2)
             ready.complete(dbn.range)
             dconv.backward(n, t, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
         } else {
-            gradInput.update(from: t1, count: count)
+            t.timed(.elementwise) { gradInput.update(from: t1, count: count) }
         }
-        // Main path, last layer first.
+        // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`.
         bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
         ready.complete(bn3.range)
-        conv3.backward(n, t, input: b2, gradOutput: t2, gradInput: t1, workspace: workspace)
+        bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+        conv3.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv3.range)
-        reluBackward(count: outRows * bn2.channels, output: b2, gradOutput: t1, gradInput: t1)
-        bn2.backward(rows: outRows, t, input: c2, gradOutput: t1, gradInput: t2)
+        bn2.backwardReLU(rows: outRows, t, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn2.range)
-        conv2.backward(n, t, input: b1, gradOutput: t2, gradInput: t1, workspace: workspace)
+        bn1.recomputeReLU(rows: inRows, t, input: c1, output: rebuilt, stats: s.stats)
+        conv2.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv2.range)
-        reluBackward(count: inRows * bn1.channels, output: b1, gradOutput: t1, gradInput: t1)
-        bn1.backward(rows: inRows, t, input: c1, gradOutput: t1, gradInput: t2)
+        bn1.backwardReLU(rows: inRows, t, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn1.range)
         conv1.backward(n, t, input: x, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv1.range)
-        addInPlace(count: inRows * inChannels, t1, into: gradInput)
+        t.timed(.elementwise) { addInPlace(count: inRows * inChannels, t1, into: gradInput) }
     }
 }

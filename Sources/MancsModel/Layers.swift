@@ -35,6 +35,8 @@ struct StoreBases {
     let values: UnsafeMutablePointer<Float>
     let grads: UnsafeMutablePointer<Float>
     let buffers: UnsafeMutablePointer<Float>
+    /// Set while profiling (see `LayerProfiler`).
+    var profiler: LayerProfiler? = nil
 }
 
 /// Collects tensor names and shapes in PyTorch's registration order while the
@@ -59,13 +61,17 @@ final class GradientReadiness {
     private var top: Int
     private var pending: [Int: Int] = [:]  // upperBound -> lowerBound
     private let report: ((Range<Int>) -> Void)?
+    /// Sees every layer's range as soon as it completes, before any holding back.
+    private let observe: ((Range<Int>) -> Void)?
 
-    init(count: Int, report: ((Range<Int>) -> Void)?) {
+    init(count: Int, report: ((Range<Int>) -> Void)?, observe: ((Range<Int>) -> Void)? = nil) {
         top = count
         self.report = report
+        self.observe = observe
     }
 
     func complete(_ range: Range<Int>) {
+        if let observe, !range.isEmpty { observe(range) }
         guard report != nil, !range.isEmpty else { return }
         pending[range.upperBound] = range.lowerBound
         while let lower = pending.removeValue(forKey: top) {
@@ -96,6 +102,7 @@ struct Conv {
     }
 
     func at(_ n: Int) -> Conv2DShape { var s = shape; s.batch = n; return s }
+    var kind: LayerKind { shape.isPointwise ? .conv1x1 : .convKxK }
     var outHeight: Int { shape.outHeight }
     var outWidth: Int { shape.outWidth }
     /// Output floats per image.
@@ -103,14 +110,18 @@ struct Conv {
 
     func forward(_ n: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                  workspace: UnsafeMutablePointer<Float>) {
-        conv2DForward(at(n), input: input, weight: t.values + weight, bias: bias.map { UnsafePointer(t.values + $0) },
-                      output: output, workspace: workspace)
+        t.timed(kind) {
+            conv2DForward(at(n), input: input, weight: t.values + weight, bias: bias.map { UnsafePointer(t.values + $0) },
+                          output: output, workspace: workspace)
+        }
     }
 
     func backward(_ n: Int, _ t: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>) {
-        conv2DBackward(at(n), input: input, weight: t.values + weight, gradOutput: gradOutput, gradInput: gradInput,
-                       gradWeight: t.grads + weight, gradBias: bias.map { t.grads + $0 }, workspace: workspace)
+        t.timed(kind) {
+            conv2DBackward(at(n), input: input, weight: t.values + weight, gradOutput: gradOutput, gradInput: gradInput,
+                           gradWeight: t.grads + weight, gradBias: bias.map { t.grads + $0 }, workspace: workspace)
+        }
     }
 }
 
@@ -142,6 +153,11 @@ struct BatchNorm {
 
     func forward(rows: Int, _ t: StoreBases, training: Bool, input: UnsafePointer<Float>,
                  output: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) { forwardBody(rows: rows, t, training: training, input: input, output: output) }
+    }
+
+    private func forwardBody(rows: Int, _ t: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                             output: UnsafeMutablePointer<Float>) {
         if training {
             batchNormForwardTraining(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
                                      beta: t.values + beta, output: output, saveMean: saveMean, saveInvStd: saveInvStd,
@@ -154,11 +170,57 @@ struct BatchNorm {
         }
     }
 
+    // MARK: BatchNorm + ReLU (fused: one pass, and no pre-ReLU buffer)
+
+    /// output = relu(BN(input)).
+    func forwardReLU(rows: Int, _ t: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                     output: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            if training {
+                batchNormReLUForwardTraining(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
+                                             beta: t.values + beta, output: output, saveMean: saveMean,
+                                             saveInvStd: saveInvStd, runningMean: t.buffers + runningMean,
+                                             runningVar: t.buffers + runningVar, momentum: momentum, eps: eps)
+            } else {
+                batchNormReLUForwardInference(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
+                                              beta: t.values + beta, runningMean: t.buffers + runningMean,
+                                              runningVar: t.buffers + runningVar, eps: eps, output: output)
+            }
+        }
+    }
+
+    /// The training forward's relu(BN(input)) again, bit for bit (the same kernel on the
+    /// same input and parameters), for backward: activations that are this cheap to
+    /// rebuild are not kept. `stats` (4 * channels floats) absorbs the statistics the
+    /// kernel writes, so the saved ones and the running ones are untouched.
+    func recomputeReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                       stats: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            let c = channels
+            batchNormReLUForwardTraining(rows: rows, channels: c, input: input, gamma: t.values + gamma,
+                                         beta: t.values + beta, output: output, saveMean: stats,
+                                         saveInvStd: stats + c, runningMean: stats + 2 * c,
+                                         runningVar: stats + 3 * c, momentum: momentum, eps: eps)
+        }
+    }
+
+    /// Backward of `forwardReLU` (training): `output` is its post-ReLU output.
+    func backwardReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                      gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+        t.timed(.batchNorm) {
+            batchNormReLUBackward(rows: rows, channels: channels, input: input, output: output, gamma: t.values + gamma,
+                                  saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
+                                  gradInput: gradInput, gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+        }
+    }
+
     func backward(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>) {
-        batchNormBackward(rows: rows, channels: channels, input: input, gamma: t.values + gamma, saveMean: saveMean,
-                          saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
-                          gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+        t.timed(.batchNorm) {
+            batchNormBackward(rows: rows, channels: channels, input: input, gamma: t.values + gamma, saveMean: saveMean,
+                              saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                              gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+        }
     }
 }
 
@@ -177,14 +239,18 @@ struct Linear {
     }
 
     func forward(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-        linearForward(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: input,
-                      weight: t.values + weight, bias: t.values + bias, output: output)
+        t.timed(.linear) {
+            linearForward(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: input,
+                          weight: t.values + weight, bias: t.values + bias, output: output)
+        }
     }
 
     func backward(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>?) {
-        linearBackward(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: input,
-                       weight: t.values + weight, gradOutput: gradOutput, gradInput: gradInput,
-                       gradWeight: t.grads + weight, gradBias: t.grads + bias)
+        t.timed(.linear) {
+            linearBackward(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, input: input,
+                           weight: t.values + weight, gradOutput: gradOutput, gradInput: gradInput,
+                           gradWeight: t.grads + weight, gradBias: t.grads + bias)
+        }
     }
 }

@@ -36,15 +36,13 @@ public final class MancsNetwork: @unchecked Sendable {
     public let buffers: ParameterStore
 
     private let arena: Arena
-    private let bases: StoreBases
+    private var bases: StoreBases
     private let scratch: Scratch
     private let maxActivation: Int
 
     // MARK: Layers
     private let stemConv: Conv
     private let stemBN: BatchNorm
-    private let stemOut: UnsafeMutablePointer<Float>     // conv -> BN -> ReLU (in place)
-    private let stemConvOut: UnsafeMutablePointer<Float>
     private let poolOut: UnsafeMutablePointer<Float>
     private let poolArgmax: UnsafeMutablePointer<Int32>
     private let poolHeight: Int, poolWidth: Int
@@ -87,8 +85,9 @@ public final class MancsNetwork: @unchecked Sendable {
         stemConv = b.conv("backbone.conv1", height: config.height, width: config.width, in: 3, out: w, kernel: 7,
                           stride: 2, padding: 3)
         stemBN = b.batchNorm("backbone.bn1", channels: w)
-        stemConvOut = b.activation(stemConv.outPerImage)
-        stemOut = b.activation(stemConv.outPerImage)
+        // The stem's conv output and relu(BN(it)) live in scratch during forward and are
+        // rebuilt in backward: 2 x 128 MiB at batch 64 for ~1% of a step (the 7x7 conv again).
+        b.scratchActivation(stemConv.outPerImage)
         poolHeight = maxPool3x3s2OutputSize(stemConv.outHeight)
         poolWidth = maxPool3x3s2OutputSize(stemConv.outWidth)
         poolOut = b.activation(poolHeight * poolWidth * w)
@@ -149,13 +148,43 @@ public final class MancsNetwork: @unchecked Sendable {
         buffers = ParameterStore(shapes: b.buffers.shapes, withGradients: false)
         precondition(parameters.count == b.params.count && buffers.count == b.buffers.count, "store layout mismatch")
         maxActivation = b.maxActivationPerImage * maxBatch
-        scratch = Scratch(g: (0..<4).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
-                          workspace: arena.floats(b.maxWorkspace))
+        scratch = Scratch(g: (0..<3).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
+                          workspace: arena.floats(b.maxWorkspace),
+                          recompute: arena.floats(b.maxRecomputePerImage * maxBatch),
+                          stats: arena.floats(4 * b.maxBatchNormChannels))
         self.arena = arena
         bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
                            buffers: buffers.values.baseAddress!)
         initialize(seed: seed)
     }
+
+    /// Opt-in timing of every kernel call by layer kind (nil: off).
+    public var profiler: LayerProfiler? {
+        get { bases.profiler }
+        set { bases.profiler = newValue }
+    }
+
+    /// Called during backward with each layer's parameter range the moment its
+    /// gradients are final, before `onGradientsReady`'s ordering holds any back
+    /// (benchmarks use it to measure how much the ordering delays).
+    public var gradientCompletionObserver: ((Range<Int>) -> Void)?
+
+    /// Every convolution's shape at the maximum batch, in forward order (for
+    /// FLOP counts and GEMM-only replays in benchmarks).
+    public var convolutionShapes: [Conv2DShape] {
+        var shapes = [stemConv.shape]
+        for (i, blocks) in stages.enumerated() {
+            for block in blocks {
+                shapes += [block.conv1.shape, block.conv2.shape, block.conv3.shape]
+                if let d = block.downsample { shapes.append(d.conv.shape) }
+            }
+            if let fab = attention[i] { shapes += [fab.conv1.shape, fab.conv2.shape] }
+        }
+        return shapes
+    }
+
+    /// The fully connected layers of the heads.
+    var linearLayers: [Linear] { [rankFC, clsFC, clsClassifier, attClassifier] }
 
     /// Floats of activations, scratch and workspace held by the network.
     public var activationFloats: Int { arena.floatCount }
@@ -170,17 +199,22 @@ public final class MancsNetwork: @unchecked Sendable {
         precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch) (the network's maximum batch)")
         precondition(!training || n >= 2, "training-mode BatchNorm needs a batch of at least 2, got \(n)")
         let t = bases, s = scratch
+        let started = t.profiler == nil ? 0 : monotonicNanoseconds()
+        defer { if let p = t.profiler { p.addForward(monotonicNanoseconds() &- started) } }
         lastBatch = n
         lastForwardWasTraining = training
-        images.update(from: input, count: n * config.height * config.width * 3)
+        t.timed(.elementwise) { images.update(from: input, count: n * config.height * config.width * 3) }
 
         // Stem.
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
+        let stemConvOut = s.g[1]
         stemConv.forward(n, t, input: images, output: stemConvOut, workspace: s.workspace)
-        stemBN.forward(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
-        reluForward(count: stemRows * stemBN.channels, input: stemOut, output: stemOut)
-        maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
-                            input: stemOut, output: poolOut, argmax: poolArgmax)
+        let stemOut = s.g[0]
+        stemBN.forwardReLU(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
+        t.timed(.pooling) {
+            maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
+                                input: stemOut, output: poolOut, argmax: poolArgmax)
+        }
 
         // Stages and FABs.
         var x = UnsafePointer(poolOut)
@@ -197,14 +231,20 @@ public final class MancsNetwork: @unchecked Sendable {
 
         // Heads.
         let d = config.featureDim
-        globalAvgPoolForward(batch: n, spatial: finalHeight * finalWidth, channels: d, input: x, output: pooledFeature)
+        t.timed(.pooling) {
+            globalAvgPoolForward(batch: n, spatial: finalHeight * finalWidth, channels: d, input: x, output: pooledFeature)
+        }
         rankFC.forward(rows: n, t, input: pooledFeature, output: fRank)
         clsFC.forward(rows: n, t, input: pooledFeature, output: clsHidden)
         clsBN.forward(rows: n, t, training: training, input: clsHidden, output: clsNormed)
-        reluForward(count: n * clsBN.channels, input: clsNormed, output: clsNormed)
+        t.timed(.activation) {
+            reluForward(count: n * clsBN.channels, input: clsNormed, output: clsNormed)
+        }
         clsClassifier.forward(rows: n, t, input: clsNormed, output: clsLogits)
         let fabs = attention.compactMap { $0 }
-        concatColumns(rows: n, parts: fabs.map { UnsafePointer($0.pooled) }, widths: fabs.map(\.channels), output: attInput)
+        t.timed(.elementwise) {
+            concatColumns(rows: n, parts: fabs.map { UnsafePointer($0.pooled) }, widths: fabs.map(\.channels), output: attInput)
+        }
         attClassifier.forward(rows: n, t, input: attInput, output: attLogits)
         return outputs
     }
@@ -238,56 +278,76 @@ public final class MancsNetwork: @unchecked Sendable {
                          onGradientsReady: ((Range<Int>) -> Void)? = nil) {
         precondition(lastBatch > 0 && lastForwardWasTraining, "backward needs a training-mode forward first")
         let n = lastBatch, t = bases, g = scratch.g, ws = scratch.workspace
-        let ready = GradientReadiness(count: parameters.count, report: onGradientsReady)
+        let started = t.profiler == nil ? 0 : monotonicNanoseconds()
+        defer { if let p = t.profiler { p.addBackward(monotonicNanoseconds() &- started) } }
+        let ready = GradientReadiness(count: parameters.count, report: onGradientsReady,
+                                      observe: gradientCompletionObserver)
 
         // Heads, last registered first: att classifier, cls classifier, cls BN, cls fc, rank fc.
         attClassifier.backward(rows: n, t, input: attInput, gradOutput: gradAttLogits, gradInput: gradAttInput)
         ready.complete(attClassifier.range)
         clsClassifier.backward(rows: n, t, input: clsNormed, gradOutput: gradClsLogits, gradInput: gradClsNormed)
         ready.complete(clsClassifier.range)
-        reluBackward(count: n * clsBN.channels, output: clsNormed, gradOutput: gradClsNormed, gradInput: gradClsNormed)
+        t.timed(.activation) {
+            reluBackward(count: n * clsBN.channels, output: clsNormed, gradOutput: gradClsNormed, gradInput: gradClsNormed)
+        }
         clsBN.backward(rows: n, t, input: clsHidden, gradOutput: gradClsNormed, gradInput: gradClsHidden)
         ready.complete(clsBN.range)
         clsFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradClsHidden, gradInput: gradPooledFeature)
         ready.complete(clsFC.range)
         rankFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradFRank, gradInput: gradPooledFeature2)
         ready.complete(rankFC.range)
-        addInPlace(count: n * config.featureDim, gradPooledFeature2, into: gradPooledFeature)
+        t.timed(.elementwise) {
+            addInPlace(count: n * config.featureDim, gradPooledFeature2, into: gradPooledFeature)
+        }
         let fabs = attention.compactMap { $0 }
-        splitColumns(rows: n, input: gradAttInput, widths: fabs.map(\.channels), parts: fabs.map(\.gradPooled))
+        t.timed(.elementwise) {
+            splitColumns(rows: n, input: gradAttInput, widths: fabs.map(\.channels), parts: fabs.map(\.gradPooled))
+        }
 
         // Into the final feature map; then stages in reverse. `cur` indexes the
-        // scratch buffer holding the gradient of the current activation.
+        // scratch buffer holding the gradient of the current activation (of three).
         var cur = 0
-        globalAvgPoolBackward(batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
-                              gradOutput: gradPooledFeature, gradInput: g[cur])
+        t.timed(.pooling) {
+            globalAvgPoolBackward(batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
+                                  gradOutput: gradPooledFeature, gradInput: g[cur])
+        }
         for i in stride(from: 3, through: 0, by: -1) {
             let blocks = stages[i]
             let stageOutput = UnsafePointer(blocks.last!.output)
             if let fab = attention[i] {
-                let next = (cur + 1) & 3
-                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
-                             t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                let next = (cur + 1) % 3
+                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: scratch.recompute,
+                             t2: g[(cur + 2) % 3], workspace: ws, ready: ready)
                 cur = next
             }
             for j in stride(from: blocks.count - 1, through: 0, by: -1) {
                 let input = j > 0 ? UnsafePointer(blocks[j - 1].output) : blockInput(stage: i)
-                let next = (cur + 1) & 3
-                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t1: g[(cur + 2) & 3],
-                                   t2: g[(cur + 3) & 3], workspace: ws, ready: ready)
+                let next = (cur + 1) % 3
+                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t2: g[(cur + 2) % 3],
+                                   scratch, ready: ready)
                 cur = next
             }
         }
 
         // Stem.
-        let next = (cur + 1) & 3
+        let next = (cur + 1) % 3
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
-        maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
-                             gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
-        reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: g[next], gradInput: g[next])
-        stemBN.backward(rows: stemRows, t, input: stemConvOut, gradOutput: g[next], gradInput: g[cur])
+        t.timed(.pooling) {
+            maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
+                                 gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
+        }
+        // Rebuild the conv output (in the pooled gradient's buffer, now free) and its ReLU'd
+        // BN; mask the gradient in place, then BN backward into the ReLU output's buffer.
+        let stemConvOut = g[cur], stemOut = g[(cur + 2) % 3], gradStemOut = g[next]
+        stemConv.forward(n, t, input: images, output: stemConvOut, workspace: ws)
+        stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, stats: scratch.stats)
+        t.timed(.activation) {
+            reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: gradStemOut, gradInput: gradStemOut)
+        }
+        stemBN.backward(rows: stemRows, t, input: stemConvOut, gradOutput: gradStemOut, gradInput: stemOut)
         ready.complete(stemBN.range)
-        stemConv.backward(n, t, input: images, gradOutput: g[cur], gradInput: gradImages, workspace: ws)
+        stemConv.backward(n, t, input: images, gradOutput: stemOut, gradInput: gradImages, workspace: ws)
         ready.complete(stemConv.range)
         precondition(onGradientsReady == nil || ready.isFinished, "gradient ranges did not cover the store")
     }

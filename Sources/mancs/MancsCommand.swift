@@ -8,7 +8,7 @@ struct Mancs: ParsableCommand {
         discussion: "Training itself is `mancs-dist` (run under mpirun); these are the tools around it.",
         subcommands: [
             CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
-            EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self,
+            EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self, BenchCommand.self,
             ExtractCommand.self, VisualizeCommand.self, PlotCommand.self,
         ])
 }

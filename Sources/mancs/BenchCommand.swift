@@ -1,0 +1,418 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Kernels
+import MancsModel
+import MancsTraining
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time full training steps on synthetic input (images/s, GFLOP/s, peak memory, time per layer kind).",
+        discussion: """
+            One step = forward, the three losses, backward, the gradient allreduce (under mpirun), \
+            global-norm clipping and Adam, exactly as the trainer runs it, on random NHWC images with \
+            labels i / 4. One warm-up step is not timed. Under `mpirun -np R` each rank runs batch / R \
+            images and rank 0 prints; images/s are global (batch / step time). The same run also times \
+            a square sgemm with the same thread count, for comparison. See docs/performance.md.
+            """)
+
+    @Option(help: "Global batch (split evenly across MPI ranks).") var batch = 64
+    @Option(help: "Input height.") var height = 256
+    @Option(help: "Input width.") var width = 128
+    @Option(help: "ResNet base width (64 = ResNet-50).") var baseWidth = 64
+    @Option(help: "Bottlenecks per stage, comma-separated.") var blocks = "3,4,6,3"
+    @Option(help: "Number of identities (classifier width).") var classes = 751
+    @Option(help: "Timed steps (after one warm-up step).") var steps = 3
+    @Option(help: "OpenBLAS threads per process.") var threads = 2
+    @Option(help: "Side of the square sgemm timed for comparison (0 skips it).") var sgemmSize = 2048
+    @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+    static let imagesPerIdentity = 4
+
+    func validate() throws {
+        guard batch >= 2 else { throw ValidationError("--batch must be at least 2, got \(batch)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard sgemmSize >= 0 else { throw ValidationError("--sgemm-size must be 0 or more, got \(sgemmSize)") }
+        _ = try parsedBlocks()
+    }
+
+    func parsedBlocks() throws -> [Int] {
+        let parts = blocks.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 4, parts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--blocks must be four positive counts like 3,4,6,3, got \"\(blocks)\"")
+        }
+        return parts.map { $0! }
+    }
+
+    func run() throws {
+        let comm = try Communicator.world()
+        defer { comm.finalize() }
+        do {
+            try measure(comm)
+        } catch {
+            FileHandle.standardError.write(Data("mancs bench: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    // MARK: Measurement
+
+    private func measure(_ comm: Communicator) throws {
+        let ranks = comm.size
+        guard batch % ranks == 0, batch / ranks >= 2 else {
+            throw ValidationError("--batch \(batch) must split into at least 2 images on each of \(ranks) ranks")
+        }
+        let local = batch / ranks
+        let k = BenchCommand.imagesPerIdentity
+        guard classes >= (batch + k - 1) / k else {
+            throw ValidationError("--classes \(classes) is below the \((batch + k - 1) / k) identities of a batch of \(batch)")
+        }
+        setBLASThreads(threads)
+
+        var config = MancsConfig()
+        config.baseWidth = baseWidth
+        config.blocks = try parsedBlocks()
+        config.numClasses = classes
+        config.height = height
+        config.width = width
+        let network = try MancsNetwork(config: config, maxBatch: local, seed: 1)
+        let profiler = LayerProfiler()
+        network.profiler = profiler
+        let trainStep = TrainStep(network: network)
+        let adam = Adam(count: network.parameters.count)
+        let grads = network.parameters.grads!
+        let reducer = ranks > 1 ? try GradientReducer(comm: comm, gradients: grads, mode: try GradientReducer.defaultMode()) : nil
+        defer { reducer?.shutdown() }
+
+        // Synthetic input: uniform noise, this rank's shard of the global batch.
+        let imageFloats = height * width * 3
+        var images = [Float](repeating: 0, count: local * imageFloats)
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(comm.rank + 1)
+        for i in images.indices {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            images[i] = Float(Int64(bitPattern: seed >> 11) - (1 << 52)) / Float(1 << 52) * 2
+        }
+        let labels = (0..<local).map { (comm.rank * local + $0) / k }
+
+        // One step as the trainer runs it, with its parts timed. The two timelines record when
+        // each gradient range became final (as reported to the reducer, and as each layer
+        // finished before the reporting order held it back).
+        var timing = StepTiming()
+        var reduceError: Error?
+        var reported: [(time: UInt64, range: Range<Int>)] = []
+        var completed: [(time: UInt64, range: Range<Int>)] = []
+        network.gradientCompletionObserver = { range in completed.append((monotonicNanoseconds(), range)) }
+        func step() throws {
+            let start = monotonicNanoseconds()
+            reducer?.beginStep()
+            reported.removeAll(keepingCapacity: true)
+            completed.removeAll(keepingCapacity: true)
+            var rng = SystemRandomNumberGenerator()
+            var commNs: UInt64 = 0
+            let before = (profiler.forwardNanoseconds, profiler.backwardNanoseconds)
+            images.withUnsafeBufferPointer { buf in
+                _ = trainStep.run(images: buf.baseAddress!, labels: labels, sampling: .hardest, rng: &rng,
+                                  onGradientsReady: { range in
+                                      let t0 = monotonicNanoseconds()
+                                      reported.append((t0, range))
+                                      guard let r = reducer else { return }
+                                      do { try r.gradientsReady(range); try r.progress() } catch {
+                                          if reduceError == nil { reduceError = error }
+                                      }
+                                      commNs &+= monotonicNanoseconds() &- t0
+                                  })
+            }
+            let ran = monotonicNanoseconds()
+            timing.backwardEnd = ran
+            try reducer?.finish()
+            if let e = reduceError { throw e }
+            let reduced = monotonicNanoseconds()
+            clipGradientNorm(grads, maxNorm: 5)
+            let clipped = monotonicNanoseconds()
+            adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(grads))
+            let end = monotonicNanoseconds()
+            let forward = profiler.forwardNanoseconds - before.0, backward = profiler.backwardNanoseconds - before.1
+            timing.steps.append(Double(end - start) * 1e-9)
+            timing.forward += Double(forward) * 1e-9
+            timing.backward += Double(backward - commNs) * 1e-9
+            timing.lossesAndZeroing += Double((ran - start) - forward - backward) * 1e-9
+            timing.communicationInBackward += Double(commNs) * 1e-9
+            timing.communicationWait += Double(reduced - ran) * 1e-9
+            timing.clipping += Double(clipped - reduced) * 1e-9
+            timing.optimiser += Double(end - clipped) * 1e-9
+        }
+
+        try step()  // warm-up: first touch of every buffer, OpenBLAS thread start-up
+        profiler.reset()
+        timing = StepTiming()
+        for _ in 0..<steps { try step() }
+
+        let peakRSS = peakResidentBytes()  // the training's peak, before the measurements below allocate
+        let peakRSSMax = try comm.allreduceMax(Double(peakRSS))
+
+        // GEMM-only replay of the KxK convolutions (same calls as the conv kernels make), to split
+        // their time into GEMM and im2col/col2im.
+        let kxkGEMMSeconds = replayKxKGEMMs(network.convolutionShapes, batch: local) * Double(steps)
+        let sgemmPerRank = sgemmSize > 0 ? sgemmGFLOPs(sgemmSize) : 0
+        let sgemmTotal = try comm.allreduceSum(sgemmPerRank)
+
+        guard comm.isRoot else { return }
+        let flops = network.stepFLOPsPerImage
+        let backwardStart = completed.first?.time ?? timing.backwardEnd
+        let backwardSeconds = Double(timing.backwardEnd - backwardStart) * 1e-9
+        let asReported = readyTimes(reported, start: backwardStart, count: grads.count)
+        let asCompleted = readyTimes(completed, start: backwardStart, count: grads.count)
+        let meanStep = timing.steps.reduce(0, +) / Double(steps)
+        let bestStep = timing.steps.min()!
+        let imgsPerSecond = Double(batch) / meanStep
+        let achieved = imgsPerSecond * flops.total / 1e9
+        let perStep = 1 / Double(steps)
+        let convKxK = profiler.seconds(.convKxK)
+        var breakdown: [(String, Double)] = []
+        breakdown.append(("conv_1x1_gemm", profiler.seconds(.conv1x1)))
+        breakdown.append(("conv_kxk_gemm", min(kxkGEMMSeconds, convKxK)))
+        breakdown.append(("conv_kxk_im2col_col2im", max(0, convKxK - kxkGEMMSeconds)))
+        breakdown.append(("linear_gemm", profiler.seconds(.linear)))
+        breakdown.append(("batchnorm", profiler.seconds(.batchNorm)))
+        breakdown.append(("activations", profiler.seconds(.activation)))
+        breakdown.append(("pooling", profiler.seconds(.pooling)))
+        breakdown.append(("elementwise", profiler.seconds(.elementwise)))
+        let profiled = LayerKind.allCases.reduce(0) { $0 + profiler.seconds($1) }
+        breakdown.append(("model_other", timing.forward + timing.backward - profiled))
+        breakdown.append(("losses_and_grad_zeroing", timing.lossesAndZeroing))
+        breakdown.append(("communication_during_backward", timing.communicationInBackward))
+        breakdown.append(("communication_wait_after_backward", timing.communicationWait))
+        breakdown.append(("clipping", timing.clipping))
+        breakdown.append(("optimiser", timing.optimiser))
+        let perStepBreakdown = breakdown.map { ($0.0, $0.1 * perStep) }
+        // Scaling on paper: this step (one process) at n ranks of `batch` images each.
+        // `speedup` > 1 asks the same question for a rank that computes that much faster
+        // (every time of the step divided by it), where the hold-back starts to matter.
+        var scaling: [[String: Any]] = []
+        for speedup in [1.0, 10.0] {
+            let step = meanStep / speedup, backwardTime = backwardSeconds / speedup
+            for gbits in [10.0, 100.0] {
+                for n in [8, 32, 128] {
+                    let link = RingModel(ranks: n, bytesPerSecond: gbits * 1e9 / 8, latency: 10e-6)
+                    let held = link.exposedSeconds(readyAt: asReported.map { $0 / speedup }, backwardSeconds: backwardTime)
+                    let ideal = link.exposedSeconds(readyAt: asCompleted.map { $0 / speedup }, backwardSeconds: backwardTime)
+                    let total = link.totalSeconds(count: grads.count)
+                    scaling.append(["compute_speedup": speedup, "ranks": n, "gbit_per_s": gbits,
+                                    "allreduce_seconds": round4(total),
+                                    "exposed_seconds": round4(held), "efficiency": round3(step / (step + held)),
+                                    "exposed_seconds_without_holdback": round4(ideal),
+                                    "efficiency_without_holdback": round3(step / (step + ideal)),
+                                    "efficiency_no_overlap": round3(step / (step + total))])
+                }
+            }
+        }
+        // Share of gradient bytes final before the last 0/25/50/75% of backward.
+        func readyShare(_ times: [Double], by fraction: Double) -> Double {
+            Double(times.filter { $0 <= fraction * backwardSeconds }.count) / Double(max(1, times.count))
+        }
+
+        if json {
+            var o: [String: Any] = [
+                "imgs_per_s": round3(imgsPerSecond),
+                "best_imgs_per_s": round3(Double(batch) / bestStep),
+                "step_seconds": timing.steps.map(round3),
+                "gflops": round3(achieved),
+                "sgemm_gflops": round3(sgemmTotal),
+                "sgemm_gflops_per_rank": round3(sgemmPerRank),
+                "sgemm_size": sgemmSize,
+                "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
+                "peak_rss_bytes": peakRSS,
+                "peak_rss_bytes_max_rank": Int(peakRSSMax),
+                "gflop_per_image": ["forward": round3(flops.forward / 1e9), "backward": round3(flops.backward / 1e9),
+                                    "total": round3(flops.total / 1e9)],
+                "forward_seconds": round3(timing.forward * perStep),
+                "backward_seconds": round3(timing.backward * perStep),
+                "config": ["batch": batch, "local_batch": local, "ranks": ranks, "threads": threads, "height": height,
+                           "width": width, "base_width": baseWidth, "blocks": config.blocks, "classes": classes,
+                           "steps": steps, "parameters": network.parameters.count,
+                           "reducer": reducer.map { $0.mode.rawValue } ?? "none"] as [String: Any],
+            ]
+            o["scaling_on_paper"] = scaling
+            o["backward_seconds_last_step"] = round4(backwardSeconds)
+            o["gradient_ready_share"] = [0.25, 0.5, 0.75].map { f in
+                ["backward_fraction": f, "reported": round3(readyShare(asReported, by: f)),
+                 "completed": round3(readyShare(asCompleted, by: f))] as [String: Any]
+            }
+            var b: [String: Double] = [:]
+            for (name, s) in perStepBreakdown { b[name] = round4(s) }
+            o["breakdown_seconds_per_step"] = b
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("mancs bench: batch \(batch) (\(ranks) rank(s) x \(local)), \(threads) thread(s), \(height)x\(width), base width \(baseWidth), blocks \(blocks), \(classes) classes")
+            print(String(format: "step %.3f s mean, %.3f s best (%@)", meanStep, bestStep,
+                         timing.steps.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+            print(String(format: "%.2f imgs/s (best %.2f); %.2f GFLOP/img (%.2f fwd + %.2f bwd)", imgsPerSecond,
+                         Double(batch) / bestStep, flops.total / 1e9, flops.forward / 1e9, flops.backward / 1e9))
+            print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks); ratio %.2f", achieved,
+                         sgemmSize, sgemmTotal, sgemmTotal > 0 ? achieved / sgemmTotal : 0))
+            print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
+                         peakRSSMax / 1_073_741_824))
+            print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,
+                         timing.backward * perStep))
+            for (name, s) in perStepBreakdown {
+                print("  " + name.padding(toLength: 36, withPad: " ", startingAt: 0)
+                      + String(format: "%8.3f s  %5.1f%%", s, 100 * s / meanStep))
+            }
+            print(String(format: "gradient floats final by 25/50/75%% of backward: reported %.0f/%.0f/%.0f%%, layers done %.0f/%.0f/%.0f%%",
+                         100 * readyShare(asReported, by: 0.25), 100 * readyShare(asReported, by: 0.5),
+                         100 * readyShare(asReported, by: 0.75), 100 * readyShare(asCompleted, by: 0.25),
+                         100 * readyShare(asCompleted, by: 0.5), 100 * readyShare(asCompleted, by: 0.75)))
+            print("scaling on paper (ring allreduce, 25 MiB buckets, 10 us/hop; this step at n ranks; x10 = a 10x faster rank):")
+            for row in scaling {
+                print(String(format: "  x%-3.0f %3d ranks %5.0f Gbit/s: allreduce %.3f s, exposed %.3f s -> %.1f%% (%.1f%% without the hold-back, %.0f%% without overlap)",
+                             row["compute_speedup"] as! Double, row["ranks"] as! Int, row["gbit_per_s"] as! Double, row["allreduce_seconds"] as! Double,
+                             row["exposed_seconds"] as! Double, 100 * (row["efficiency"] as! Double),
+                             100 * (row["efficiency_without_holdback"] as! Double),
+                             100 * (row["efficiency_no_overlap"] as! Double)))
+            }
+        }
+    }
+
+    // MARK: Reference measurements
+
+    /// Seconds for the GEMMs alone of every non-pointwise convolution's forward and
+    /// backward (the chunked calls `conv2DForward`/`conv2DBackward` make), on scratch data.
+    private func replayKxKGEMMs(_ shapes: [Conv2DShape], batch: Int) -> Double {
+        let kxk = shapes.enumerated().filter { !$0.element.isPointwise }.map { i, s -> (Int, Conv2DShape) in
+            var s = s; s.batch = batch; return (i, s)
+        }
+        guard !kxk.isEmpty else { return 0 }
+        var colMax = 0, weightMax = 0, outMax = 0
+        for (_, s) in kxk {
+            colMax = max(colMax, s.imagesPerChunk * s.columnCountPerImage)
+            weightMax = max(weightMax, s.weightCount)
+            outMax = max(outMax, s.imagesPerChunk * s.outHeight * s.outWidth * s.outChannels)
+        }
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: colMax)
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: weightMax)
+        let gw = UnsafeMutablePointer<Float>.allocate(capacity: weightMax)
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: outMax)
+        defer { col.deallocate(); w.deallocate(); gw.deallocate(); out.deallocate() }
+        col.initialize(repeating: 0.01, count: colMax)
+        w.initialize(repeating: 0.01, count: weightMax)
+        gw.initialize(repeating: 0, count: weightMax)
+        out.initialize(repeating: 0.01, count: outMax)
+        let start = monotonicNanoseconds()
+        for (index, s) in kxk {
+            let rowsPerImage = s.outHeight * s.outWidth, K = s.kernel * s.kernel * s.inChannels, cout = s.outChannels
+            var n0 = 0
+            while n0 < s.batch {
+                let rows = min(s.imagesPerChunk, s.batch - n0) * rowsPerImage
+                // Forward (twice for the stem: backward rebuilds its output).
+                for _ in 0..<(index == 0 ? 2 : 1) {
+                    sgemm(transA: false, transB: true, m: rows, n: cout, k: K, alpha: 1, a: col, lda: K, b: w, ldb: K,
+                          beta: 0, c: out, ldc: cout)
+                }
+                sgemm(transA: true, transB: false, m: cout, n: K, k: rows, alpha: 1, a: out, lda: cout, b: col, ldb: K,
+                      beta: 1, c: gw, ldc: K)
+                if index != 0 {  // the stem computes no input gradient
+                    sgemm(transA: false, transB: false, m: rows, n: K, k: cout, alpha: 1, a: out, lda: cout, b: w,
+                          ldb: K, beta: 0, c: col, ldc: K)
+                }
+                n0 += s.imagesPerChunk
+            }
+        }
+        return Double(monotonicNanoseconds() - start) * 1e-9
+    }
+
+    /// GFLOP/s of a square n^3 sgemm with the configured threads (best of three after a warm-up).
+    private func sgemmGFLOPs(_ n: Int) -> Double {
+        let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    for rep in 0..<4 {
+                        let t0 = monotonicNanoseconds()
+                        sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.baseAddress!, lda: n,
+                              b: b.baseAddress!, ldb: n, beta: 0, c: c.baseAddress!, ldc: n)
+                        let s = Double(monotonicNanoseconds() - t0) * 1e-9
+                        if rep > 0 { best = min(best, s) }
+                    }
+                }
+            }
+        }
+        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
+    }
+
+    /// Peak resident set of this process (VmHWM, or getrusage's ru_maxrss).
+    private func peakResidentBytes() -> Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") {
+            return kb * 1024
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Int(usage.ru_maxrss) * 1024
+    }
+}
+
+/// Seconds after `start` at which each gradient float became final (by ranges).
+private func readyTimes(_ events: [(time: UInt64, range: Range<Int>)], start: UInt64, count: Int) -> [Double] {
+    var t = [Double](repeating: 0, count: count)
+    for e in events {
+        let s = e.time >= start ? Double(e.time - start) * 1e-9 : 0
+        for i in e.range { t[i] = max(t[i], s) }
+    }
+    return t
+}
+
+/// Ring allreduce in fixed buckets (as `GradientReducer`, 25 MiB), one bucket at a time:
+/// a bucket of B bytes costs 2(n-1)/n * B / bandwidth + 2(n-1) * latency and starts when
+/// its last gradient is final and the previous bucket is done.
+private struct RingModel {
+    var ranks: Int
+    var bytesPerSecond: Double
+    var latency: Double
+    var bucketFloats = (25 << 20) / 4
+
+    func bucketSeconds(_ floats: Int) -> Double {
+        let n = Double(ranks)
+        return 2 * (n - 1) / n * Double(4 * floats) / bytesPerSecond + 2 * (n - 1) * latency
+    }
+
+    func totalSeconds(count: Int) -> Double {
+        stride(from: 0, to: count, by: bucketFloats).reduce(0) { $0 + bucketSeconds(min(bucketFloats, count - $1)) }
+    }
+
+    /// Communication left after backward ends, given each float's ready time.
+    func exposedSeconds(readyAt t: [Double], backwardSeconds: Double) -> Double {
+        var buckets: [(ready: Double, floats: Int, index: Int)] = []
+        for (k, lo) in stride(from: 0, to: t.count, by: bucketFloats).enumerated() {
+            let hi = min(lo + bucketFloats, t.count)
+            buckets.append((t[lo..<hi].max() ?? 0, hi - lo, k))
+        }
+        buckets.sort { ($0.ready, -$0.index) < ($1.ready, -$1.index) }
+        var end = 0.0
+        for b in buckets { end = max(end, b.ready) + bucketSeconds(b.floats) }
+        return max(0, end - backwardSeconds)
+    }
+}
+
+/// Accumulated seconds of the timed steps, by part.
+private struct StepTiming {
+    var steps: [Double] = []
+    var forward = 0.0
+    /// Backward without the time spent in the reducer's callbacks.
+    var backward = 0.0
+    var lossesAndZeroing = 0.0
+    var communicationInBackward = 0.0
+    var communicationWait = 0.0
+    var clipping = 0.0
+    var optimiser = 0.0
+    /// End of the last step's backward (monotonic ns).
+    var backwardEnd: UInt64 = 0
+}
+
+private func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
