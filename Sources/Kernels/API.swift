@@ -12,8 +12,8 @@
 //   (=) input gradients. Where two paths meet, the caller adds them.
 // - Forward outputs are overwritten. Unless a comment says so, input and output
 //   must not alias.
-// - All GEMMs go through `sgemm` (cblas_sgemm); its thread count is set once with
-//   `setBLASThreads`.
+// - All GEMMs go through `sgemm` (single-threaded cblas_sgemm calls); kernels split
+//   their work over the threads set once with `setComputeThreads` (ComputeThreads.swift).
 //
 // This file holds the signatures; each kernel family lives in its own file.
 

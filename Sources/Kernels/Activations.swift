@@ -4,16 +4,18 @@ import Foundation
 
 /// output = max(input, 0). In place (output == input) is allowed.
 public func reluForward(count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { output[i] = max(input[i], 0) }
+    parallelRanges(count) { range in for i in range { output[i] = max(input[i], 0) } }
 }
 
 /// gradInput = gradOutput where output > 0, else 0. `output` is the forward
 /// output. In place (gradInput == gradOutput) is allowed.
 public func reluBackward(count: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                          gradInput: UnsafeMutablePointer<Float>) {
-    for i in 0..<count {
-        let g = gradOutput[i]  // loaded unconditionally so the select vectorises
-        gradInput[i] = output[i] > 0 ? g : 0
+    parallelRanges(count) { range in
+        for i in range {
+            let g = gradOutput[i]  // loaded unconditionally so the select vectorises
+            gradInput[i] = output[i] > 0 ? g : 0
+        }
     }
 }
 
@@ -70,11 +72,13 @@ public func preluBackward(rows: Int, channels: Int, input: UnsafePointer<Float>,
 /// below, so nothing overflows and small outputs keep their relative precision.
 /// Branch-free with an inlined exp so the loop vectorises.
 public func sigmoidForward(count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-    for i in 0..<count {
-        let x = input[i]
-        let e = expNonPositive(-abs(x))
-        let inverse = 1 / (1 + e)
-        output[i] = x >= 0 ? inverse : e * inverse
+    parallelRanges(count, workPerItem: 8) { range in
+        for i in range {
+            let x = input[i]
+            let e = expNonPositive(-abs(x))
+            let inverse = 1 / (1 + e)
+            output[i] = x >= 0 ? inverse : e * inverse
+        }
     }
 }
 
@@ -107,8 +111,10 @@ func expNonPositive(_ input: Float) -> Float {
 /// gradInput = gradOutput * output * (1 - output). `output` is the forward output.
 public func sigmoidBackward(count: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                             gradInput: UnsafeMutablePointer<Float>) {
-    for i in 0..<count {
-        let y = output[i]
-        gradInput[i] = gradOutput[i] * y * (1 - y)
+    parallelRanges(count) { range in
+        for i in range {
+            let y = output[i]
+            gradInput[i] = gradOutput[i] * y * (1 - y)
+        }
     }
 }

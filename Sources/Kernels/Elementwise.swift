@@ -6,14 +6,16 @@ import Foundation
 /// Either output may be nil when not needed.
 public func attentionCombineForward(count: Int, f: UnsafePointer<Float>, m: UnsafePointer<Float>,
                                     attended: UnsafeMutablePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    if let attended {
-        for i in 0..<count {
-            let a = f[i] * m[i]
-            attended[i] = a
-            output[i] = a + f[i]
+    parallelRanges(count) { range in
+        if let attended {
+            for i in range {
+                let a = f[i] * m[i]
+                attended[i] = a
+                output[i] = a + f[i]
+            }
+        } else {
+            for i in range { output[i] = f[i] * m[i] + f[i] }
         }
-    } else {
-        for i in 0..<count { output[i] = f[i] * m[i] + f[i] }
     }
 }
 
@@ -22,19 +24,21 @@ public func attentionCombineForward(count: Int, f: UnsafePointer<Float>, m: Unsa
 public func attentionCombineBackward(count: Int, f: UnsafePointer<Float>, m: UnsafePointer<Float>,
                                      gradOutput: UnsafePointer<Float>, gradAttended: UnsafePointer<Float>?,
                                      gradF: UnsafeMutablePointer<Float>, gradM: UnsafeMutablePointer<Float>) {
-    if let gradAttended {
-        for i in 0..<count {
-            let g = gradOutput[i], gA = g + gradAttended[i]
-            let fv = f[i], mv = m[i]
-            gradF[i] = gA * mv + g
-            gradM[i] = gA * fv
-        }
-    } else {
-        for i in 0..<count {
-            let g = gradOutput[i]
-            let fv = f[i], mv = m[i]
-            gradF[i] = g * mv + g
-            gradM[i] = g * fv
+    parallelRanges(count) { range in
+        if let gradAttended {
+            for i in range {
+                let g = gradOutput[i], gA = g + gradAttended[i]
+                let fv = f[i], mv = m[i]
+                gradF[i] = gA * mv + g
+                gradM[i] = gA * fv
+            }
+        } else {
+            for i in range {
+                let g = gradOutput[i]
+                let fv = f[i], mv = m[i]
+                gradF[i] = g * mv + g
+                gradM[i] = g * fv
+            }
         }
     }
 }
@@ -73,17 +77,24 @@ public func splitColumns(rows: Int, input: UnsafePointer<Float>, widths: [Int],
 
 /// y += x.
 public func addInPlace(count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { y[i] += x[i] }
+    parallelRanges(count) { range in for i in range { y[i] += x[i] } }
 }
 
 /// out = a + b (out may alias a or b).
 public func add(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { out[i] = a[i] + b[i] }
+    parallelRanges(count) { range in for i in range { out[i] = a[i] + b[i] } }
+}
+
+/// dst = src (no aliasing).
+public func copy(count: Int, _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+    parallelRanges(count) { range in
+        (dst + range.lowerBound).update(from: src + range.lowerBound, count: range.count)
+    }
 }
 
 /// x *= alpha.
 public func scale(count: Int, _ x: UnsafeMutablePointer<Float>, by alpha: Float) {
-    for i in 0..<count { x[i] *= alpha }
+    parallelRanges(count) { range in for i in range { x[i] *= alpha } }
 }
 
 /// Sum of squares in double precision (for gradient norms and checks).

@@ -1,16 +1,89 @@
 import CBLAS
 
-/// Sets OpenBLAS's thread count. Call once at start-up, never from a parallel loop.
-public func setBLASThreads(_ n: Int) {
-    openblas_set_num_threads(Int32(max(1, n)))
-}
-
 /// Row-major C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C.
+///
+/// With several compute threads (`setComputeThreads`) the product is split over
+/// them, each part one single-threaded OpenBLAS call: by rows of C when m is the
+/// larger side, by columns when n is, and by the reduction when k dominates both
+/// (the convolutions' weight gradients, e.g. 64 x 256 x 131072): each extra part
+/// then sums into its own scratch matrix, added to C in part order afterwards.
 public func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    guard m > 0, n > 0 else { return }
+    let work = m &* n &* max(k, 1)
+    if k >= 4 * max(m, n) && k >= 256 {
+        sgemmSplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, work: work)
+        return
+    }
+    forEachPart(work: work) { part, parts in
+        if parts == 1 {
+            blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        } else if m >= n {
+            let rows = partRange(m, part: part, parts: parts, align: 16)
+            guard !rows.isEmpty else { return }
+            let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound &* lda
+            blasSgemm(transA, transB, rows.count, n, k, alpha, aPart, lda, b, ldb, beta,
+                      c + rows.lowerBound &* ldc, ldc)
+        } else {
+            let cols = partRange(n, part: part, parts: parts, align: 16)
+            guard !cols.isEmpty else { return }
+            let bPart = transB ? b + cols.lowerBound &* ldb : b + cols.lowerBound
+            blasSgemm(transA, transB, m, cols.count, k, alpha, a, lda, bPart, ldb, beta,
+                      c + cols.lowerBound, ldc)
+        }
+    }
+}
+
+/// The reduction split of `sgemm`: part 0 accumulates its share of k into C (with
+/// beta), part p > 0 writes its share into scratch slice p - 1; then the slices are
+/// added to C in part order, split by rows.
+private func sgemmSplitK(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, work: Int
+) {
+    withComputePool(work: work) { pool in
+        guard let pool else {
+            blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let extra = pool.size - 1
+        let scratch = pool.scratch(floats: extra * m * n)
+        pool.dispatch { part, parts in
+            let ks = partRange(k, part: part, parts: parts, align: 64)
+            let aPart = transA ? a + ks.lowerBound &* lda : a + ks.lowerBound
+            let bPart = transB ? b + ks.lowerBound : b + ks.lowerBound &* ldb
+            if part == 0 {
+                blasSgemm(transA, transB, m, n, ks.count, alpha, aPart, lda, bPart, ldb, beta, c, ldc)
+            } else {
+                let out = scratch + (part - 1) &* m &* n
+                if ks.isEmpty { out.update(repeating: 0, count: m * n); return }
+                blasSgemm(transA, transB, m, n, ks.count, alpha, aPart, lda, bPart, ldb, 0, out, n)
+            }
+        }
+        pool.dispatch { part, parts in
+            for r in partRange(m, part: part, parts: parts) {
+                let cRow = c + r &* ldc
+                for p in 0..<extra {
+                    let sRow = scratch + (p &* m &* n &+ r &* n)
+                    for j in 0..<n { cRow[j] += sRow[j] }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func blasSgemm(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
 ) {
     cblas_sgemm(
         CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -12,14 +12,16 @@
 // MARK: im2col
 
 /// Fills `col` [images * oh * ow, k*k*Cin] from `images` consecutive NHWC images at `input`.
+/// Split over the compute threads by output rows (n, oy): each part writes its own column rows.
 func im2col(_ s: Conv2DShape, images: Int, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
     let k = s.kernel, cin = s.inChannels, H = s.inHeight, W = s.inWidth
     let oh = s.outHeight, ow = s.outWidth
     let rowLength = k &* k &* cin, tapRun = k &* cin
-    var dst = col
-    for n in 0..<images {
-        let image = input + n &* H &* W &* cin
-        for oy in 0..<oh {
+    parallelRanges(images &* oh, workPerItem: ow &* rowLength, align: 1) { outputRows in
+        var dst = col + outputRows.lowerBound &* ow &* rowLength
+        for t in outputRows {
+            let n = t / oh, oy = t % oh
+            let image = input + n &* H &* W &* cin
             let iyBase = oy &* s.stride &- s.padding
             for ox in 0..<ow {
                 let ixBase = ox &* s.stride &- s.padding
@@ -46,29 +48,40 @@ func im2col(_ s: Conv2DShape, images: Int, input: UnsafePointer<Float>, col: Uns
 
 /// Adds every column entry back onto the input pixel it was copied from:
 /// `gradInput` (`images` NHWC images) += col2im(`col`). The caller zeroes gradInput first.
+/// Split over the compute threads by input rows (n, iy): each part walks the output
+/// pixels in the same order as a single thread would and adds only the taps that land
+/// in its rows, so parts never collide and every sum is formed in the same order.
 func col2imAccumulate(_ s: Conv2DShape, images: Int, col: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
     let k = s.kernel, cin = s.inChannels, H = s.inHeight, W = s.inWidth
     let oh = s.outHeight, ow = s.outWidth
     let rowLength = k &* k &* cin, tapRun = k &* cin
-    var src = col
-    for n in 0..<images {
-        let image = gradInput + n &* H &* W &* cin
-        for oy in 0..<oh {
-            let iyBase = oy &* s.stride &- s.padding
-            for ox in 0..<ow {
-                let ixBase = ox &* s.stride &- s.padding
-                let kx0 = max(0, -ixBase), kx1 = min(k, W &- ixBase)
-                if kx0 < kx1 {
-                    let count = (kx1 &- kx0) &* cin
-                    for ky in 0..<k {
-                        let iy = iyBase &+ ky
-                        if iy < 0 || iy >= H { continue }
-                        let from = src + (ky &* tapRun &+ kx0 &* cin)
-                        let to = image + (iy &* W &+ ixBase &+ kx0) &* cin
-                        for i in 0..<count { to[i] += from[i] }
+    parallelRanges(images &* H, workPerItem: W &* cin &* k, align: 1) { inputRows in
+        let firstImage = inputRows.lowerBound / H, lastImage = (inputRows.upperBound - 1) / H
+        for n in firstImage...lastImage {
+            // This part's input rows within image n, and the output rows that can reach them.
+            let lo = max(0, inputRows.lowerBound &- n &* H), hi = min(H, inputRows.upperBound &- n &* H)
+            let oyFirst = max(0, (lo &+ s.padding &- k &+ s.stride) / s.stride)
+            let oyEnd = min(oh, (hi &- 1 &+ s.padding) / s.stride &+ 1)
+            guard oyFirst < oyEnd else { continue }
+            let image = gradInput + n &* H &* W &* cin
+            var src = col + ((n &* oh &+ oyFirst) &* ow) &* rowLength
+            for oy in oyFirst..<oyEnd {
+                let iyBase = oy &* s.stride &- s.padding
+                for ox in 0..<ow {
+                    let ixBase = ox &* s.stride &- s.padding
+                    let kx0 = max(0, -ixBase), kx1 = min(k, W &- ixBase)
+                    if kx0 < kx1 {
+                        let count = (kx1 &- kx0) &* cin
+                        for ky in 0..<k {
+                            let iy = iyBase &+ ky
+                            if iy < lo || iy >= hi { continue }
+                            let from = src + (ky &* tapRun &+ kx0 &* cin)
+                            let to = image + (iy &* W &+ ixBase &+ kx0) &* cin
+                            for i in 0..<count { to[i] += from[i] }
+                        }
                     }
+                    src += rowLength
                 }
-                src += rowLength
             }
         }
     }

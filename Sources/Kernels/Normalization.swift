@@ -166,19 +166,21 @@ private func batchNormBackward(
                 b[c] = Float(-k * slope)
                 d[c] = Float(k * (slope * Double(saveMean[c]) - meanG))
             }
-            if let reluOutput {
-                for r in 0..<rows {
-                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                    let y = reluOutput + r &* channels
-                    for c in 0..<channels {
-                        let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
-                        gi[c] = a[c] * masked + b[c] * x[c] + d[c]
+            parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
+                if let reluOutput {
+                    for r in rowRange {
+                        let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                        let y = reluOutput + r &* channels
+                        for c in 0..<channels {
+                            let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
+                            gi[c] = a[c] * masked + b[c] * x[c] + d[c]
+                        }
                     }
-                }
-            } else {
-                for r in 0..<rows {
-                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                    for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
+                } else {
+                    for r in rowRange {
+                        let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                        for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
+                    }
                 }
             }
         }
@@ -199,15 +201,17 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
         scale[c] = Float(s)
         shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
     }
-    if relu {
-        for r in 0..<rows {
-            let x = input + r &* channels, y = output + r &* channels
-            for c in 0..<channels { y[c] = max(x[c] * scale[c] + shift[c], 0) }
-        }
-    } else {
-        for r in 0..<rows {
-            let x = input + r &* channels, y = output + r &* channels
-            for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
+    parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
+        if relu {
+            for r in rowRange {
+                let x = input + r &* channels, y = output + r &* channels
+                for c in 0..<channels { y[c] = max(x[c] * scale[c] + shift[c], 0) }
+            }
+        } else {
+            for r in rowRange {
+                let x = input + r &* channels, y = output + r &* channels
+                for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
+            }
         }
     }
 }
@@ -219,17 +223,62 @@ private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels))
 /// Per-channel mean and biased variance in one read of the input: each block is
 /// reduced with the two-pass formula while it is in cache, and blocks are merged
 /// in Double with Chan et al.'s pairwise update, so no E[x^2] - E[x]^2 cancellation.
+/// Blocks are shared among the compute threads in contiguous runs; each run is merged
+/// on its own, then the runs in order, so the result depends only on the thread count.
 private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<Float>,
                                    mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>) {
     let block = blockRows(channels: channels)
+    let blocks = (rows + block - 1) / block
+    let parts = computeThreads
+    // Per part: count, then mean[channels] and M2[channels].
+    let stride = 1 + 2 * channels
+    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
+    defer { perPart.deallocate() }
+    perPart.update(repeating: 0, count: parts * stride)
+    forEachPart(work: rows &* channels) { part, ranParts in
+        let blockRange = partRange(blocks, part: part, parts: ranParts)
+        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
+        let out = perPart + part &* stride
+        out[0] = Double(rowRange.count)
+        blockMoments(rowRange, block: block, channels: channels, x, mean: out + 1, m2: out + 1 + channels)
+    }
+    mean.update(repeating: 0, count: channels)
+    variance.update(repeating: 0, count: channels)  // holds M2 until the end
+    var merged = 0.0
+    for part in 0..<parts {
+        let p = perPart + part &* stride
+        let nB = p[0]
+        guard nB > 0 else { continue }
+        if merged == 0 {  // the first run with rows: taken as it is
+            mean.update(from: p + 1, count: channels)
+            variance.update(from: p + 1 + channels, count: channels)
+            merged = nB
+            continue
+        }
+        let nA = merged, n = nA + nB
+        for c in 0..<channels {
+            let delta = p[1 &+ c] - mean[c]
+            mean[c] += delta * nB / n
+            variance[c] += p[1 &+ channels &+ c] + delta * delta * nA * nB / n
+        }
+        merged = n
+    }
+    let invRows = 1 / Double(rows)
+    for c in 0..<channels { variance[c] *= invRows }
+}
+
+/// Mean and M2 (sum of squared deviations) per channel of the rows `rowRange`, block by block
+/// (Float within a block, Chan's merge in Double across blocks). Overwrites mean and m2.
+private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x: UnsafePointer<Float>,
+                          mean: UnsafeMutablePointer<Double>, m2: UnsafeMutablePointer<Double>) {
     let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { partial.deallocate() }
     let blockMean = partial + channels
     mean.update(repeating: 0, count: channels)
-    variance.update(repeating: 0, count: channels)  // holds M2 (sum of squared deviations) until the end
-    var start = 0
-    while start < rows {
-        let end = min(rows, start + block)
+    m2.update(repeating: 0, count: channels)
+    var start = rowRange.lowerBound
+    while start < rowRange.upperBound {
+        let end = min(rowRange.upperBound, start + block)
         let count = end - start
         // Block mean.
         partial.update(repeating: 0, count: channels)
@@ -249,56 +298,72 @@ private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<
             }
         }
         // Merge (Chan et al.): M2 += M2_b + delta^2 * n_a * n_b / n.
-        let nA = Double(start), nB = Double(count), n = nA + nB
+        let nA = Double(start - rowRange.lowerBound), nB = Double(count), n = nA + nB
         for c in 0..<channels {
             let delta = Double(blockMean[c]) - mean[c]
             mean[c] += delta * nB / n
-            variance[c] += Double(partial[c]) + delta * delta * nA * nB / n
+            m2[c] += Double(partial[c]) + delta * delta * nA * nB / n
         }
         start = end
     }
-    let invRows = 1 / Double(rows)
-    for c in 0..<channels { variance[c] *= invRows }
 }
 
 /// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read
-/// (g masked by reluOutput > 0 when given).
+/// (g masked by reluOutput > 0 when given). Blocks are shared among the compute threads in
+/// contiguous runs, each summed in Double, then the runs added in order.
 private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
                           mean: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                           sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>) {
     let block = blockRows(channels: channels)
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
-    defer { partial.deallocate() }
-    let partialX = partial + channels
+    let blocks = (rows + block - 1) / block
+    let parts = computeThreads
+    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * 2 * channels)
+    defer { perPart.deallocate() }
+    perPart.update(repeating: 0, count: parts * 2 * channels)
+    forEachPart(work: rows &* channels) { part, ranParts in
+        let blockRange = partRange(blocks, part: part, parts: ranParts)
+        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
+        let outG = perPart + part &* 2 &* channels, outGX = outG + channels
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
+        defer { partial.deallocate() }
+        let partialX = partial + channels
+        var start = rowRange.lowerBound
+        while start < rowRange.upperBound {
+            let end = min(rowRange.upperBound, start + block)
+            partial.update(repeating: 0, count: 2 * channels)
+            if let reluOutput {
+                for r in start..<end {
+                    let x = input + r &* channels, g = gradOutput + r &* channels, y = reluOutput + r &* channels
+                    for c in 0..<channels {
+                        let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
+                        partial[c] += masked
+                        partialX[c] += masked * (x[c] - mean[c])
+                    }
+                }
+            } else {
+                for r in start..<end {
+                    let x = input + r &* channels, g = gradOutput + r &* channels
+                    for c in 0..<channels {
+                        let gv = g[c]
+                        partial[c] += gv
+                        partialX[c] += gv * (x[c] - mean[c])
+                    }
+                }
+            }
+            for c in 0..<channels {
+                outG[c] += Double(partial[c])
+                outGX[c] += Double(partialX[c])
+            }
+            start = end
+        }
+    }
     sumG.update(repeating: 0, count: channels)
     sumGX.update(repeating: 0, count: channels)
-    var start = 0
-    while start < rows {
-        let end = min(rows, start + block)
-        partial.update(repeating: 0, count: 2 * channels)
-        if let reluOutput {
-            for r in start..<end {
-                let x = input + r &* channels, g = gradOutput + r &* channels, y = reluOutput + r &* channels
-                for c in 0..<channels {
-                    let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
-                    partial[c] += masked
-                    partialX[c] += masked * (x[c] - mean[c])
-                }
-            }
-        } else {
-            for r in start..<end {
-                let x = input + r &* channels, g = gradOutput + r &* channels
-                for c in 0..<channels {
-                    let gv = g[c]
-                    partial[c] += gv
-                    partialX[c] += gv * (x[c] - mean[c])
-                }
-            }
-        }
+    for part in 0..<parts {
+        let g = perPart + part &* 2 &* channels, gx = g + channels
         for c in 0..<channels {
-            sumG[c] += Double(partial[c])
-            sumGX[c] += Double(partialX[c])
+            sumG[c] += g[c]
+            sumGX[c] += gx[c]
         }
-        start = end
     }
 }

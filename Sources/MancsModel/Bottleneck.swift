@@ -171,7 +171,7 @@ final class Bottleneck {
             t.timed(.activation) {
                 preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
                               gradOutput: gradOutput, gradInput: t2, gradWeight: t.grads + prelu)
-                t1.update(from: t2, count: count)
+                copy(count: count, t2, into: t1)
             }
             ready.complete(prelu..<(prelu + outChannels))
         } else {
@@ -189,7 +189,7 @@ final class Bottleneck {
             dconv.backward(n, t, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
         } else {
-            t.timed(.elementwise) { gradInput.update(from: t1, count: count) }
+            t.timed(.elementwise) { copy(count: count, t1, into: gradInput) }
         }
         // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`.
         bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)

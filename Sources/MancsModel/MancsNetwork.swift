@@ -203,7 +203,7 @@ public final class MancsNetwork: @unchecked Sendable {
         defer { if let p = t.profiler { p.addForward(monotonicNanoseconds() &- started) } }
         lastBatch = n
         lastForwardWasTraining = training
-        t.timed(.elementwise) { images.update(from: input, count: n * config.height * config.width * 3) }
+        t.timed(.elementwise) { copy(count: n * config.height * config.width * 3, input, into: images) }
 
         // Stem.
         let stemRows = n * stemConv.outHeight * stemConv.outWidth

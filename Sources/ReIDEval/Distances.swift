@@ -71,8 +71,8 @@ public struct EvalOptions: Sendable {
     /// CMC is kept for ranks 1...maxRank (torchreid's max_rank). Ranks past the gallery size
     /// hold the value at the gallery size (torchreid clips max_rank instead).
     public var maxRank: Int
-    /// Threads that rank the queries of a block, by default all cores (the GEMM uses OpenBLAS's own threads, set
-    /// with `setBLASThreads`; the two never run at the same time).
+    /// Threads that rank the queries of a block, by default all cores (the GEMM uses the kernels' threads, set
+    /// with `setComputeThreads`; the two never run at the same time).
     public var threads: Int
     /// Queries per distance block; nil picks 2^26 / gallery (at least 1), so a block
     /// holds at most 256 MiB of distances however large the gallery. Larger blocks

@@ -88,7 +88,7 @@ final class Trainer {
         self.comm = comm
         self.log = log
         runDir = URL(fileURLWithPath: s.runDir)
-        setBLASThreads(s.threads)
+        setComputeThreads(s.threads)
 
         // The batch must split into whole identities over ranks x micro-batches.
         let shards = comm.size * s.accumulate

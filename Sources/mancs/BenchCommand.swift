@@ -69,7 +69,7 @@ struct BenchCommand: ParsableCommand {
         guard classes >= (batch + k - 1) / k else {
             throw ValidationError("--classes \(classes) is below the \((batch + k - 1) / k) identities of a batch of \(batch)")
         }
-        setBLASThreads(threads)
+        setComputeThreads(threads)
 
         var config = MancsConfig()
         config.baseWidth = baseWidth

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kernels
 import MancsTraining
 
 struct CheckReferenceCommand: ParsableCommand {
@@ -32,7 +33,12 @@ struct CheckReferenceCommand: ParsableCommand {
     @Flag(help: "Also list every gradient tensor's error on stderr.")
     var verbose = false
 
+    @Option(help: "Compute threads (kernels split their work over them, as in training).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
     func run() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        setComputeThreads(threads)
         var tolerances = ReferenceTolerances()
         tolerances.gradients = gradTolerance
         tolerances.adaptToConditioning = !strict

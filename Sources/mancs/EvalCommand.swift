@@ -67,7 +67,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        setBLASThreads(threads)
+        setComputeThreads(threads)
         let start = Date()
         let source = features ?? checkpoint!
         let file: FeaturesFile

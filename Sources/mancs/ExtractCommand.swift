@@ -40,7 +40,7 @@ struct ExtractCommand: ParsableCommand {
     func run() throws {
         let comm = try Communicator.world()
         defer { comm.finalize() }
-        setBLASThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
+        setComputeThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
         let start = Date()
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
                                         paths: !noPaths)

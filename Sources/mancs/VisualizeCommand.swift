@@ -37,7 +37,7 @@ struct VisualizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        setBLASThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        setComputeThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
         do {
             let d = try loadDataset(name: dataset, root: data)
             let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: batch, height: height, width: width)
