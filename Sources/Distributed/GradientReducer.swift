@@ -4,9 +4,12 @@ import Foundation
 /// Averages a flat gradient buffer across ranks in fixed buckets, overlapping
 /// the allreduce of finished buckets with the rest of backward.
 ///
-/// Bucket k covers elements [k*B, min((k+1)*B, n)) with B = bucketBytes/4: the
-/// boundaries depend only on the buffer size and the bucket size, never on
-/// timing, so the order of sums (and the result) is the same run after run.
+/// Bucket 0 covers elements [0, F) with F = firstBucketBytes/4, bucket k > 0
+/// covers [F + (k-1)*B, F + k*B) with B = bucketBytes/4 (the last one shorter):
+/// the boundaries depend only on the buffer and bucket sizes, never on timing, so
+/// the order of sums (and the result) is the same run after run. Bucket 0 is small
+/// because the lowest offsets (the stem) are final last, when nothing is left to
+/// hide their allreduce behind (PyTorch DDP does the same with a 1 MB bucket).
 /// Buckets start in the order their last range is reported, which is the same
 /// on every rank (the same model reports the same ranges), as MPI requires for
 /// collectives.
@@ -35,6 +38,7 @@ public final class GradientReducer: @unchecked Sendable {
     public let comm: Communicator
     public let gradients: UnsafeMutableBufferPointer<Float>
     public let bucketElements: Int
+    public let firstBucketElements: Int
     public let mode: Mode
     /// Element ranges of the buckets, in offset order.
     public let buckets: [Range<Int>]
@@ -54,21 +58,20 @@ public final class GradientReducer: @unchecked Sendable {
     private var stopping = false
     private var worker: Thread?
 
-    /// - Parameter bucketBytes: bytes per bucket (25 MB by default, as in PyTorch DDP).
+    /// - Parameters:
+    ///   - bucketBytes: bytes per bucket (25 MiB by default, as in PyTorch DDP).
+    ///   - firstBucketBytes: bytes of bucket 0 (1 MiB by default; at most bucketBytes).
     public init(comm: Communicator, gradients: UnsafeMutableBufferPointer<Float>,
-                bucketBytes: Int = 25 << 20, mode: Mode? = nil) throws {
-        precondition(bucketBytes >= 4, "bucket size must hold at least one float, got \(bucketBytes) bytes")
+                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, mode: Mode? = nil) throws {
+        precondition(bucketBytes >= 4 && firstBucketBytes >= 4,
+                     "bucket sizes must hold at least one float, got \(bucketBytes) and \(firstBucketBytes) bytes")
         self.comm = comm
         self.gradients = gradients
         self.mode = try mode ?? Self.defaultMode()
         bucketElements = bucketBytes / 4
-        var b: [Range<Int>] = []
-        var start = 0
-        while start < gradients.count {
-            let end = min(start + bucketElements, gradients.count)
-            b.append(start..<end)
-            start = end
-        }
+        firstBucketElements = min(firstBucketBytes, bucketBytes) / 4
+        let b = Self.bucketRanges(count: gradients.count, bucketElements: bucketElements,
+                                  firstBucketElements: firstBucketElements)
         buckets = b
         readyCount = [Int](repeating: 0, count: b.count)
         launched = [Bool](repeating: false, count: b.count)
@@ -90,6 +93,24 @@ public final class GradientReducer: @unchecked Sendable {
     public func shutdown() {
         condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
         worker = nil
+    }
+
+    /// The bucket layout for a buffer of `count` floats (see the type's comment).
+    public static func bucketRanges(count: Int, bucketElements: Int = (25 << 20) / 4,
+                                    firstBucketElements: Int = (1 << 20) / 4) -> [Range<Int>] {
+        var b: [Range<Int>] = []
+        var start = 0
+        while start < count {
+            let end = min(start + (b.isEmpty ? firstBucketElements : bucketElements), count)
+            b.append(start..<end)
+            start = end
+        }
+        return b
+    }
+
+    /// The bucket holding element `offset`.
+    private func bucketIndex(_ offset: Int) -> Int {
+        offset < firstBucketElements ? 0 : 1 + (offset - firstBucketElements) / bucketElements
     }
 
     /// `.polling`, unless the environment variable MANCS_REDUCER says `thread`
@@ -118,7 +139,7 @@ public final class GradientReducer: @unchecked Sendable {
         precondition(range.lowerBound >= 0 && range.upperBound <= gradients.count,
                      "gradient range \(range) outside the buffer of \(gradients.count)")
         guard !range.isEmpty, comm.size > 1 else { return }
-        var k = range.lowerBound / bucketElements
+        var k = bucketIndex(range.lowerBound)
         while k < buckets.count && buckets[k].lowerBound < range.upperBound {
             let overlap = buckets[k].clamped(to: range)
             readyCount[k] += overlap.count

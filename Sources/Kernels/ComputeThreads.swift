@@ -185,9 +185,10 @@ final class ComputePool: @unchecked Sendable {
 
 /// Calls `body(range)` for disjoint contiguous ranges covering 0..<count, one per
 /// compute thread (bounds multiples of `align`), or once with 0..<count when the
-/// work (`count * workPerItem`) is small. For kernels whose items are independent.
+/// work (`count * workPerItem`) is small. For loops whose items are independent
+/// (kernels, the optimiser).
 @inline(__always)
-func parallelRanges(_ count: Int, workPerItem: Int = 1, align: Int = 16, _ body: (Range<Int>) -> Void) {
+public func parallelRanges(_ count: Int, workPerItem: Int = 1, align: Int = 16, _ body: (Range<Int>) -> Void) {
     guard count > 0 else { return }
     forEachPart(work: count &* workPerItem) { part, parts in
         let range = parts == 1 ? 0..<count : partRange(count, part: part, parts: parts, align: align)

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 // Adam and global gradient clipping (SPEC section 3), with PyTorch's semantics
 // (torch.optim.Adam single-tensor path, torch.nn.utils.clip_grad_norm_).
@@ -52,13 +53,16 @@ public final class Adam: @unchecked Sendable {
         let count = m.count
         guard count > 0, let p = parameters.baseAddress, let g = gradients.baseAddress,
               let m = m.baseAddress, let v = v.baseAddress else { return }
-        for i in 0..<count {
-            var grad = g[i]
-            if decay != 0 { grad += decay * p[i] }
-            m[i] += oneMinusBeta1 * (grad - m[i])
-            v[i] = v[i] * beta2 + oneMinusBeta2 * grad * grad
-            let denom = v[i].squareRoot() / bc2 + eps
-            p[i] += -stepSize * (m[i] / denom)
+        // Every element on its own: split over the compute threads.
+        parallelRanges(count, workPerItem: 8) { range in
+            for i in range {
+                var grad = g[i]
+                if decay != 0 { grad += decay * p[i] }
+                m[i] += oneMinusBeta1 * (grad - m[i])
+                v[i] = v[i] * beta2 + oneMinusBeta2 * grad * grad
+                let denom = v[i].squareRoot() / bc2 + eps
+                p[i] += -stepSize * (m[i] / denom)
+            }
         }
     }
 }
@@ -77,7 +81,7 @@ public func clipGradientNorm(_ gradients: UnsafeMutableBufferPointer<Float>, max
     let scale = Double(maxNorm) / (norm + 1e-6)
     if scale < 1 {
         let s = Float(scale)
-        for i in gradients.indices { gradients[i] *= s }
+        if let base = gradients.baseAddress { Kernels.scale(count: gradients.count, base, by: s) }
     }
     return Float(norm)
 }

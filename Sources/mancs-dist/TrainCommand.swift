@@ -159,7 +159,7 @@ struct LossOptions: ParsableArguments {
 
 struct RunOptions: ParsableArguments {
     @Option(help: "Random seed: model init, batches, augmentation, sampling (default 0).") var seed: Int?
-    @Option(help: "OpenBLAS threads per rank (default 1).") var threads: Int?
+    @Option(help: "Compute threads per rank: GEMMs and layers are split over them (default 1). Several per rank under mpirun need --bind-to none or --map-by slot:PE=N.") var threads: Int?
     @Option(help: "Image decoding threads per rank (default 2).") var loaderThreads: Int?
     @Option(help: "Write a checkpoint every N steps (default 500; always at the end).") var checkpointEvery: Int?
     @Option(help: "Checkpoints to keep (default 3).") var keepCheckpoints: Int?

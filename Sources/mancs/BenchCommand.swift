@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Bottlenecks per stage, comma-separated.") var blocks = "3,4,6,3"
     @Option(help: "Number of identities (classifier width).") var classes = 751
     @Option(help: "Timed steps (after one warm-up step).") var steps = 3
-    @Option(help: "OpenBLAS threads per process.") var threads = 2
+    @Option(help: "Compute threads per process (GEMMs and layers are split over them).") var threads = 2
     @Option(help: "Side of the square sgemm timed for comparison (0 skips it).") var sgemmSize = 2048
     @Flag(help: "Print one JSON object instead of a table.") var json = false
 
@@ -144,7 +144,7 @@ struct BenchCommand: ParsableCommand {
             timing.optimiser += Double(end - clipped) * 1e-9
         }
 
-        try step()  // warm-up: first touch of every buffer, OpenBLAS thread start-up
+        try step()  // warm-up: first touch of every buffer, compute thread start-up
         profiler.reset()
         timing = StepTiming()
         for _ in 0..<steps { try step() }
@@ -265,7 +265,7 @@ struct BenchCommand: ParsableCommand {
                          100 * readyShare(asReported, by: 0.25), 100 * readyShare(asReported, by: 0.5),
                          100 * readyShare(asReported, by: 0.75), 100 * readyShare(asCompleted, by: 0.25),
                          100 * readyShare(asCompleted, by: 0.5), 100 * readyShare(asCompleted, by: 0.75)))
-            print("scaling on paper (ring allreduce, 25 MiB buckets, 10 us/hop; this step at n ranks; x10 = a 10x faster rank):")
+            print("scaling on paper (ring allreduce, 1 + 25 MiB buckets, 10 us/hop; this step at n ranks; x10 = a 10x faster rank):")
             for row in scaling {
                 print(String(format: "  x%-3.0f %3d ranks %5.0f Gbit/s: allreduce %.3f s, exposed %.3f s -> %.1f%% (%.1f%% without the hold-back, %.0f%% without overlap)",
                              row["compute_speedup"] as! Double, row["ranks"] as! Int, row["gbit_per_s"] as! Double, row["allreduce_seconds"] as! Double,
@@ -367,14 +367,13 @@ private func readyTimes(_ events: [(time: UInt64, range: Range<Int>)], start: UI
     return t
 }
 
-/// Ring allreduce in fixed buckets (as `GradientReducer`, 25 MiB), one bucket at a time:
+/// Ring allreduce in `GradientReducer`'s buckets (1 MiB, then 25 MiB), one bucket at a time:
 /// a bucket of B bytes costs 2(n-1)/n * B / bandwidth + 2(n-1) * latency and starts when
 /// its last gradient is final and the previous bucket is done.
 private struct RingModel {
     var ranks: Int
     var bytesPerSecond: Double
     var latency: Double
-    var bucketFloats = (25 << 20) / 4
 
     func bucketSeconds(_ floats: Int) -> Double {
         let n = Double(ranks)
@@ -382,15 +381,14 @@ private struct RingModel {
     }
 
     func totalSeconds(count: Int) -> Double {
-        stride(from: 0, to: count, by: bucketFloats).reduce(0) { $0 + bucketSeconds(min(bucketFloats, count - $1)) }
+        GradientReducer.bucketRanges(count: count).reduce(0) { $0 + bucketSeconds($1.count) }
     }
 
     /// Communication left after backward ends, given each float's ready time.
     func exposedSeconds(readyAt t: [Double], backwardSeconds: Double) -> Double {
         var buckets: [(ready: Double, floats: Int, index: Int)] = []
-        for (k, lo) in stride(from: 0, to: t.count, by: bucketFloats).enumerated() {
-            let hi = min(lo + bucketFloats, t.count)
-            buckets.append((t[lo..<hi].max() ?? 0, hi - lo, k))
+        for (k, r) in GradientReducer.bucketRanges(count: t.count).enumerated() {
+            buckets.append((t[r].max() ?? 0, r.count, k))
         }
         buckets.sort { ($0.ready, -$0.index) < ($1.ready, -$1.index) }
         var end = 0.0

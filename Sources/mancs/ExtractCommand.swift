@@ -23,7 +23,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
     @Option(help: "Output features file (.h5).") var out: String
     @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "OpenBLAS threads per rank (default: cores / ranks).") var threads: Int?
+    @Option(help: "Compute threads per rank (default: cores / ranks).") var threads: Int?
     @Option(help: "JPEG decoding threads per rank.") var loaderThreads = 2
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?

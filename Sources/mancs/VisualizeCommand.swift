@@ -25,7 +25,7 @@ struct VisualizeCommand: ParsableCommand {
     @Option(help: "Picture height of each image.") var tileHeight = 256
     @Option(help: "Picture width of each image.") var tileWidth = 128
     @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
 
