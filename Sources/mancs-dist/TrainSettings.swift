@@ -38,7 +38,8 @@ struct TrainSettings: Codable, Equatable {
     var curriculumB: Double = 0.001
     // Run control
     var seed: Int = 0
-    var threads: Int = 1
+    /// 0 = automatic (`ProcessEnvironment.defaultComputeThreads`), resolved before the run starts.
+    var threads: Int = 0
     var loaderThreads: Int = 2
     var checkpointEvery: Int = 500
     var keepCheckpoints: Int = 3
@@ -114,7 +115,8 @@ struct TrainSettings: Codable, Equatable {
         if t1 <= t0 { throw bad("--t1 must be greater than --t0") }
         if lr <= 0 { throw bad("--lr must be positive") }
         if clipNorm <= 0 { throw bad("--clip-norm must be positive") }
-        if threads < 1 || loaderThreads < 1 { throw bad("--threads and --loader-threads must be at least 1") }
+        if threads < 0 { throw bad("--threads must be at least 1 (or 0 for this rank's share of the cores), got \(threads)") }
+        if loaderThreads < 1 { throw bad("--loader-threads must be at least 1, got \(loaderThreads)") }
         if checkpointEvery < 1 || keepCheckpoints < 1 || logEvery < 1 {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
         }

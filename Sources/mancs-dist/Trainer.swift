@@ -32,7 +32,9 @@ final class Trainer {
 
     /// Runs training; returns the process exit code. Errors are reported once
     /// (by rank 0 when every rank has the same one) and end every rank.
-    static func run(settings: TrainSettings, dumpGradients: String? = nil) -> Int32 {
+    static func run(settings given: TrainSettings, dumpGradients: String? = nil) -> Int32 {
+        var settings = given
+        if settings.threads == 0 { settings.threads = ProcessEnvironment.defaultComputeThreads }
         StopSignal.install()
         let comm: Communicator
         do { comm = try Communicator.world() } catch {

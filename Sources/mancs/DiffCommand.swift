@@ -14,6 +14,7 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "Second file.") var second: String
     @Option(help: "Comma-separated groups to compare (default: every group).") var groups: String?
     @Option(help: "Largest allowed relative L2 difference per tensor (0 = bit-identical).") var tolerance: Double = 0
+    @Option(help: "Absolute floor: a tensor whose largest difference is at most this never differs (gradients that are zero in exact arithmetic, e.g. a bias before BatchNorm, hold only rounding noise; default 0).") var absoluteTolerance: Double = 0
     @Flag(help: "List every tensor, not only the ones that differ.") var verbose = false
 
     func run() throws {
@@ -45,8 +46,8 @@ struct DiffCommand: ParsableCommand {
                     diff2 += d * d; ref2 += x.values[i] * x.values[i]; maxAbs = max(maxAbs, abs(d))
                 }
                 let rel = diff2 == 0 ? 0 : sqrt(diff2) / max(sqrt(ref2), 1e-30)
-                if rel > worst.rel { worst = (name, rel) }
-                let bad = tolerance == 0 ? diff2 != 0 : rel > tolerance
+                if rel > worst.rel && maxAbs > absoluteTolerance { worst = (name, rel) }
+                let bad = (tolerance == 0 ? diff2 != 0 : rel > tolerance) && maxAbs > absoluteTolerance
                 if bad { differing += 1 }
                 if bad || verbose { print(String(format: "%@: relative L2 %.3e, max abs %.3e%@", name, rel, maxAbs, bad ? "  DIFFERS" : "")) }
             }
