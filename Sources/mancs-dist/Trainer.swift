@@ -64,7 +64,8 @@ final class Trainer {
         do {
             return try trainer.train()
         } catch let e as TrainingFailure {
-            log.error(e.description)
+            // Every rank has the same failure at the same step: rank 0 reports it.
+            if comm.isRoot { log.error(e.description) }
             return 1
         } catch {
             log.error("\(error)")
@@ -232,7 +233,8 @@ final class Trainer {
             let losses = local.map { $0 / Double(comm.size * s.accumulate) }
             let norm = clipGradientNorm(grads, maxNorm: Float(s.clipNorm))
             guard losses.allSatisfy(\.isFinite), norm.isFinite else {
-                throw TrainingFailure("step \(step + 1): non-finite \(norm.isFinite ? "loss" : "gradient") (losses rank \(losses[0]), cls \(losses[1]), att \(losses[2]); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
+                let what = losses.allSatisfy(\.isFinite) ? "gradient" : "loss"
+                throw TrainingFailure("step \(step + 1): non-finite \(what) (losses rank \(losses[0]), cls \(losses[1]), att \(losses[2]); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
             }
             adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(grads))
 
@@ -311,7 +313,7 @@ final class Trainer {
             let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
             try? FileManager.default.removeItem(at: tmp)
             try Checkpoint.write(to: tmp.path, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
-            guard rename(tmp.path, best.path) == 0 else { throw TrainingFailure("cannot write \(best.path)") }
+            guard rename(tmp.path, best.path) == 0 else { throw RankFailure("cannot write \(best.path): \(String(cString: strerror(errno)))") }
             state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
             log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * r.mAP, best.path))
         }
@@ -391,6 +393,13 @@ final class Trainer {
 
 /// A failure every rank sees at the same step (e.g. a NaN loss after the allreduce).
 struct TrainingFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ s: String) { description = s }
+}
+
+/// A failure of one rank only (e.g. rank 0 cannot write a file): reported by that
+/// rank, and the job is aborted so the others do not wait in a collective.
+struct RankFailure: Error, CustomStringConvertible {
     var description: String
     init(_ s: String) { description = s }
 }

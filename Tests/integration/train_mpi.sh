@@ -2,7 +2,7 @@
 # mancs-dist under `mpirun -np 2` on a small synthetic dataset and a small model:
 # replicas identical, runs reproducible, exact resume, -np 2 == -np 1 --accumulate 2,
 # SIGTERM checkpoints and exits 0, a truncated checkpoint is skipped, a killed rank
-# ends the job, and training lowers the loss.
+# ends the job, a NaN stops the run without a checkpoint of it, and training lowers the loss.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 make_dataset "$WORK/data" --train-ids 12 --test-ids 6 --images-per-id 6 --cameras 3 --seed 1 --height 64 --width 32
@@ -86,6 +86,19 @@ status=0
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/e" --ids-per-batch 3 > "$WORK/e.log" 2>&1 || status=$?
 check "P not divisible: non-zero exit" test "$status" -ne 0
 check "P not divisible: one clear message" test "$(grep -c "does not divide" "$WORK/e.log")" -eq 1
+
+# 6b. A diverging run (absurd --lr): stops at the first non-finite loss or gradient,
+#     names the step once, exits non-zero, and writes no checkpoint of that state.
+status=0
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/n" --lr 1e30 --checkpoint-every 1 --max-steps 20 > "$WORK/n.log" 2>&1 || status=$?
+check "NaN: non-zero exit" test "$status" -ne 0
+check "NaN: one message naming the step" test "$(grep -c "non-finite .* Stopped without writing a checkpoint" "$WORK/n.log")" -eq 1
+bad_step=$(grep -o "step [0-9]*: non-finite" "$WORK/n.log" | head -n 1 | grep -o "[0-9]*")
+echo "diverged at step $bad_step"
+last_ckpt=$(newest_checkpoint "$WORK/n" || true)
+last_step=$([ -n "$last_ckpt" ] && echo $((10#$(basename "$last_ckpt" .h5 | cut -d- -f2))) || echo 0)
+check "NaN: newest checkpoint (step $last_step) is from before step $bad_step" test "$last_step" -lt "$bad_step"
+if [ -n "$last_ckpt" ]; then check "NaN: that checkpoint verifies" "$MANCS" inspect "$last_ckpt"; fi
 # 7. As documented for users: mpirun with the hostfile of this machine.
 hostfile="$(cd "$(dirname "$0")/../.." && pwd)/hostfiles/localhost"
 mpirun --allow-run-as-root --hostfile "$hostfile" -np 2 --bind-to core "$MANCS_DIST" "${common[@]}" \
