@@ -87,6 +87,22 @@ mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/e" --ids-per-batch 3 > "
 check "P not divisible: non-zero exit" test "$status" -ne 0
 check "P not divisible: one clear message" test "$(grep -c "does not divide" "$WORK/e.log")" -eq 1
 
+# 6a. Other errors before training, each one line from rank 0 and a non-zero exit:
+#     a missing data folder, an unreadable --pretrained, a checkpoint of another architecture.
+echo "not safetensors" > "$WORK/junk.safetensors"
+ckpt_a=$(newest_checkpoint "$WORK/a")
+for case in "missing data|no such folder|--data $WORK/nowhere" \
+            "unreadable --pretrained|junk.safetensors|--pretrained $WORK/junk.safetensors" \
+            "another architecture|another architecture|--base-width 16 --resume $ckpt_a"; do
+    IFS='|' read -r what pattern flags <<< "$case"
+    status=0
+    # shellcheck disable=SC2086  # $flags is a word list on purpose
+    mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/err" $flags --max-steps 2 > "$WORK/err.log" 2>&1 || status=$?
+    check "$what: non-zero exit" test "$status" -ne 0
+    check "$what: one error line" test "$(grep -c "^mancs-dist: error.*$pattern" "$WORK/err.log")" -eq 1
+    rm -rf "$WORK/err"
+done
+
 # 6b. A diverging run (absurd --lr): stops at the first non-finite loss or gradient,
 #     names the step once, exits non-zero, and writes no checkpoint of that state.
 status=0
