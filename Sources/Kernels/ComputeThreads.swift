@@ -7,9 +7,10 @@ import Synchronization
 // against 145-175 when each of two threads runs single-threaded OpenBLAS on half of
 // the rows), and it leaves everything between GEMMs on one core. So OpenBLAS always
 // runs single-threaded, and the kernels split their work over this pool instead:
-// GEMMs by rows, columns or the reduction (`sgemm`), BatchNorm by channels,
-// elementwise kernels by ranges. Splits depend only on the shape and the thread
-// count, so results are deterministic for a given `--threads`.
+// GEMMs by rows, columns or the reduction (`sgemm`), BatchNorm by blocks of rows,
+// im2col/col2im by image rows, elementwise kernels by ranges. Splits depend only
+// on the shape and the thread count, so results are deterministic for a given
+// `--threads`.
 
 /// Sets how many threads the kernels use (the trainer's `--threads`): OpenBLAS is
 /// set to one thread and kernels split their work over `n` threads (the caller and
