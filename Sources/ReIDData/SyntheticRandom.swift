@@ -1,31 +1,22 @@
 // The seeded random source behind the synthetic dataset.
 // Own arithmetic only (no stdlib `random(in:)`), so files are bit-identical for a seed across toolchains.
 
-/// SplitMix64 with helpers for the draws the generator needs. Independent streams come from
-/// mixing the dataset seed with stream labels, so one image's draws never depend on another's.
+/// SplitMix64 (`CounterRandom`) with helpers for the draws the generator needs. Independent
+/// streams come from mixing the dataset seed with stream labels, so one image's draws never
+/// depend on another's.
 struct SyntheticRNG {
-    private var state: UInt64
+    private var source: CounterRandom
 
     init(seed: UInt64, stream: UInt64...) {
         var s = SyntheticRNG.mix(seed ^ 0x6A09_E667_F3BC_C908)
         for label in stream { s = SyntheticRNG.mix(s ^ SyntheticRNG.mix(label &+ 0x9E37_79B9_7F4A_7C15)) }
-        state = s
+        source = CounterRandom(key: s)
     }
 
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// One SplitMix64 step from `value` (the golden-ratio increment, then the finaliser).
+    static func mix(_ value: UInt64) -> UInt64 { CounterRandom.mix(value &+ 0x9E37_79B9_7F4A_7C15) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { source.next() }
 
     /// Uniform in [0, 1).
     mutating func unit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }

@@ -1,3 +1,5 @@
+import ReIDData
+
 // MARK: - CUHK03 classic split (1367/100): single-gallery-shot, torchreid `eval_cuhk03`
 //
 // For each query: rank the gallery (stable by index on ties), drop same pid AND
@@ -7,24 +9,9 @@
 // computed on the whole filtered list, exactly as the Market protocol.
 //
 // torchreid draws with numpy's global generator; here each query has its own
-// SplitMix64 stream seeded from (seed, query index), so results are reproducible
+// SplitMix64 stream (`CounterRandom`) seeded from (seed, query index), so results are reproducible
 // and independent of the thread count. Identities are visited in order of first
 // appearance in the ranked list, as torchreid's dict is.
-
-/// A small deterministic generator (SplitMix64).
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0..<n (n small: the modulo bias is below 2^-40).
-    mutating func index(below n: Int) -> Int { Int(next() % UInt64(n)) }
-}
 
 /// Scratch of one ranking worker.
 struct CUHK03Scratch {
@@ -45,7 +32,7 @@ struct CUHK03QueryScore: Sendable {
 func scoreCUHK03Query(
     distances d: UnsafePointer<Float>, galleryCount g: Int, queryPid: Int64, queryCam: Int64,
     galleryPids: UnsafePointer<Int64>, galleryCams: UnsafePointer<Int64>,
-    repeats: Int, rng: inout SplitMix, scratch s: inout CUHK03Scratch
+    repeats: Int, rng: inout CounterRandom, scratch s: inout CUHK03Scratch
 ) -> CUHK03QueryScore {
     // Stable argsort of the distance row, then the protocol's filter.
     s.order.removeAll(keepingCapacity: true)
@@ -94,7 +81,8 @@ func scoreCUHK03Query(
         s.chosen.removeAll(keepingCapacity: true)
         for k in 0..<sizes.count {
             let lo = s.groupStart[k]
-            s.chosen.append(s.members[lo + rng.index(below: sizes[k])])
+            // next() % n, not `below`: the draw torchreid-style tests replay (bias < 2^-40 for small n).
+            s.chosen.append(s.members[lo + Int(rng.next() % UInt64(sizes[k]))])
         }
         let target = s.chosen[queryGroup]
         shotRanks.append(s.chosen.lazy.filter { $0 < target }.count)
@@ -121,7 +109,7 @@ public func evaluateCUHK03Classic(
                 let cams = SharedBuffer(base: UnsafeMutablePointer(mutating: camsBuffer.baseAddress!))
                 forEachQueryDistances(query: query, gallery: gallery, options: options,
                                       makeScratch: { CUHK03Scratch() }) { scratch, q, d in
-                    var rng = SplitMix(seed: seed ^ (UInt64(q) &* 0xD1B5_4A32_D192_ED03))
+                    var rng = CounterRandom(key: seed ^ (UInt64(q) &* 0xD1B5_4A32_D192_ED03))
                     out[q] = scoreCUHK03Query(distances: d, galleryCount: ng, queryPid: query.pids[q],
                                               queryCam: query.camids[q], galleryPids: pids.base,
                                               galleryCams: cams.base, repeats: repeats, rng: &rng,

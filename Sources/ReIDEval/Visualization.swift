@@ -81,17 +81,10 @@ func chooseQueries(_ query: ReIDSplit, gallery: ReIDSplit, count: Int, seed: UIn
         return camerasOfPid[q.pid].map { !$0.subtracting([q.camera]).isEmpty } ?? false
     }
     // Partial Fisher-Yates with SplitMix64.
-    var state = seed
-    func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var rng = CounterRandom(key: seed)
     let n = min(count, valid.count)
     for i in 0..<n {
-        let j = i + Int(next() % UInt64(valid.count - i))
+        let j = i + Int(rng.next() % UInt64(valid.count - i))
         valid.swapAt(i, j)
     }
     return valid.prefix(n).sorted()
