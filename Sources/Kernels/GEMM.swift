@@ -80,7 +80,7 @@ private func sgemmSplitK(
 }
 
 @inline(__always)
-private func blasSgemm(
+func blasSgemm(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Kernels
 
 /// What a timed stretch of the network's forward/backward was spent on.
 public enum LayerKind: Int, CaseIterable, Sendable {
@@ -31,14 +32,6 @@ public enum LayerKind: Int, CaseIterable, Sendable {
         case .elementwise: "elementwise"
         }
     }
-}
-
-/// Nanoseconds of CLOCK_MONOTONIC.
-@inline(__always)
-public func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
 /// Opt-in timing of the network's kernel calls, accumulated per `LayerKind`

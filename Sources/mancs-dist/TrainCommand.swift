@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kernels
 import Yams
 
 /// `mancs-dist`: data-parallel Mancs training. Every flag is optional on the
@@ -39,6 +40,13 @@ struct TrainCommand: ParsableCommand {
     /// Test hook: rank 0 writes the averaged gradient of the first step taken
     /// (before clipping) to this HDF5 file, as /grads/<name>.
     @Option(help: .hidden) var dumpGradients: String?
+
+    /// Settles the BLAS kernels before anything else (this may restart the process
+    /// with better ones, before MPI_Init: see `BLASKernelSelection`).
+    static func main() {
+        BLASKernelSelection.configureAtStartup()
+        main(nil)
+    }
 
     /// Defaults <- config file <- flags.
     func settings() throws -> TrainSettings {

@@ -127,6 +127,7 @@ final class Trainer {
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
         log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters")
+        try Trainer.logComputeKernels(comm: comm, log: log, threads: s.threads)
 
         // Start: resume, or initialise (+ pretrained) on rank 0 and broadcast.
         let moments = AdamMoments(m: adam.m, v: adam.v, step: 0)

@@ -71,6 +71,164 @@ struct BenchCommand: ParsableCommand {
         }
         setComputeThreads(threads)
 
+        // The training part runs in its own scope: the network, its optimiser state and the
+        // input are freed before the measurements below allocate, so the process's peak
+        // resident memory is the training's.
+        let run = try timeSteps(comm, local: local)
+        let timing = run.timing, profiler = run.profiler
+
+        // GEMM-only replay of the KxK convolutions (same calls as the conv kernels make), to split
+        // their time into GEMM and im2col/col2im.
+        let kxkGEMMSeconds = replayKxKGEMMs(run.convolutionShapes, batch: local) * Double(steps)
+        let sgemmPerRank = sgemmSize > 0 ? measureSgemmGFLOPs(size: sgemmSize) : 0
+        let sgemmTotal = try comm.allreduceSum(sgemmPerRank)
+
+        // Peak resident memory of the whole process (as /usr/bin/time and VmHWM count it).
+        let peakRSS = peakResidentBytes()
+        let peakRSSMax = try comm.allreduceMax(Double(peakRSS))
+        let blas = BLASKernelSelection.report
+
+        guard comm.isRoot else { return }
+        let flops = run.flops
+        let backwardStart = run.completed.first?.time ?? timing.backwardEnd
+        let backwardSeconds = Double(timing.backwardEnd - backwardStart) * 1e-9
+        let asReported = ReadyTimeline(run.reported, start: backwardStart, count: run.parameterCount)
+        let asCompleted = ReadyTimeline(run.completed, start: backwardStart, count: run.parameterCount)
+        let meanStep = timing.steps.reduce(0, +) / Double(steps)
+        let bestStep = timing.steps.min()!
+        let imgsPerSecond = Double(batch) / meanStep
+        let achieved = imgsPerSecond * flops.total / 1e9
+        let perStep = 1 / Double(steps)
+        let convKxK = profiler.seconds(.convKxK)
+        var breakdown: [(String, Double)] = []
+        breakdown.append(("conv_1x1_gemm", profiler.seconds(.conv1x1)))
+        breakdown.append(("conv_kxk_gemm", min(kxkGEMMSeconds, convKxK)))
+        breakdown.append(("conv_kxk_im2col_col2im", max(0, convKxK - kxkGEMMSeconds)))
+        breakdown.append(("linear_gemm", profiler.seconds(.linear)))
+        breakdown.append(("batchnorm", profiler.seconds(.batchNorm)))
+        breakdown.append(("activations", profiler.seconds(.activation)))
+        breakdown.append(("pooling", profiler.seconds(.pooling)))
+        breakdown.append(("elementwise", profiler.seconds(.elementwise)))
+        let profiled = LayerKind.allCases.reduce(0) { $0 + profiler.seconds($1) }
+        breakdown.append(("model_other", timing.forward + timing.backward - profiled))
+        breakdown.append(("losses_and_grad_zeroing", timing.lossesAndZeroing))
+        breakdown.append(("communication_during_backward", timing.communicationInBackward))
+        breakdown.append(("communication_wait_after_backward", timing.communicationWait))
+        breakdown.append(("clipping", timing.clipping))
+        breakdown.append(("optimiser", timing.optimiser))
+        let perStepBreakdown = breakdown.map { ($0.0, $0.1 * perStep) }
+        // Scaling on paper: this step (one process) at n ranks of `batch` images each.
+        // `speedup` > 1 asks the same question for a rank that computes that much faster
+        // (every time of the step divided by it), where the hold-back starts to matter.
+        var scaling: [[String: Any]] = []
+        for speedup in [1.0, 10.0] {
+            let step = meanStep / speedup, backwardTime = backwardSeconds / speedup
+            for gbits in [10.0, 100.0] {
+                for n in [8, 32, 128] {
+                    let link = RingModel(ranks: n, bytesPerSecond: gbits * 1e9 / 8, latency: 10e-6)
+                    let held = link.exposedSeconds(readyAt: asReported.scaled(by: 1 / speedup), backwardSeconds: backwardTime)
+                    let ideal = link.exposedSeconds(readyAt: asCompleted.scaled(by: 1 / speedup), backwardSeconds: backwardTime)
+                    let total = link.totalSeconds(count: run.parameterCount)
+                    scaling.append(["compute_speedup": speedup, "ranks": n, "gbit_per_s": gbits,
+                                    "allreduce_seconds": round4(total),
+                                    "exposed_seconds": round4(held), "efficiency": round3(step / (step + held)),
+                                    "exposed_seconds_without_holdback": round4(ideal),
+                                    "efficiency_without_holdback": round3(step / (step + ideal)),
+                                    "efficiency_no_overlap": round3(step / (step + total))])
+                }
+            }
+        }
+        // Share of gradient bytes final before the last 0/25/50/75% of backward.
+        func readyShare(_ timeline: ReadyTimeline, by fraction: Double) -> Double {
+            timeline.share(readyBy: fraction * backwardSeconds)
+        }
+
+        if json {
+            var o: [String: Any] = [
+                "imgs_per_s": round3(imgsPerSecond),
+                "best_imgs_per_s": round3(Double(batch) / bestStep),
+                "step_seconds": timing.steps.map(round3),
+                "gflops": round3(achieved),
+                "sgemm_gflops": round3(sgemmTotal),
+                "sgemm_gflops_per_rank": round3(sgemmPerRank),
+                "sgemm_size": sgemmSize,
+                "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
+                "peak_rss_bytes": peakRSS,
+                "blas_core": blas.core,
+                "blas_core_selected_by": blas.source.rawValue,
+                "blas_summary": blas.summary,
+                "cpu": blas.cpu.description,
+                "peak_rss_bytes_max_rank": Int(peakRSSMax),
+                "gflop_per_image": ["forward": round3(flops.forward / 1e9), "backward": round3(flops.backward / 1e9),
+                                    "total": round3(flops.total / 1e9)],
+                "forward_seconds": round3(timing.forward * perStep),
+                "backward_seconds": round3(timing.backward * perStep),
+                "config": ["batch": batch, "local_batch": local, "ranks": ranks, "threads": threads, "height": height,
+                           "width": width, "base_width": baseWidth, "blocks": run.blocks, "classes": classes,
+                           "steps": steps, "parameters": run.parameterCount,
+                           "reducer": run.reducerMode] as [String: Any],
+            ]
+            o["scaling_on_paper"] = scaling
+            o["backward_seconds_last_step"] = round4(backwardSeconds)
+            o["gradient_ready_share"] = [0.25, 0.5, 0.75].map { f in
+                ["backward_fraction": f, "reported": round3(readyShare(asReported, by: f)),
+                 "completed": round3(readyShare(asCompleted, by: f))] as [String: Any]
+            }
+            var b: [String: Double] = [:]
+            for (name, s) in perStepBreakdown { b[name] = round4(s) }
+            o["breakdown_seconds_per_step"] = b
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("mancs bench: batch \(batch) (\(ranks) rank(s) x \(local)), \(threads) thread(s), \(height)x\(width), base width \(baseWidth), blocks \(blocks), \(classes) classes")
+            print(String(format: "step %.3f s mean, %.3f s best (%@)", meanStep, bestStep,
+                         timing.steps.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+            print(String(format: "%.2f imgs/s (best %.2f); %.2f GFLOP/img (%.2f fwd + %.2f bwd)", imgsPerSecond,
+                         Double(batch) / bestStep, flops.total / 1e9, flops.forward / 1e9, flops.backward / 1e9))
+            print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks); ratio %.2f", achieved,
+                         sgemmSize, sgemmTotal, sgemmTotal > 0 ? achieved / sgemmTotal : 0))
+            print("BLAS: \(blas.summary)")
+            print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
+                         peakRSSMax / 1_073_741_824))
+            print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,
+                         timing.backward * perStep))
+            for (name, s) in perStepBreakdown {
+                print("  " + name.padding(toLength: 36, withPad: " ", startingAt: 0)
+                      + String(format: "%8.3f s  %5.1f%%", s, 100 * s / meanStep))
+            }
+            print(String(format: "gradient floats final by 25/50/75%% of backward: reported %.0f/%.0f/%.0f%%, layers done %.0f/%.0f/%.0f%%",
+                         100 * readyShare(asReported, by: 0.25), 100 * readyShare(asReported, by: 0.5),
+                         100 * readyShare(asReported, by: 0.75), 100 * readyShare(asCompleted, by: 0.25),
+                         100 * readyShare(asCompleted, by: 0.5), 100 * readyShare(asCompleted, by: 0.75)))
+            print("scaling on paper (ring allreduce, 1 + 25 MiB buckets, 10 us/hop; this step at n ranks; x10 = a 10x faster rank):")
+            for row in scaling {
+                print(String(format: "  x%-3.0f %3d ranks %5.0f Gbit/s: allreduce %.3f s, exposed %.3f s -> %.1f%% (%.1f%% without the hold-back, %.0f%% without overlap)",
+                             row["compute_speedup"] as! Double, row["ranks"] as! Int, row["gbit_per_s"] as! Double, row["allreduce_seconds"] as! Double,
+                             row["exposed_seconds"] as! Double, 100 * (row["efficiency"] as! Double),
+                             100 * (row["efficiency_without_holdback"] as! Double),
+                             100 * (row["efficiency_no_overlap"] as! Double)))
+            }
+        }
+    }
+
+    /// What the timed steps leave for the report (the network itself is gone).
+    private struct StepRun {
+        var timing: StepTiming
+        var profiler: LayerProfiler
+        var convolutionShapes: [Conv2DShape]
+        var flops: StepFLOPs
+        var parameterCount: Int
+        var blocks: [Int]
+        var reducerMode: String
+        /// When each gradient range became final: as reported to the reducer, and as each
+        /// layer finished before the reporting order held it back.
+        var reported: [(time: UInt64, range: Range<Int>)]
+        var completed: [(time: UInt64, range: Range<Int>)]
+    }
+
+    /// Builds the network and runs one warm-up and `steps` timed training steps.
+    private func timeSteps(_ comm: Communicator, local: Int) throws -> StepRun {
+        let ranks = comm.size, k = BenchCommand.imagesPerIdentity
         var config = MancsConfig()
         config.baseWidth = baseWidth
         config.blocks = try parsedBlocks()
@@ -96,9 +254,7 @@ struct BenchCommand: ParsableCommand {
         }
         let labels = (0..<local).map { (comm.rank * local + $0) / k }
 
-        // One step as the trainer runs it, with its parts timed. The two timelines record when
-        // each gradient range became final (as reported to the reducer, and as each layer
-        // finished before the reporting order held it back).
+        // One step as the trainer runs it, with its parts timed.
         var timing = StepTiming()
         var reduceError: Error?
         var reported: [(time: UInt64, range: Range<Int>)] = []
@@ -149,131 +305,10 @@ struct BenchCommand: ParsableCommand {
         timing = StepTiming()
         for _ in 0..<steps { try step() }
 
-        let peakRSS = peakResidentBytes()  // the training's peak, before the measurements below allocate
-        let peakRSSMax = try comm.allreduceMax(Double(peakRSS))
-
-        // GEMM-only replay of the KxK convolutions (same calls as the conv kernels make), to split
-        // their time into GEMM and im2col/col2im.
-        let kxkGEMMSeconds = replayKxKGEMMs(network.convolutionShapes, batch: local) * Double(steps)
-        let sgemmPerRank = sgemmSize > 0 ? sgemmGFLOPs(sgemmSize) : 0
-        let sgemmTotal = try comm.allreduceSum(sgemmPerRank)
-
-        guard comm.isRoot else { return }
-        let flops = network.stepFLOPsPerImage
-        let backwardStart = completed.first?.time ?? timing.backwardEnd
-        let backwardSeconds = Double(timing.backwardEnd - backwardStart) * 1e-9
-        let asReported = readyTimes(reported, start: backwardStart, count: grads.count)
-        let asCompleted = readyTimes(completed, start: backwardStart, count: grads.count)
-        let meanStep = timing.steps.reduce(0, +) / Double(steps)
-        let bestStep = timing.steps.min()!
-        let imgsPerSecond = Double(batch) / meanStep
-        let achieved = imgsPerSecond * flops.total / 1e9
-        let perStep = 1 / Double(steps)
-        let convKxK = profiler.seconds(.convKxK)
-        var breakdown: [(String, Double)] = []
-        breakdown.append(("conv_1x1_gemm", profiler.seconds(.conv1x1)))
-        breakdown.append(("conv_kxk_gemm", min(kxkGEMMSeconds, convKxK)))
-        breakdown.append(("conv_kxk_im2col_col2im", max(0, convKxK - kxkGEMMSeconds)))
-        breakdown.append(("linear_gemm", profiler.seconds(.linear)))
-        breakdown.append(("batchnorm", profiler.seconds(.batchNorm)))
-        breakdown.append(("activations", profiler.seconds(.activation)))
-        breakdown.append(("pooling", profiler.seconds(.pooling)))
-        breakdown.append(("elementwise", profiler.seconds(.elementwise)))
-        let profiled = LayerKind.allCases.reduce(0) { $0 + profiler.seconds($1) }
-        breakdown.append(("model_other", timing.forward + timing.backward - profiled))
-        breakdown.append(("losses_and_grad_zeroing", timing.lossesAndZeroing))
-        breakdown.append(("communication_during_backward", timing.communicationInBackward))
-        breakdown.append(("communication_wait_after_backward", timing.communicationWait))
-        breakdown.append(("clipping", timing.clipping))
-        breakdown.append(("optimiser", timing.optimiser))
-        let perStepBreakdown = breakdown.map { ($0.0, $0.1 * perStep) }
-        // Scaling on paper: this step (one process) at n ranks of `batch` images each.
-        // `speedup` > 1 asks the same question for a rank that computes that much faster
-        // (every time of the step divided by it), where the hold-back starts to matter.
-        var scaling: [[String: Any]] = []
-        for speedup in [1.0, 10.0] {
-            let step = meanStep / speedup, backwardTime = backwardSeconds / speedup
-            for gbits in [10.0, 100.0] {
-                for n in [8, 32, 128] {
-                    let link = RingModel(ranks: n, bytesPerSecond: gbits * 1e9 / 8, latency: 10e-6)
-                    let held = link.exposedSeconds(readyAt: asReported.map { $0 / speedup }, backwardSeconds: backwardTime)
-                    let ideal = link.exposedSeconds(readyAt: asCompleted.map { $0 / speedup }, backwardSeconds: backwardTime)
-                    let total = link.totalSeconds(count: grads.count)
-                    scaling.append(["compute_speedup": speedup, "ranks": n, "gbit_per_s": gbits,
-                                    "allreduce_seconds": round4(total),
-                                    "exposed_seconds": round4(held), "efficiency": round3(step / (step + held)),
-                                    "exposed_seconds_without_holdback": round4(ideal),
-                                    "efficiency_without_holdback": round3(step / (step + ideal)),
-                                    "efficiency_no_overlap": round3(step / (step + total))])
-                }
-            }
-        }
-        // Share of gradient bytes final before the last 0/25/50/75% of backward.
-        func readyShare(_ times: [Double], by fraction: Double) -> Double {
-            Double(times.filter { $0 <= fraction * backwardSeconds }.count) / Double(max(1, times.count))
-        }
-
-        if json {
-            var o: [String: Any] = [
-                "imgs_per_s": round3(imgsPerSecond),
-                "best_imgs_per_s": round3(Double(batch) / bestStep),
-                "step_seconds": timing.steps.map(round3),
-                "gflops": round3(achieved),
-                "sgemm_gflops": round3(sgemmTotal),
-                "sgemm_gflops_per_rank": round3(sgemmPerRank),
-                "sgemm_size": sgemmSize,
-                "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
-                "peak_rss_bytes": peakRSS,
-                "peak_rss_bytes_max_rank": Int(peakRSSMax),
-                "gflop_per_image": ["forward": round3(flops.forward / 1e9), "backward": round3(flops.backward / 1e9),
-                                    "total": round3(flops.total / 1e9)],
-                "forward_seconds": round3(timing.forward * perStep),
-                "backward_seconds": round3(timing.backward * perStep),
-                "config": ["batch": batch, "local_batch": local, "ranks": ranks, "threads": threads, "height": height,
-                           "width": width, "base_width": baseWidth, "blocks": config.blocks, "classes": classes,
-                           "steps": steps, "parameters": network.parameters.count,
-                           "reducer": reducer.map { $0.mode.rawValue } ?? "none"] as [String: Any],
-            ]
-            o["scaling_on_paper"] = scaling
-            o["backward_seconds_last_step"] = round4(backwardSeconds)
-            o["gradient_ready_share"] = [0.25, 0.5, 0.75].map { f in
-                ["backward_fraction": f, "reported": round3(readyShare(asReported, by: f)),
-                 "completed": round3(readyShare(asCompleted, by: f))] as [String: Any]
-            }
-            var b: [String: Double] = [:]
-            for (name, s) in perStepBreakdown { b[name] = round4(s) }
-            o["breakdown_seconds_per_step"] = b
-            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            print("mancs bench: batch \(batch) (\(ranks) rank(s) x \(local)), \(threads) thread(s), \(height)x\(width), base width \(baseWidth), blocks \(blocks), \(classes) classes")
-            print(String(format: "step %.3f s mean, %.3f s best (%@)", meanStep, bestStep,
-                         timing.steps.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
-            print(String(format: "%.2f imgs/s (best %.2f); %.2f GFLOP/img (%.2f fwd + %.2f bwd)", imgsPerSecond,
-                         Double(batch) / bestStep, flops.total / 1e9, flops.forward / 1e9, flops.backward / 1e9))
-            print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks); ratio %.2f", achieved,
-                         sgemmSize, sgemmTotal, sgemmTotal > 0 ? achieved / sgemmTotal : 0))
-            print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
-                         peakRSSMax / 1_073_741_824))
-            print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,
-                         timing.backward * perStep))
-            for (name, s) in perStepBreakdown {
-                print("  " + name.padding(toLength: 36, withPad: " ", startingAt: 0)
-                      + String(format: "%8.3f s  %5.1f%%", s, 100 * s / meanStep))
-            }
-            print(String(format: "gradient floats final by 25/50/75%% of backward: reported %.0f/%.0f/%.0f%%, layers done %.0f/%.0f/%.0f%%",
-                         100 * readyShare(asReported, by: 0.25), 100 * readyShare(asReported, by: 0.5),
-                         100 * readyShare(asReported, by: 0.75), 100 * readyShare(asCompleted, by: 0.25),
-                         100 * readyShare(asCompleted, by: 0.5), 100 * readyShare(asCompleted, by: 0.75)))
-            print("scaling on paper (ring allreduce, 1 + 25 MiB buckets, 10 us/hop; this step at n ranks; x10 = a 10x faster rank):")
-            for row in scaling {
-                print(String(format: "  x%-3.0f %3d ranks %5.0f Gbit/s: allreduce %.3f s, exposed %.3f s -> %.1f%% (%.1f%% without the hold-back, %.0f%% without overlap)",
-                             row["compute_speedup"] as! Double, row["ranks"] as! Int, row["gbit_per_s"] as! Double, row["allreduce_seconds"] as! Double,
-                             row["exposed_seconds"] as! Double, 100 * (row["efficiency"] as! Double),
-                             100 * (row["efficiency_without_holdback"] as! Double),
-                             100 * (row["efficiency_no_overlap"] as! Double)))
-            }
-        }
+        return StepRun(timing: timing, profiler: profiler, convolutionShapes: network.convolutionShapes,
+                       flops: network.stepFLOPsPerImage, parameterCount: network.parameters.count,
+                       blocks: config.blocks, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
+                       reported: reported, completed: completed)
     }
 
     // MARK: Reference measurements
@@ -323,27 +358,6 @@ struct BenchCommand: ParsableCommand {
         return Double(monotonicNanoseconds() - start) * 1e-9
     }
 
-    /// GFLOP/s of a square n^3 sgemm with the configured threads (best of three after a warm-up).
-    private func sgemmGFLOPs(_ n: Int) -> Double {
-        let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
-        var c = [Float](repeating: 0, count: n * n)
-        var best = Double.infinity
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                c.withUnsafeMutableBufferPointer { c in
-                    for rep in 0..<4 {
-                        let t0 = monotonicNanoseconds()
-                        sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.baseAddress!, lda: n,
-                              b: b.baseAddress!, ldb: n, beta: 0, c: c.baseAddress!, ldc: n)
-                        let s = Double(monotonicNanoseconds() - t0) * 1e-9
-                        if rep > 0 { best = min(best, s) }
-                    }
-                }
-            }
-        }
-        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
-    }
-
     /// Peak resident set of this process (VmHWM, or getrusage's ru_maxrss).
     private func peakResidentBytes() -> Int {
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
@@ -357,14 +371,35 @@ struct BenchCommand: ParsableCommand {
     }
 }
 
-/// Seconds after `start` at which each gradient float became final (by ranges).
-private func readyTimes(_ events: [(time: UInt64, range: Range<Int>)], start: UInt64, count: Int) -> [Double] {
-    var t = [Double](repeating: 0, count: count)
-    for e in events {
-        let s = e.time >= start ? Double(e.time - start) * 1e-9 : 0
-        for i in e.range { t[i] = max(t[i], s) }
+/// When each gradient float became final, as seconds after `start`, kept as the
+/// reported ranges (they cover the store once each), not one number per float:
+/// at full size that would be 2 x 37 M doubles, more than the step's own memory.
+private struct ReadyTimeline {
+    /// Disjoint ranges with their ready time, sorted by offset.
+    private(set) var segments: [(range: Range<Int>, seconds: Double)]
+    let count: Int
+
+    init(_ events: [(time: UInt64, range: Range<Int>)], start: UInt64, count: Int) {
+        self.count = count
+        segments = events.map { e in (e.range, e.time >= start ? Double(e.time - start) * 1e-9 : 0) }
+            .sorted { $0.range.lowerBound < $1.range.lowerBound }
     }
-    return t
+
+    func scaled(by factor: Double) -> ReadyTimeline {
+        var t = self
+        t.segments = segments.map { ($0.range, $0.seconds * factor) }
+        return t
+    }
+
+    /// The time the last float of `range` became final (0 if none was reported).
+    func readyTime(of range: Range<Int>) -> Double {
+        segments.reduce(0) { $1.range.overlaps(range) ? max($0, $1.seconds) : $0 }
+    }
+
+    /// Share of all floats final by `seconds`.
+    func share(readyBy seconds: Double) -> Double {
+        Double(segments.reduce(0) { $1.seconds <= seconds ? $0 + $1.range.count : $0 }) / Double(max(1, count))
+    }
 }
 
 /// Ring allreduce in `GradientReducer`'s buckets (1 MiB, then 25 MiB), one bucket at a time:
@@ -385,10 +420,10 @@ private struct RingModel {
     }
 
     /// Communication left after backward ends, given each float's ready time.
-    func exposedSeconds(readyAt t: [Double], backwardSeconds: Double) -> Double {
+    func exposedSeconds(readyAt t: ReadyTimeline, backwardSeconds: Double) -> Double {
         var buckets: [(ready: Double, floats: Int, index: Int)] = []
         for (k, r) in GradientReducer.bucketRanges(count: t.count).enumerated() {
-            buckets.append((t[r].max() ?? 0, r.count, k))
+            buckets.append((t.readyTime(of: r), r.count, k))
         }
         buckets.sort { ($0.ready, -$0.index) < ($1.ready, -$1.index) }
         var end = 0.0

@@ -95,8 +95,13 @@ struct EvalCommand: ParsableCommand {
         print(result.table(title: title))
         print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
                      total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
+        let blas = BLASKernelSelection.report
+        print("  kernels  \(blas.core) (\(blas.source == .mancs ? "selected by mancs" : blas.source == .environment ? "OPENBLAS_CORETYPE" : "OpenBLAS's choice"))")
         if let json {
-            try result.jsonData().write(to: URL(fileURLWithPath: json))
+            var o = result.jsonObject()
+            o["blas_core"] = blas.core
+            o["blas_core_selected_by"] = blas.source.rawValue
+            try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]).write(to: URL(fileURLWithPath: json))
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import Distributed
 import Foundation
+import Kernels
 import MancsModel
 
 /// A user's first diagnostic under mpirun: who is in the world, do broadcast and
@@ -61,6 +62,15 @@ struct MPICheckCommand: ParsableCommand {
         if let all {
             say("world size \(comm.size) (MPI thread multiple: \(comm.threadMultiple))")
             for d in all { say("  " + String(decoding: d, as: UTF8.self)) }
+        }
+
+        // Compute kernels: every rank's BLAS core and single-thread sgemm rate.
+        let report = BLASKernelSelection.report
+        let kernels = try comm.gatherKernels(core: report.core, sgemmGFLOPs: measureSgemmGFLOPs(size: 1024, repeats: 2))
+        if let kernels {
+            say("BLAS (rank 0): \(report.summary)")
+            for k in kernels { say("  " + k.description + " (1 thread, 1024^3)") }
+            for k in RankKernels.slow(kernels) { say("warning: " + k.slowWarning(comparedTo: kernels[0])) }
         }
 
         // Broadcast: the root's values arrive everywhere.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernels
 
 @main
 struct Mancs: ParsableCommand {
@@ -11,4 +12,11 @@ struct Mancs: ParsableCommand {
             EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self, BenchCommand.self,
             ExtractCommand.self, VisualizeCommand.self, PlotCommand.self,
         ])
+
+    /// Settles the BLAS kernels first (this may restart the process with better
+    /// ones: see `BLASKernelSelection`), then parses and runs the subcommand.
+    static func main() {
+        BLASKernelSelection.configureAtStartup()
+        main(nil)
+    }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# BLAS kernel selection at process start (Kernels/BLASSelection.swift), each
+# path for real:
+#  - a simulated fallback (OpenBLAS "chose" Prescott on this CPU): `mancs bench`,
+#    `mancs eval` and `mancs-dist` under mpirun -np 2 restart with the best core
+#    this OpenBLAS build has for the CPU and say so;
+#  - the user's OPENBLAS_CORETYPE is kept (even a weak one), and reported;
+#  - no fallback: OpenBLAS's own choice is kept;
+#  - a selected core that fails the self-check is dropped for OpenBLAS's own choice;
+#  - mpi-check names every rank's kernels and sgemm rate.
+# The simulation hook (MANCS_SIMULATE_BLAS_CORE) only changes what mancs believes
+# OpenBLAS chose; the restarted process loads the selected kernels for real.
+source "$(dirname "$0")/lib/common.sh"
+trap 'rm -rf "$WORK"' EXIT
+
+tiny=(--batch 4 --height 64 --width 32 --base-width 8 --blocks 1,1,1,1 --classes 4 --steps 1 --sgemm-size 256 --json)
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
+
+# What OpenBLAS picks on its own here, and the level mancs should reach.
+env -u OPENBLAS_CORETYPE "$MANCS" bench "${tiny[@]}" > "$WORK/own.json" || fail "bench without OPENBLAS_CORETYPE"
+own=$(field "$WORK/own.json" blas_core)
+check "no fallback: OpenBLAS's own choice ($own) kept" test "$(field "$WORK/own.json" blas_core_selected_by)" = openblas
+
+# Simulated fallback.
+env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" bench "${tiny[@]}" > "$WORK/sim.json" \
+    || fail "bench with a simulated fallback"
+sim=$(field "$WORK/sim.json" blas_core)
+echo "simulated fallback: $(field "$WORK/sim.json" blas_summary)"
+check "fallback: mancs selected the kernels" test "$(field "$WORK/sim.json" blas_core_selected_by)" = mancs
+case "$(echo "$sim" | tr A-Z a-z)" in
+    prescott|katmai|core2|nehalem|sandybridge) fail "fallback: still generic kernels ($sim)";;
+esac
+grep -q avx512 /proc/cpuinfo && check "AVX-512 CPU: an AVX-512 core (got $sim)" \
+    bash -c "echo $sim | grep -qiE '^(skylakex|cooperlake)$'"
+
+# The same for evaluation: the restarted process evaluates and names its kernels.
+"$MANCS" synth --out "$WORK/data" --train-ids 6 --test-ids 4 --images-per-id 4 >/dev/null || fail "synth"
+"$MANCS_DIST" --data "$WORK/data" --run-dir "$WORK/run1" --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 \
+    --ids-per-batch 4 --images-per-id 2 --max-steps 1 > "$WORK/train1.log" 2>&1 || { cat "$WORK/train1.log"; fail "train 1 step"; }
+ckpt=$(newest_checkpoint "$WORK/run1")
+"$MANCS" extract --checkpoint "$ckpt" --data "$WORK/data" --dataset market1501 --out "$WORK/f.h5" >/dev/null || fail "extract"
+env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" eval --features "$WORK/f.h5" --json "$WORK/eval.json" \
+    > "$WORK/eval.txt" || fail "eval with a simulated fallback"
+check "eval: kernels line names the selected core" grep -q "kernels  $sim (selected by mancs)" "$WORK/eval.txt"
+check "eval --json: blas_core" test "$(field "$WORK/eval.json" blas_core)" = "$sim"
+
+# The trainer under mpirun: every rank restarts before MPI_Init; rank 0 logs the kernels
+# and every rank's sgemm rate.
+(unset OPENBLAS_CORETYPE; export MANCS_SIMULATE_BLAS_CORE=Prescott
+    mpi -np 2 "$MANCS_DIST" --data "$WORK/data" --run-dir "$WORK/run2" --base-width 8 --blocks 1,1,1,1 \
+    --height 64 --width 32 --ids-per-batch 4 --images-per-id 2 --max-steps 1) > "$WORK/train2.log" 2>&1 \
+    || { cat "$WORK/train2.log"; fail "mpirun -np 2 mancs-dist with a simulated fallback"; }
+grep -E 'BLAS|sgemm' "$WORK/train2.log"
+check "trainer: BLAS line names the selected core" grep -q "BLAS: OpenBLAS $sim kernels (selected by mancs" "$WORK/train2.log"
+check "trainer: both ranks' sgemm rates" grep -qE "rank 0 [0-9]+ GFLOP/s \($sim\), rank 1 [0-9]+ GFLOP/s \($sim\)" "$WORK/train2.log"
+
+# The user's choice is kept, however weak, and reported.
+OPENBLAS_CORETYPE=Prescott "$MANCS" bench "${tiny[@]}" > "$WORK/user.json" || fail "bench with OPENBLAS_CORETYPE=Prescott"
+check "user's OPENBLAS_CORETYPE=Prescott kept" test "$(field "$WORK/user.json" blas_core)/$(field "$WORK/user.json" blas_core_selected_by)" = Prescott/environment
+check "user's weak choice comes with a note" bash -c "grep -q 'unset OPENBLAS_CORETYPE=Prescott' '$WORK/user.json'"
+
+# A selected core that fails the self-check: back to OpenBLAS's own choice, said so.
+env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott MANCS_SIMULATE_BAD_BLAS_CORE="$sim" \
+    "$MANCS" bench "${tiny[@]}" > "$WORK/bad.json" || fail "bench with a failing selected core"
+check "rejected selection: OpenBLAS's own choice ($own)" test "$(field "$WORK/bad.json" blas_core)" = "$own"
+check "rejected selection: said so" bash -c "grep -q 'failed the self-check' '$WORK/bad.json'"
+
+# Kernels that fail the self-check with nothing to fall back to: one error, exit 1.
+if OPENBLAS_CORETYPE=Haswell MANCS_SIMULATE_BAD_BLAS_CORE=Haswell "$MANCS" bench "${tiny[@]}" > /dev/null 2> "$WORK/fatal.err"; then
+    fail "bad kernels with nothing to fall back to should stop the process"
+fi
+check "bad kernels: one clear error line" bash -c "[ \$(wc -l < '$WORK/fatal.err') = 1 ] && grep -q 'compute wrong results' '$WORK/fatal.err'"
+
+# mpi-check: every rank's kernels and sgemm rate.
+mpi -np 2 "$MANCS" mpi-check --megabytes 1 > "$WORK/mpi.txt" || fail "mpi-check"
+check "mpi-check: both ranks' kernels" bash -c "[ \$(grep -c 'kernels, sgemm' '$WORK/mpi.txt') = 2 ]"
+echo "blas_core.sh: OK"
