@@ -80,17 +80,22 @@ final class Bottleneck {
     // b2 = relu(bn2(c2)) live in scratch during forward and are rebuilt from c1, c2 in
     // backward (one BatchNorm pass each, ~1% of a step, for ~0.5 GB at full size), as
     // is the shortcut's BN output. The shortcut conv's output `dc` is kept unless
-    // rebuilding it is cheap (see `rebuildsShortcut`).
-    private let c1, c2, c3, sum: UnsafeMutablePointer<Float>
-    private let dc, preluOut: UnsafeMutablePointer<Float>?
+    // rebuilding it is cheap (see `rebuildsShortcut`), and so is c3 (`rebuildsConv3`).
+    private let c1, c2, sum: UnsafeMutablePointer<Float>
+    private let c3, dc, preluOut: UnsafeMutablePointer<Float>?
     /// True when backward recomputes the shortcut conv instead of keeping its output:
     /// for the projection whose input has at most `baseWidth` channels (stage 1 of a
     /// ResNet: the largest map, 128 MiB at batch 64, for 0.4% more FLOPs). Deeper
     /// projections cost 4-16x more per float kept.
     let rebuildsShortcut: Bool
+    /// True when backward recomputes conv3's output (bn3's input, 4 x planes channels)
+    /// from the rebuilt b2 instead of keeping it: one more 1x1 GEMM, 2 x planes FLOPs
+    /// per float not kept. The network asks for it where that is cheapest per byte, in
+    /// the early stages (at full size, batch 64: 832 MiB for 5% more FLOPs).
+    let rebuildsConv3: Bool
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
-         lastPReLU: Bool) {
+         lastPReLU: Bool, rebuildsConv3: Bool) {
         let out = planes * 4
         inHeight = height; inWidth = width; self.inChannels = inChannels; outChannels = out
         conv1 = b.conv("\(name).conv1", height: height, width: width, in: inChannels, out: planes, kernel: 1, stride: 1, padding: 0)
@@ -112,7 +117,9 @@ final class Bottleneck {
 
         c1 = b.activation(conv1.outPerImage)
         c2 = b.activation(conv2.outPerImage)
-        c3 = b.activation(conv3.outPerImage); sum = b.activation(conv3.outPerImage)
+        self.rebuildsConv3 = rebuildsConv3
+        c3 = rebuildsConv3 ? nil : b.activation(conv3.outPerImage)
+        sum = b.activation(conv3.outPerImage)
         rebuildsShortcut = downsample != nil && inChannels <= b.config.baseWidth
         dc = downsample == nil || rebuildsShortcut ? nil : b.activation(conv3.outPerImage)
         preluOut = lastPReLU ? b.activation(conv3.outPerImage) : nil
@@ -127,10 +134,11 @@ final class Bottleneck {
 
     // MARK: Forward
 
-    /// Uses s.g[0...2] for b1, b2 and the shortcut's conv and BN outputs.
+    /// Uses s.g[0...2] for b1, b2, a c3 that is not kept, and the shortcut's conv and
+    /// BN outputs (c3 is consumed before the shortcut starts).
     func forward(_ n: Int, _ t: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ s: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
-        let b1 = s.g[0], b2 = s.g[1]
+        let b1 = s.g[0], b2 = s.g[1], c3 = self.c3 ?? s.g[2]
         conv1.forward(n, t, input: x, output: c1, workspace: s.workspace)
         bn1.forwardReLU(rows: inRows, t, training: training, input: c1, output: b1)
         conv2.forward(n, t, input: b1, output: c2, workspace: s.workspace)
@@ -192,9 +200,18 @@ final class Bottleneck {
             t.timed(.elementwise) { copy(count: count, t1, into: gradInput) }
         }
         // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`.
-        bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
-        ready.complete(bn3.range)
-        bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+        if let c3 {
+            bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
+            ready.complete(bn3.range)
+            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+        } else {
+            // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
+            // overwrites it with its input gradient (each element reads its own input first).
+            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+            conv3.forward(n, t, input: rebuilt, output: t2, workspace: workspace)
+            bn3.backward(rows: outRows, t, input: t2, gradOutput: t1, gradInput: t2)
+            ready.complete(bn3.range)
+        }
         conv3.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv3.range)
         bn2.backwardReLU(rows: outRows, t, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)

@@ -73,7 +73,10 @@ public final class MancsNetwork: @unchecked Sendable {
 
     /// Builds the network for batches up to `maxBatch`, with deterministic
     /// torchvision-style initial weights from `seed`.
-    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0) throws {
+    /// `rebuildConv3Stages`: stages whose bottlenecks rebuild conv3's output in backward
+    /// instead of keeping it (bit-identical gradients; memory for FLOPs, see `Bottleneck`).
+    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0,
+                rebuildConv3Stages: Set<Int> = MancsNetwork.defaultRebuildConv3Stages) throws {
         try config.validate()
         guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
         self.config = config
@@ -103,7 +106,8 @@ public final class MancsNetwork: @unchecked Sendable {
             var blocks: [Bottleneck] = []
             for i in 0..<config.blocks[s - 1] {
                 let block = Bottleneck(b, "backbone.layer\(s).\(i)", height: h, width: wd, inChannels: inC, planes: planes,
-                                       stride: i == 0 ? stride : 1, lastPReLU: s == 4 && i == config.blocks[s - 1] - 1)
+                                       stride: i == 0 ? stride : 1, lastPReLU: s == 4 && i == config.blocks[s - 1] - 1,
+                                       rebuildsConv3: rebuildConv3Stages.contains(s))
                 h = block.outHeight; wd = block.outWidth; inC = block.outChannels
                 blocks.append(block)
             }
@@ -157,6 +161,11 @@ public final class MancsNetwork: @unchecked Sendable {
                            buffers: buffers.values.baseAddress!)
         initialize(seed: seed)
     }
+
+    /// conv3's output is rebuilt in backward in stages 1-3 and kept in stage 4, the
+    /// dearest per byte (2 x planes FLOPs per float: 1024 at ResNet-50 width). At full
+    /// size and batch 64 that keeps 832 MiB less for 5% more FLOPs (docs/performance.md).
+    public static let defaultRebuildConv3Stages: Set<Int> = [1, 2, 3]
 
     /// Opt-in timing of every kernel call by layer kind (nil: off).
     public var profiler: LayerProfiler? {

@@ -119,6 +119,27 @@ import TestSupport
         #expect(ranges.first == att.offset..<net.parameters.count)
     }
 
+    /// Rebuilding conv3's output in backward (the memory saving) must change nothing:
+    /// the same gradients, input gradient and running statistics, bit for bit, for every
+    /// choice of stages (the default rebuilds stages 1-3).
+    @Test(arguments: [Set<Int>(), [1], [1, 2, 3, 4]])
+    func rebuildingConv3ChangesNoBit(stages: Set<Int>) throws {
+        let gradImages = analytic()
+        let other = try MancsNetwork(config: net.config, maxBatch: batch, seed: 3, rebuildConv3Stages: stages)
+        #expect(Array(other.parameters.values) == Array(net.parameters.values))
+        other.parameters.zeroGradients()
+        let out = images.withUnsafeBufferPointer { other.forward(images: $0.baseAddress!, batch: batch, training: true) }
+        _ = out
+        var otherGradImages = [Float](repeating: 0, count: images.count)
+        otherGradImages.withUnsafeMutableBufferPointer { g in
+            other.backward(gradFRank: wRank, gradClsLogits: wCls, gradAttLogits: wAtt, gradImages: g.baseAddress!)
+        }
+        #expect(Array(other.parameters.grads!) == Array(net.parameters.grads!))
+        #expect(otherGradImages == gradImages)
+        #expect(Array(other.buffers.values) == Array(net.buffers.values))
+        #expect(gradImages.contains { $0 != 0 })
+    }
+
     @Test func backwardAccumulatesIntoTheGradients() {
         _ = analytic()
         let once = Array(net.parameters.grads!)
