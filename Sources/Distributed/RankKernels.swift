@@ -17,7 +17,7 @@ public struct RankKernels: Sendable, Equatable {
     }
 
     public var description: String {
-        String(format: "rank %d on %@: %@ kernels, sgemm %.1f GFLOP/s", rank, host, core, sgemmGFLOPs)
+        String(format: "sgemm of rank %d on %@: %.1f GFLOP/s (%@ kernels)", rank, host, sgemmGFLOPs, core)
     }
 
     /// Ranks whose sgemm is under half of rank 0's.
