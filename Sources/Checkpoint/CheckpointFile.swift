@@ -3,7 +3,7 @@ import HDF5Kit
 import Kernels
 import MancsModel
 
-/// The Mancs checkpoint file format (docs/checkpoints.md, SPEC section 7):
+/// The Mancs checkpoint file format (docs/checkpoints.md, docs/method.md §7):
 ///
 ///     /                 attrs format="mancs-checkpoint", version=1, global_step, epoch,
 ///                       world_size, seed, config (JSON text)

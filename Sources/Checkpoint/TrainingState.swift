@@ -1,6 +1,6 @@
 import Foundation
 
-/// The scalars exact resumption needs besides the tensors (SPEC sections 6, 7).
+/// The scalars exact resumption needs besides the tensors (docs/method.md §6, §7).
 /// Root attributes hold the first few; the rest lives under `/state`.
 public struct TrainingState: Codable, Equatable, Sendable {
     /// Optimizer steps taken over the whole run (names the file: step-XXXXXXXX.h5).

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Replicas must stay bit-identical (SPEC section 6). This compares a checksum
+/// Replicas must stay bit-identical (docs/method.md §6). This compares a checksum
 /// of a buffer across ranks and names the ranks that differ from rank 0.
 public enum ReplicaCheck {
     /// FNV-1a over the float bit patterns: any single-bit difference changes it.

@@ -1,4 +1,4 @@
-/// Every architectural setting of a Mancs network (SPEC section 1).
+/// Every architectural setting of a Mancs network (docs/method.md §1).
 /// Defaults are ResNet-50 Mancs at 256x128 for Market-1501.
 public struct MancsConfig: Codable, Sendable, Equatable {
     public var baseWidth: Int = 64

@@ -20,7 +20,7 @@ public struct AttentionMask {
     public var count: Int { batch * height * width * channels }
 }
 
-/// The Mancs network (SPEC section 1): ResNet-50-style backbone, fully
+/// The Mancs network (docs/method.md §1): ResNet-50-style backbone, fully
 /// attentional blocks after the chosen stages, and the rank / cls / att heads.
 ///
 /// Parameters and BN running statistics live in two flat stores whose names,

@@ -1,6 +1,6 @@
 import Foundation
 
-// Curriculum sampling of triplet negatives (SPEC section 2, reference
+// Curriculum sampling of triplet negatives (docs/method.md §2, reference
 // `curriculum_weights`): negatives of an anchor are sorted by distance
 // ascending (index 0 = hardest); index j is drawn with probability
 // proportional to exp(-(j - mu)^2 / (2 sigma^2)).

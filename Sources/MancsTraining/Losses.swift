@@ -1,6 +1,6 @@
 import Foundation
 
-// The three Mancs losses (SPEC section 2). Each returns its value and writes
+// The three Mancs losses (docs/method.md §2). Each returns its value and writes
 // d(lambda * loss)/d(input) into a caller-provided gradient buffer (overwritten),
 // where lambda is `gradScale`. Arithmetic is in Double (the inputs are small:
 // a batch of features or logits), results are rounded to Float once.
@@ -9,7 +9,7 @@ import Foundation
 
 /// How the triplet loss picks one negative per (anchor, positive) pair.
 public enum NegativeSampling: Sendable, Equatable {
-    /// Curriculum sampling at a 0-based epoch (SPEC section 2).
+    /// Curriculum sampling at a 0-based epoch (docs/method.md §2).
     case curriculum(CurriculumSchedule, epoch: Int)
     /// The closest negative of the anchor (batch-hard).
     case hardest

@@ -1,7 +1,7 @@
 import Foundation
 import Kernels
 
-// Adam and global gradient clipping (SPEC section 3), with PyTorch's semantics
+// Adam and global gradient clipping (docs/method.md §3), with PyTorch's semantics
 // (torch.optim.Adam single-tensor path, torch.nn.utils.clip_grad_norm_).
 
 // MARK: - Adam

@@ -1,6 +1,6 @@
 import MancsModel
 
-/// The loss settings of a training step (SPEC section 2).
+/// The loss settings of a training step (docs/method.md §2).
 public struct LossSettings: Sendable, Equatable, Codable {
     public var margin: Float = 0.5
     public var gamma: Float = 2

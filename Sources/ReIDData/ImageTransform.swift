@@ -2,7 +2,7 @@ import Foundation
 
 // MARK: Settings
 
-/// The image pipeline's settings (SPEC section 4). Defaults are the paper's.
+/// The image pipeline's settings (docs/method.md §4). Defaults are the paper's.
 public struct TransformSettings: Sendable, Equatable {
     /// Network input size.
     public var height = 256

@@ -1,6 +1,6 @@
 // MARK: - One entry point for the CLI and the trainer
 
-/// The evaluation protocols of SPEC section 5.
+/// The evaluation protocols of docs/method.md §5.
 public enum EvalProtocol: String, Sendable, CaseIterable {
     /// Market-1501, DukeMTMC-reID, CUHK03 767/700 (torchreid `eval_market1501`).
     case market

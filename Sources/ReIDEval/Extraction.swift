@@ -4,7 +4,7 @@ import Foundation
 import MancsModel
 import ReIDData
 
-// Feature extraction (SPEC sections 1, 5, 7): f_rank of every query, gallery
+// Feature extraction (docs/method.md §1, §5, §7): f_rank of every query, gallery
 // and multi-query image, with the evaluation transform and the network in
 // inference mode. Used by `mancs extract`, `mancs eval --checkpoint`,
 // `mancs visualize` and, in-process with its own network, by the trainer.

@@ -1,7 +1,7 @@
 import Foundation
 import HDF5Kit
 
-/// The features file of SPEC section 7 (HDF5):
+/// The features file of docs/method.md §7 (HDF5):
 ///
 ///     /query/features   [Nq, E] float32     /gallery/features   [Ng, E] float32
 ///     /query/pids       [Nq] int64          /gallery/pids       [Ng] int64

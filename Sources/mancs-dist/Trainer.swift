@@ -8,7 +8,7 @@ import MancsTraining
 import ReIDData
 import ReIDEval
 
-/// The training loop of one rank (SPEC sections 3, 6, 7): set-up, steps,
+/// The training loop of one rank (docs/method.md §3, §6, §7): set-up, steps,
 /// checkpoints, stopping. Every rank runs the same code; collective calls are
 /// made in the same order on all of them.
 final class Trainer {

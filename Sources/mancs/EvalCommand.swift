@@ -3,7 +3,7 @@ import Foundation
 import Kernels
 import ReIDEval
 
-/// `mancs eval`: CMC / mAP / mINP from a features file (SPEC sections 5 and 7).
+/// `mancs eval`: CMC / mAP / mINP from a features file (docs/method.md §5 and §7).
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate features (CMC, mAP, mINP).",

@@ -5,7 +5,7 @@ import Kernels
 import ReIDEval
 
 /// `mancs extract`: f_rank features of a dataset's query and gallery (and
-/// Market-1501 multi-query) images, written as the features file of SPEC section 7.
+/// Market-1501 multi-query) images, written as the features file of docs/method.md §7.
 struct ExtractCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "extract", abstract: "Extract query/gallery features with a checkpoint.",

@@ -5,7 +5,7 @@ import MancsModel
 import Testing
 import TestSupport
 
-// MARK: A tiny Mancs-shaped model (names and shapes as in SPEC section 1)
+// MARK: A tiny Mancs-shaped model (names and shapes as in docs/method.md §1)
 
 /// Parameter and buffer shapes of a small Mancs network, torchvision-named.
 func tinyShapes(width w: Int = 4, blocks: [Int] = [2, 1, 1, 1], classes: Int = 5, reduction: Int = 4)
