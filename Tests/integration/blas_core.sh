@@ -7,7 +7,8 @@
 #  - the user's OPENBLAS_CORETYPE is kept (even a weak one), and reported;
 #  - no fallback: OpenBLAS's own choice is kept;
 #  - a selected core that fails the self-check is dropped for OpenBLAS's own choice;
-#  - mpi-check names every rank's kernels and sgemm rate.
+#  - mpi-check names every rank's kernels and sgemm rate;
+#  - a rank under half of rank 0's sgemm rate is named in a warning (mpi-check, trainer).
 # The simulation hook (MANCS_SIMULATE_BLAS_CORE) only changes what mancs believes
 # OpenBLAS chose; the restarted process loads the selected kernels for real.
 source "$(dirname "$0")/lib/common.sh"
@@ -74,4 +75,17 @@ check "bad kernels: one clear error line" bash -c "[ \$(wc -l < '$WORK/fatal.err
 # mpi-check: every rank's kernels and sgemm rate.
 mpi -np 2 "$MANCS" mpi-check --megabytes 1 > "$WORK/mpi.txt" || fail "mpi-check"
 check "mpi-check: both ranks' kernels" bash -c "[ \$(grep -cE '^  sgemm of rank [01] on .* GFLOP/s \(.* kernels\)' '$WORK/mpi.txt') = 2 ]"
+# A slow node: rank 1 runs generic kernels (its own OPENBLAS_CORETYPE=Prescott, about a
+# sixth of rank 0's sgemm rate): mpi-check and the trainer name it in a warning.
+mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 "$MANCS" mpi-check --megabytes 1 : \
+    -np 1 env OPENBLAS_CORETYPE=Prescott "$MANCS" mpi-check --megabytes 1 > "$WORK/slow.txt" 2>&1 \
+    || { cat "$WORK/slow.txt"; fail "mpi-check with a slow rank"; }
+grep 'sgemm of rank' "$WORK/slow.txt"
+check "mpi-check: the slow rank is named" grep -q "warning: rank 1 on .* (Prescott kernels), under half of rank 0's" "$WORK/slow.txt"
+mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 "$MANCS_DIST" --data "$WORK/data" --run-dir "$WORK/run3" \
+    --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 --ids-per-batch 4 --images-per-id 2 --max-steps 1 : \
+    -np 1 env OPENBLAS_CORETYPE=Prescott "$MANCS_DIST" --data "$WORK/data" --run-dir "$WORK/run3" \
+    --base-width 8 --blocks 1,1,1,1 --height 64 --width 32 --ids-per-batch 4 --images-per-id 2 --max-steps 1 \
+    > "$WORK/train3.log" 2>&1 || { cat "$WORK/train3.log"; fail "mancs-dist with a slow rank"; }
+check "trainer: the slow rank is named" grep -q "warning: rank 1 on .* (Prescott kernels), under half of rank 0's" "$WORK/train3.log"
 echo "blas_core.sh: OK"
