@@ -47,7 +47,7 @@ final class Trainer {
             // Only rank 0 writes the run directory; every rank learns whether it could.
             log = try comm.agreeing { try RunLog(rank: comm.rank, runDir: comm.isRoot ? try prepareRunDirectory(settings) : nil) }
         } catch {
-            if comm.isRoot { for line in "\(error)".split(separator: "\n") { FileHandle.standardError.write(Data("mancs-dist: \(line)\n".utf8)) } }
+            if comm.isRoot { for line in "\(error)".split(separator: "\n") { FileHandle.standardError.write(Data("mancs-dist: error: \(line)\n".utf8)) } }
             return 1
         }
         defer { log.close() }

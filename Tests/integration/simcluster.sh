@@ -5,7 +5,7 @@
 #   (e) mancs mpi-check reports both nodes and times allreduce over TCP;
 #   (c) rank 0 cannot create --run-dir: the job ends within 30 s, non-zero, one
 #       error line naming the node and the path;
-#   (b) one node sees an empty data folder: the same;
+#   (b) one node sees an empty data folder, or another listing: the same;
 #   (a) train, stop, resume across the 2 nodes: bit-identical to the same run
 #       on one node;
 #   (d) mancs extract across the 2 nodes writes the same features as one process.
@@ -55,6 +55,14 @@ must_fail_fast "unwritable --run-dir" simnode1 /proc/x "${cluster[@]}" "$MANCS_D
 must_fail_fast "data hidden on one node" simnode2 "$WORK/data" \
     env "SIMCLUSTER_HIDE_simnode2=$WORK/data" "$simcluster" run mpirun --allow-run-as-root --bind-to none -np 2 \
     "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/hidden" --max-steps 3
+
+# The data folder on node 2 is a stale copy (one training image fewer): the
+# ranks compare a digest of their listings and stop.
+cp -r "$WORK/data" "$WORK/stale"
+rm "$(ls "$WORK/stale/bounding_box_train/"*.jpg | head -n 1)"
+must_fail_fast "another listing on one node" simnode2 "$WORK/data lists" \
+    env "SIMCLUSTER_BIND_simnode2=$WORK/stale=$WORK/data" "$simcluster" run mpirun --allow-run-as-root --bind-to none -np 2 \
+    "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/stale-run" --max-steps 3
 
 # (a) 2 nodes: 6 steps, stop, resume to 12; one node (2 ranks over shared memory): 12 straight.
 "${cluster[@]}" "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/nodes" --max-steps 6 > "$WORK/n1.log" 2>&1 || { cat "$WORK/n1.log"; fail "2 nodes, first half"; }
