@@ -9,7 +9,7 @@
 #   (a) train, stop, resume across the 2 nodes: bit-identical to the same run
 #       on one node;
 #   (d) mancs extract across the 2 nodes writes the same features as one process.
-# Needs root (network namespaces); skipped, loudly, where they cannot be made.
+# Needs root (network namespaces) and iproute2; fails (does not skip) without them.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
