@@ -378,27 +378,21 @@ final class Trainer {
 
     /// Rank 0 reads the pretrained file; its error (if any) reaches every rank.
     static func loadPretrainedOnRoot(_ path: String, network: MancsNetwork, comm: Communicator) throws -> String {
-        var message = Data(), failed: Int64 = 0
-        if comm.isRoot {
+        // Only rank 0 reads the file; the agreement stops every rank if it could not.
+        let report = try comm.agreeing { () throws -> String in
+            guard comm.isRoot else { return "" }
             do {
                 let url = URL(fileURLWithPath: path)
                 if path.hasSuffix(".h5") {
                     try Checkpoint.loadWeights(url, parameters: network.parameters, buffers: network.buffers)
-                    message = Data("loaded all weights from a Mancs checkpoint".utf8)
-                } else {
-                    message = Data("\(try network.loadPretrained(safetensors: url))".utf8)
+                    return "loaded all weights from a Mancs checkpoint"
                 }
+                return "\(try network.loadPretrained(safetensors: url))"
             } catch {
-                failed = 1
-                message = Data("--pretrained \(path): \(error)".utf8)
+                throw SettingsError("--pretrained \(path): \(error)")
             }
         }
-        var flag = [failed]
-        try comm.broadcast(&flag)
-        message = try comm.broadcast(data: message)
-        let text = String(decoding: message, as: UTF8.self)
-        if flag[0] != 0 { throw SettingsError(text) }
-        return text
+        return String(decoding: try comm.broadcast(data: Data(report.utf8)), as: UTF8.self)
     }
 }
 
