@@ -224,20 +224,11 @@ public func extractFeatures(checkpoint: String, data: String, dataset name: Stri
 
 // MARK: - Collective helpers
 
-/// Runs `body` on every rank; if it failed anywhere, every rank throws (rank 0's
-/// message, or the lowest failing rank's, prefixed with its rank), so no rank is
-/// left waiting in a later collective.
+/// `Communicator.agreeing` when there is a communicator: if `body` failed on
+/// any rank, every rank throws, so no rank is left waiting in a later collective.
 func agreeOnSuccess<T>(_ comm: Communicator?, _ body: () throws -> T) throws -> T {
-    var result: Result<T, Error>
-    do { result = .success(try body()) } catch { result = .failure(error) }
-    guard let comm, comm.size > 1 else { return try result.get() }
-    var message = ""
-    if case .failure(let e) = result { message = "\(e)" }
-    let failed = try comm.allreduceMax(Int64(message.isEmpty ? 0 : 1))
-    guard failed != 0 else { return try result.get() }
-    let all = try comm.allgatherText(message)
-    let (r, text) = all.enumerated().first { !$0.element.isEmpty }!
-    throw ExtractionError(r == 0 ? text : "rank \(r): \(text)")
+    guard let comm else { return try body() }
+    return try comm.agreeing(body)
 }
 
 /// Rank 0 receives every rank's block of rows, concatenated in rank order (nil elsewhere).
@@ -254,19 +245,6 @@ func gatherBlocks(_ local: [Float], comm: Communicator?) throws -> [Float]? {
         }
     }
     return all
-}
-
-extension Communicator {
-    /// Every rank's text, in rank order, on every rank.
-    func allgatherText(_ text: String) throws -> [String] {
-        let bytes = Array(text.utf8)
-        let counts = try allgather([Int64(bytes.count)]).map(Int.init)
-        let width = counts.max() ?? 0
-        var padded = bytes + [UInt8](repeating: 0, count: width - bytes.count)
-        if width == 0 { padded = [] }
-        let all = try allgather(padded)
-        return (0..<size).map { r in String(decoding: all[(r * width)..<(r * width + counts[r])], as: UTF8.self) }
-    }
 }
 
 /// A message on one line, starting with `prefix` unless it already names it.

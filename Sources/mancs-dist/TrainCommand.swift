@@ -91,38 +91,6 @@ enum ProcessEnvironment {
         let rank = env["OMPI_COMM_WORLD_RANK"] ?? env["PMIX_RANK"] ?? env["PMI_RANK"] ?? env["SLURM_PROCID"] ?? "0"
         return rank == "0"
     }
-
-    /// Ranks on this node, from the launcher's environment (1 without one).
-    static var ranksOnThisNode: Int {
-        let env = ProcessInfo.processInfo.environment
-        for key in ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"] {
-            if let v = env[key].flatMap({ Int($0) }), v > 0 { return v }
-        }
-        return 1
-    }
-
-    /// `--threads 0`: the cores this process may run on (its CPU affinity, e.g. one
-    /// core under mpirun's default binding of 2 or fewer ranks), but at most the
-    /// node's cores divided by the ranks on it, so ranks sharing a socket binding or
-    /// no binding do not oversubscribe the node.
-    static var defaultComputeThreads: Int {
-        let online = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let allowed = allowedCPUCount ?? online
-        return max(1, min(allowed, online / ranksOnThisNode))
-    }
-
-    /// CPUs in this process's affinity mask (Linux: Cpus_allowed_list in /proc/self/status).
-    static var allowedCPUCount: Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
-        else { return nil }
-        var count = 0
-        for part in line.dropFirst("Cpus_allowed_list:".count).split(separator: ",") {
-            let bounds = part.trimmingCharacters(in: .whitespaces).split(separator: "-").compactMap { Int($0) }
-            if bounds.count == 1 { count += 1 } else if bounds.count == 2, bounds[1] >= bounds[0] { count += bounds[1] - bounds[0] + 1 }
-        }
-        return count > 0 ? count : nil
-    }
 }
 
 struct DataOptions: ParsableArguments {

@@ -38,7 +38,7 @@ struct TrainSettings: Codable, Equatable {
     var curriculumB: Double = 0.001
     // Run control
     var seed: Int = 0
-    /// 0 = automatic (`ProcessEnvironment.defaultComputeThreads`), resolved before the run starts.
+    /// 0 = automatic (`NodeShare.defaultComputeThreads`), resolved before the run starts.
     var threads: Int = 0
     var loaderThreads: Int = 2
     var checkpointEvery: Int = 500

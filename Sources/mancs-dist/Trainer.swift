@@ -34,7 +34,7 @@ final class Trainer {
     /// (by rank 0 when every rank has the same one) and end every rank.
     static func run(settings given: TrainSettings, dumpGradients: String? = nil) -> Int32 {
         var settings = given
-        if settings.threads == 0 { settings.threads = ProcessEnvironment.defaultComputeThreads }
+        if settings.threads == 0 { settings.threads = NodeShare.defaultComputeThreads }
         StopSignal.install()
         let comm: Communicator
         do { comm = try Communicator.world() } catch {
@@ -44,20 +44,26 @@ final class Trainer {
         defer { comm.finalize() }
         let log: RunLog
         do {
-            log = try RunLog(rank: comm.rank, runDir: comm.isRoot ? try prepareRunDirectory(settings) : nil)
+            // Only rank 0 writes the run directory; every rank learns whether it could.
+            log = try comm.agreeing { try RunLog(rank: comm.rank, runDir: comm.isRoot ? try prepareRunDirectory(settings) : nil) }
         } catch {
-            if comm.isRoot { FileHandle.standardError.write(Data("mancs-dist: \(error)\n".utf8)) }
+            if comm.isRoot { for line in "\(error)".split(separator: "\n") { FileHandle.standardError.write(Data("mancs-dist: error: \(line)\n".utf8)) } }
             return 1
         }
         defer { log.close() }
+        // Every rank says which CPUs it got: on a cluster, binding is where a
+        // launch most often goes wrong (see docs/cluster.md).
+        let affinity = NodeShare.affinityReport(rank: comm.rank, host: comm.hostname, threads: settings.threads)
+        print("mancs-dist: \(affinity.line)"); fflush(nil)
+        if let w = affinity.warning { log.warning(w) }
         let trainer: Trainer
         do {
             trainer = try Trainer(settings: settings, comm: comm, log: log)
             trainer.dumpGradientsPath = dumpGradients
         } catch {
-            // Set-up errors are the same on every rank (same flags, same data) or
-            // were shared by rank 0: one report is enough.
-            if comm.isRoot { log.error("\(error)") }
+            // Set-up errors are the same on every rank (same flags, same data), were
+            // shared by rank 0, or were agreed on (AgreedFailure): one report is enough.
+            if comm.isRoot { for line in "\(error)".split(separator: "\n") { log.error(String(line)) } }
             return 1
         }
         defer { trainer.reducer.shutdown() }
@@ -99,8 +105,13 @@ final class Trainer {
             throw SettingsError("--ids-per-batch \(s.idsPerBatch) does not divide by \(comm.size) ranks x --accumulate \(s.accumulate) = \(shards): every shard trains on whole identities. Choose P as a multiple of \(shards).")
         }
 
-        // Data: every rank reads the listing (the same on all of them).
-        dataset = try loadDataset(name: s.dataset, root: s.data)
+        // Data: every rank reads the listing; a node that cannot see --data, or
+        // sees another listing, stops every rank (with its host in the message).
+        let listing = try comm.agreeing { try loadDataset(name: s.dataset, root: s.data) }
+        try comm.agreeSame(digest: listing.listingDigest) {
+            "\(s.data) lists \(listing.train.count) training, \(listing.query.count) query and \(listing.gallery.count) gallery images, not the same files as on rank 0"
+        }
+        dataset = listing
         for w in dataset.skipped.prefix(5) { log.info("skipped \(w.path): \(w.reason)") }
         if dataset.skipped.count > 5 { log.info("... and \(dataset.skipped.count - 5) more skipped files (see `mancs data`)") }
         guard dataset.trainClasses >= s.idsPerBatch else {
@@ -368,27 +379,21 @@ final class Trainer {
 
     /// Rank 0 reads the pretrained file; its error (if any) reaches every rank.
     static func loadPretrainedOnRoot(_ path: String, network: MancsNetwork, comm: Communicator) throws -> String {
-        var message = Data(), failed: Int64 = 0
-        if comm.isRoot {
+        // Only rank 0 reads the file; the agreement stops every rank if it could not.
+        let report = try comm.agreeing { () throws -> String in
+            guard comm.isRoot else { return "" }
             do {
                 let url = URL(fileURLWithPath: path)
                 if path.hasSuffix(".h5") {
                     try Checkpoint.loadWeights(url, parameters: network.parameters, buffers: network.buffers)
-                    message = Data("loaded all weights from a Mancs checkpoint".utf8)
-                } else {
-                    message = Data("\(try network.loadPretrained(safetensors: url))".utf8)
+                    return "loaded all weights from a Mancs checkpoint"
                 }
+                return "\(try network.loadPretrained(safetensors: url))"
             } catch {
-                failed = 1
-                message = Data("--pretrained \(path): \(error)".utf8)
+                throw SettingsError("--pretrained \(path): \(error)")
             }
         }
-        var flag = [failed]
-        try comm.broadcast(&flag)
-        message = try comm.broadcast(data: message)
-        let text = String(decoding: message, as: UTF8.self)
-        if flag[0] != 0 { throw SettingsError(text) }
-        return text
+        return String(decoding: try comm.broadcast(data: Data(report.utf8)), as: UTF8.self)
     }
 }
 

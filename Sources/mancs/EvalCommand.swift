@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Kernels
 import ReIDEval
@@ -28,7 +29,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Keep the CMC up to this rank.")
     var maxRank = 50
 
-    @Option(help: "Threads (OpenBLAS and ranking); default: all cores.")
+    @Option(help: "Threads (OpenBLAS and ranking); default: this process's share of its node (the cores it may run on, at most cores / ranks on the node).")
     var threads: Int?
 
     @Option(help: "Queries per distance block (default: 2^26 / gallery size, i.e. 256 MiB of distances).")
@@ -66,7 +67,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = self.threads ?? NodeShare.defaultComputeThreads
         setComputeThreads(threads)
         let start = Date()
         let source = features ?? checkpoint!

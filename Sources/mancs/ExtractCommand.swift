@@ -23,7 +23,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
     @Option(help: "Output features file (.h5).") var out: String
     @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "Compute threads per rank (default: cores / ranks).") var threads: Int?
+    @Option(help: "Compute threads per rank (default: this rank's share of its node: the cores it may run on, at most cores / ranks on the node).") var threads: Int?
     @Option(help: "JPEG decoding threads per rank.") var loaderThreads = 2
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
@@ -40,7 +40,7 @@ struct ExtractCommand: ParsableCommand {
     func run() throws {
         let comm = try Communicator.world()
         defer { comm.finalize() }
-        setComputeThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
+        setComputeThreads(threads ?? NodeShare.defaultComputeThreads)
         let start = Date()
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
                                         paths: !noPaths)
@@ -55,7 +55,7 @@ struct ExtractCommand: ParsableCommand {
                   + " images, E = \(file.dim), \(comm.size) rank(s): "
                   + String(format: "%.1f s (%.1f images/s)", seconds, Double(n) / max(seconds, 1e-9)) + " -> \(out)")
         } catch {
-            if comm.isRoot { FileHandle.standardError.write(Data("mancs extract: \(error)\n".utf8)) }
+            if comm.isRoot { for line in "\(error)".split(separator: "\n") { FileHandle.standardError.write(Data("mancs extract: \(line)\n".utf8)) } }
             throw ExitCode.failure
         }
     }

@@ -63,6 +63,7 @@ struct MPICheckCommand: ParsableCommand {
             say("world size \(comm.size) (MPI thread multiple: \(comm.threadMultiple))")
             for d in all { say("  " + String(decoding: d, as: UTF8.self)) }
         }
+        try reportNodes(comm)
 
         // Compute kernels: every rank's BLAS core and single-thread sgemm rate.
         let report = BLASKernelSelection.report
@@ -118,7 +119,33 @@ struct MPICheckCommand: ParsableCommand {
             say(String(format: "allreduce of %d MB: %.1f ms, %.2f GB/s algorithm bandwidth, %.2f GB/s bus bandwidth",
                        megabytes, seconds * 1e3, bytes / seconds / 1e9, bytes / seconds / 1e9 * 2 * Double(n - 1) / Double(n)))
         }
+        if comm.size > 1 { try timeSmallAllreduce(comm) }
         return failures
+    }
+
+    /// Ranks grouped by host: on more than one node the timed collectives cross
+    /// the network (TCP, or whatever Open MPI chose), not shared memory.
+    func reportNodes(_ comm: Communicator) throws {
+        guard let hosts = try comm.gather(data: Data(comm.hostname.utf8)) else { return }
+        var ranksOf: [String: [Int]] = [:], order: [String] = []
+        for (r, h) in hosts.map({ String(decoding: $0, as: UTF8.self) }).enumerated() {
+            if ranksOf[h] == nil { order.append(h) }
+            ranksOf[h, default: []].append(r)
+        }
+        say("\(order.count) node(s): " + order.map { "\($0) (rank\(ranksOf[$0]!.count > 1 ? "s" : "") \(ranksOf[$0]!.map(String.init).joined(separator: ",")))" }.joined(separator: ", "))
+    }
+
+    /// Latency of a small allreduce (4 KiB, the size of a fused BatchNorm
+    /// statistics exchange): what synchronised BatchNorm pays per layer.
+    func timeSmallAllreduce(_ comm: Communicator) throws {
+        var small = [Float](repeating: 1, count: 1024)
+        for _ in 0..<10 { try comm.allreduceSum(&small) }
+        try comm.barrier()
+        let reps = 200
+        let start = DispatchTime.now()
+        for _ in 0..<reps { try comm.allreduceSum(&small) }
+        let seconds = try comm.allreduceMax(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9) / Double(reps)
+        if comm.isRoot { say(String(format: "allreduce of 4 KiB: %.1f us (mean of %d)", seconds * 1e6, reps)) }
     }
 
     // MARK: Gradient reducer self-test

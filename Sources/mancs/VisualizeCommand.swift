@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Kernels
 import ReIDData
@@ -25,7 +26,7 @@ struct VisualizeCommand: ParsableCommand {
     @Option(help: "Picture height of each image.") var tileHeight = 256
     @Option(help: "Picture width of each image.") var tileWidth = 128
     @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Option(help: "Compute threads (default: this process's share of its node: the cores it may run on, at most cores / ranks on the node).") var threads: Int?
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
 
@@ -37,7 +38,7 @@ struct VisualizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        setComputeThreads(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        setComputeThreads(threads ?? NodeShare.defaultComputeThreads)
         do {
             let d = try loadDataset(name: dataset, root: data)
             let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: batch, height: height, width: width)

@@ -141,6 +141,18 @@ private let shared: Result<(URL, SyntheticDataset.Summary), Error> = Result {
         #expect(compared >= 20)
     }
 
+    @Test func listingDigestChangesWithTheListingOnly() throws {
+        let dir = SharedFiles.temporaryDirectory("synth-digest")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try SyntheticDataset.write(to: dir, options: .init(trainIDs: 2, testIDs: 2, imagesPerID: 2, cameras: 2, seed: 3))
+        let first = try loadDataset(name: "market1501", root: dir.path).listingDigest
+        #expect(try loadDataset(name: "market1501", root: dir.path).listingDigest == first)
+        let train = dir.appendingPathComponent(SyntheticDataset.trainFolder)
+        let victim = try FileManager.default.contentsOfDirectory(atPath: train.path).sorted()[0]
+        try FileManager.default.removeItem(at: train.appendingPathComponent(victim))
+        #expect(try loadDataset(name: "market1501", root: dir.path).listingDigest != first)
+    }
+
     @Test func refusesToMixWithAnExistingDataset() throws {
         let options = SyntheticDataset.Options(trainIDs: 1, testIDs: 1, imagesPerID: 2, cameras: 2, distractors: 1, junk: 1)
         let dir = SharedFiles.temporaryDirectory("synth-twice")

@@ -2,7 +2,9 @@
 # A real single-node Slurm runs launch/mancs.sbatch with 2 tasks. After the first
 # checkpoint the batch shell gets USR1 (as Slurm sends before a time limit); the
 # job must checkpoint, requeue itself, resume, and finish with the same weights as
-# an uninterrupted run.
+# an uninterrupted run. Slurm binds tasks (TaskPlugin=task/affinity): every rank
+# logs its CPUs, which must be the job's allocation, one per task; a job with
+# --threads above the CPUs a task holds must warn.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/slurm.sh"
@@ -49,4 +51,29 @@ check "the second start resumed from the checkpoint" grep -q "resumed from .*ste
 check "the job reached the last step" test -f "$WORK/run/checkpoints/step-$(printf %08d $steps).h5"
 check "final weights equal the uninterrupted run" "$MANCS" diff "$WORK/ref/checkpoints/step-$(printf %08d $steps).h5" \
     "$WORK/run/checkpoints/step-$(printf %08d $steps).h5" --groups model,buffers,optimizer
+
+# CPU binding (TaskPlugin=task/affinity): every rank logs the CPUs it got; they
+# must be the job's allocation, one CPU per task, no CPU shared.
+alloc=$(scontrol show job -d "$job" 2>/dev/null | grep -o 'CPU_IDs=[0-9,-]*' | head -n 1 | cut -d= -f2 || true)
+[ -n "$alloc" ] || alloc=$(sacct -n -X -j "$job" -o AllocCPUS 2>/dev/null | head -n 1 | tr -d ' ')
+grep 'CPU affinity' "$out" | tail -n 2
+ranks=$(grep -o 'rank [01] on [^:]*: CPU affinity [0-9,-]* ([0-9]* CPUs*)' "$out" | tail -n 2)
+check "both ranks logged their affinity" test "$(echo "$ranks" | grep -c .)" -eq 2
+check "each task holds one CPU (--cpus-per-task=1)" test "$(echo "$ranks" | grep -c '(1 CPU)')" -eq 2
+cpus=$(echo "$ranks" | sed 's/.*CPU affinity \([0-9,-]*\) .*/\1/' | sort -u | paste -sd, -)
+echo "allocation: CPU_IDs=$alloc; ranks bound to: $cpus"
+check "the two ranks are bound to different CPUs" test "$(echo "$cpus" | tr , '\n' | grep -c .)" -eq 2
+case "$alloc" in *-*) lo=${alloc%-*}; hi=${alloc#*-}; alloc_list=$(seq -s, "$lo" "$hi") ;; *) alloc_list=$alloc ;; esac
+check "the ranks' CPUs are the job's allocation" test "$cpus" = "$alloc_list"
+
+# --threads above the CPUs a task holds: every rank warns.
+job2=$(sbatch --parsable --ntasks=2 --cpus-per-task=1 --job-name=mancs-aff -o "$WORK/aff-%j.out" \
+      "$root/launch/mancs.sbatch" "${common[@]}" --run-dir "$WORK/aff" --max-steps 1 --threads 2)
+for _ in $(seq 1 120); do
+    state=$(scontrol show job "$job2" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
+    case "$state" in COMPLETED|FAILED|CANCELLED*|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|"") break ;; esac
+    sleep 1
+done
+grep 'warning' "$WORK/aff-$job2.out" || true
+check "a rank holding fewer CPUs than --threads warns" grep -q 'may run on 1 CPU(s) .* but --threads is 2' "$WORK/aff-$job2.out"
 cd /; rm -rf "$WORK"
