@@ -56,6 +56,19 @@ public final class Communicator: @unchecked Sendable {
         threadMultiple = provided >= mancs_mpi_thread_multiple()
     }
 
+    private init(duplicating parent: Communicator) throws {
+        var dup: MPI_Comm? = nil
+        try check(MPI_Comm_dup(parent.comm, &dup), "communicator duplicate")
+        comm = dup!
+        try check(MPI_Comm_set_errhandler(comm, mancs_mpi_errors_return()), "set error handler")
+        rank = parent.rank; size = parent.size; hostname = parent.hostname; threadMultiple = parent.threadMultiple
+    }
+
+    /// The same ranks in a communicator of their own (collective): its collectives
+    /// never match another communicator's, so they may run while, e.g., a gradient
+    /// reducer's non-blocking allreduces on this one are in flight.
+    public func duplicate() throws -> Communicator { try Communicator(duplicating: self) }
+
     private static let shared = Mutex<Communicator?>(nil)
 
     /// The world communicator; initialises MPI on the first call.

@@ -17,7 +17,8 @@ import Foundation
 /// Per step: `beginStep()`, then `gradientsReady(range)` as backward finishes
 /// gradients (any order; usually decreasing offsets), `progress()` now and then
 /// (polling mode), and `finish()`, which waits and divides by the world size.
-/// No other MPI call may be made on this process between `beginStep` and `finish`.
+/// No other collective may be made on `comm` between `beginStep` and `finish`
+/// (collectives on another communicator, such as `ShardGroup`'s duplicate, may).
 /// In thread mode call `shutdown()` before `Communicator.finalize()`.
 public final class GradientReducer: @unchecked Sendable {
     public enum Mode: String, Sendable, CaseIterable {

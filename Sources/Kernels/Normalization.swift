@@ -1,6 +1,17 @@
 // BatchNorm over a [rows, channels] matrix. Rows are walked in order with the
 // channel loop innermost, so every pass is a contiguous, vectorisable sweep.
 
+// MARK: Synchronised statistics
+
+/// Sums per-channel statistics over the replicas that each hold a shard of one
+/// batch (synchronised BatchNorm, SPEC section 6). Implemented above the kernels
+/// (over MPI by the trainer), so this target stays free of MPI.
+public protocol BatchNormStatisticsReducer: AnyObject {
+    /// Replaces `values` by their element-wise sum over every replica; every
+    /// replica passes the same count and receives the same result.
+    func sumOverReplicas(_ values: UnsafeMutableBufferPointer<Double>)
+}
+
 // MARK: Forward (training)
 
 /// BatchNorm over a [rows, channels] matrix (BatchNorm2d with rows = N*H*W in
@@ -14,11 +25,11 @@ public func batchNormForwardTraining(
     output: UnsafeMutablePointer<Float>,
     saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
-    momentum: Float, eps: Float
+    momentum: Float, eps: Float, reducer: BatchNormStatisticsReducer? = nil
 ) {
     batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
                       saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
-                      momentum: momentum, eps: eps, relu: false)
+                      momentum: momentum, eps: eps, relu: false, reducer: reducer)
 }
 
 /// `batchNormForwardTraining` followed by ReLU in the same output pass:
@@ -30,11 +41,11 @@ public func batchNormReLUForwardTraining(
     output: UnsafeMutablePointer<Float>,
     saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
-    momentum: Float, eps: Float
+    momentum: Float, eps: Float, reducer: BatchNormStatisticsReducer? = nil
 ) {
     batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
                       saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
-                      momentum: momentum, eps: eps, relu: true)
+                      momentum: momentum, eps: eps, relu: true, reducer: reducer)
 }
 
 private func batchNormTraining(
@@ -43,16 +54,21 @@ private func batchNormTraining(
     output: UnsafeMutablePointer<Float>,
     saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
-    momentum: Float, eps: Float, relu: Bool
+    momentum: Float, eps: Float, relu: Bool, reducer: BatchNormStatisticsReducer?
 ) {
-    require(rows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
+    require(rows > 1 || reducer != nil, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
     var variance = [Double](repeating: 0, count: channels)
+    var totalRows = Double(rows)
     mean.withUnsafeMutableBufferPointer { mean in
         variance.withUnsafeMutableBufferPointer { variance in
             meanAndBiasedVariance(rows: rows, channels: channels, input,
                                   mean: mean.baseAddress!, variance: variance.baseAddress!)
-            let unbiasing = Double(rows) / Double(rows - 1)
+            if let reducer {
+                totalRows = globalMoments(rows: rows, channels: channels, mean: mean, variance: variance, reducer)
+            }
+            require(totalRows > 1, "batchNormForwardTraining: needs more than one value per channel, got rows = \(totalRows)")
+            let unbiasing = totalRows / (totalRows - 1)
             let m = Double(momentum)
             for c in 0..<channels {
                 let biased = variance[c]
@@ -65,6 +81,19 @@ private func batchNormTraining(
     }
     normalise(rows: rows, channels: channels, input: input, mean: UnsafePointer(saveMean),
               invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu)
+}
+
+/// relu(BN(input)) again with the statistics a training forward saved (`saveMean`,
+/// `saveInvStd`): that forward's output bit for bit, without computing (or, when
+/// synchronised, reducing) statistics again. For activations backward rebuilds.
+public func batchNormReLURecompute(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>
+) {
+    normalise(rows: rows, channels: channels, input: input, mean: saveMean, invStd: saveInvStd,
+              gamma: gamma, beta: beta, output: output, relu: true)
 }
 
 // MARK: Forward (inference)
@@ -112,11 +141,12 @@ public func batchNormBackward(
     rows: Int, channels: Int, input: UnsafePointer<Float>,
     gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
-    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
+    reducer: BatchNormStatisticsReducer? = nil
 ) {
     batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: nil, gamma: gamma,
                       saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
-                      gradGamma: gradGamma, gradBeta: gradBeta)
+                      gradGamma: gradGamma, gradBeta: gradBeta, reducer: reducer)
 }
 
 /// Backward of `batchNormReLUForwardTraining`: the gradient is masked where
@@ -126,11 +156,12 @@ public func batchNormReLUBackward(
     rows: Int, channels: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
     gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
-    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
+    reducer: BatchNormStatisticsReducer? = nil
 ) {
     batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: output, gamma: gamma,
                       saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
-                      gradGamma: gradGamma, gradBeta: gradBeta)
+                      gradGamma: gradGamma, gradBeta: gradBeta, reducer: reducer)
 }
 
 /// With `reluOutput`, g is read as (reluOutput > 0 ? g : 0) everywhere.
@@ -138,26 +169,33 @@ private func batchNormBackward(
     rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
     gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
-    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
+    reducer: BatchNormStatisticsReducer?
 ) {
     // sumG[c] = sum_r g, sumGX[c] = sum_r g * xhat with xhat = (x - mean) * invStd.
-    var sumG = [Double](repeating: 0, count: channels)
-    var sumGX = [Double](repeating: 0, count: channels)
-    sumG.withUnsafeMutableBufferPointer { sumG in
-        sumGX.withUnsafeMutableBufferPointer { sumGX in
+    // Synchronised: [rows, sumG, sumGX] in one buffer, for one allreduce.
+    var sums = [Double](repeating: 0, count: 1 + 2 * channels)
+    sums.withUnsafeMutableBufferPointer { all in
+        let sumG = all.baseAddress! + 1, sumGX = sumG + channels
+        do {
             gradientSums(rows: rows, channels: channels, input: input, reluOutput: reluOutput, mean: saveMean,
-                         gradOutput: gradOutput, sumG: sumG.baseAddress!, sumGX: sumGX.baseAddress!)
+                         gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
             for c in 0..<channels {
                 sumGX[c] *= Double(saveInvStd[c])
                 gradBeta[c] += Float(sumG[c])
                 gradGamma[c] += Float(sumGX[c])
             }
+            // gamma and beta take this shard's sums (the gradient allreduce adds the
+            // shards); the input gradient needs the whole batch's.
+            all[0] = Double(rows)
+            if let reducer { reducer.sumOverReplicas(all) }
+            let batchRows = all[0]
             // gradInput = gamma * invStd * (g - sumG / rows - xhat * sumGX / rows)
             //           = a[c] * g + b[c] * x + d[c]
             let a = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
             defer { a.deallocate() }
             let b = a + channels, d = a + 2 * channels
-            let invRows = 1 / Double(rows)
+            let invRows = 1 / batchRows
             for c in 0..<channels {
                 let k = Double(gamma[c]) * Double(saveInvStd[c])
                 let meanG = sumG[c] * invRows
@@ -213,6 +251,30 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
                 for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
             }
         }
+    }
+}
+
+/// Turns this shard's per-channel mean and biased variance into the whole batch's:
+/// one allreduce of [rows, sum, sum of squares] in Double (whose 53 bits make the
+/// E[x^2] - E[x]^2 cancellation harmless at BatchNorm's scales). Returns the batch's rows.
+private func globalMoments(rows: Int, channels: Int, mean: UnsafeMutableBufferPointer<Double>,
+                           variance: UnsafeMutableBufferPointer<Double>,
+                           _ reducer: BatchNormStatisticsReducer) -> Double {
+    var sums = [Double](repeating: 0, count: 1 + 2 * channels)
+    return sums.withUnsafeMutableBufferPointer { all in
+        let n = Double(rows)
+        all[0] = n
+        for c in 0..<channels {
+            all[1 + c] = n * mean[c]
+            all[1 + channels + c] = n * (variance[c] + mean[c] * mean[c])
+        }
+        reducer.sumOverReplicas(all)
+        let total = all[0]
+        for c in 0..<channels {
+            mean[c] = all[1 + c] / total
+            variance[c] = max(all[1 + channels + c] / total - mean[c] * mean[c], 0)
+        }
+        return total
     }
 }
 

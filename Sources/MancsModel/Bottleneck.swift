@@ -13,7 +13,6 @@ final class NetworkBuilder {
     private(set) var maxWorkspace = 0
     /// Largest activation rebuilt during backward instead of kept (floats per image).
     private(set) var maxRecomputePerImage = 0
-    private(set) var maxBatchNormChannels = 0
 
     init(config: MancsConfig, maxBatch: Int) {
         self.config = config
@@ -46,21 +45,18 @@ final class NetworkBuilder {
     }
 
     func batchNorm(_ name: String, channels: Int) -> BatchNorm {
-        maxBatchNormChannels = max(maxBatchNormChannels, channels)
         return BatchNorm(&params, &buffers, arena, name, channels: channels, config: config)
     }
 }
 
 /// Buffers shared by every layer: three of the largest activation size (gradients
-/// in backward; short-lived activations in forward), the conv workspace, room for
-/// the activations backward rebuilds, and throw-away BatchNorm statistics.
+/// in backward; short-lived activations in forward), the conv workspace, and room
+/// for the activations backward rebuilds.
 struct Scratch {
     let g: [UnsafeMutablePointer<Float>]
     let workspace: UnsafeMutablePointer<Float>
     /// Holds one rebuilt activation (`NetworkBuilder.maxRecomputePerImage` per image).
     let recompute: UnsafeMutablePointer<Float>
-    /// 4 * the widest BatchNorm's channels (see `BatchNorm.recomputeReLU`).
-    let stats: UnsafeMutablePointer<Float>
 }
 
 /// torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), with an
@@ -203,11 +199,11 @@ final class Bottleneck {
         if let c3 {
             bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
-            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt)
         } else {
             // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
             // overwrites it with its input gradient (each element reads its own input first).
-            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt, stats: s.stats)
+            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt)
             conv3.forward(n, t, input: rebuilt, output: t2, workspace: workspace)
             bn3.backward(rows: outRows, t, input: t2, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
@@ -216,7 +212,7 @@ final class Bottleneck {
         ready.complete(conv3.range)
         bn2.backwardReLU(rows: outRows, t, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn2.range)
-        bn1.recomputeReLU(rows: inRows, t, input: c1, output: rebuilt, stats: s.stats)
+        bn1.recomputeReLU(rows: inRows, t, input: c1, output: rebuilt)
         conv2.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv2.range)
         bn1.backwardReLU(rows: inRows, t, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)

@@ -37,6 +37,8 @@ struct StoreBases {
     let buffers: UnsafeMutablePointer<Float>
     /// Set while profiling (see `LayerProfiler`).
     var profiler: LayerProfiler? = nil
+    /// Set for synchronised BatchNorm (see `MancsNetwork.batchNormReducer`).
+    var batchNormReducer: BatchNormStatisticsReducer? = nil
 }
 
 /// Collects tensor names and shapes in PyTorch's registration order while the
@@ -162,7 +164,7 @@ struct BatchNorm {
             batchNormForwardTraining(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
                                      beta: t.values + beta, output: output, saveMean: saveMean, saveInvStd: saveInvStd,
                                      runningMean: t.buffers + runningMean, runningVar: t.buffers + runningVar,
-                                     momentum: momentum, eps: eps)
+                                     momentum: momentum, eps: eps, reducer: t.batchNormReducer)
         } else {
             batchNormForwardInference(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
                                       beta: t.values + beta, runningMean: t.buffers + runningMean,
@@ -180,7 +182,8 @@ struct BatchNorm {
                 batchNormReLUForwardTraining(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
                                              beta: t.values + beta, output: output, saveMean: saveMean,
                                              saveInvStd: saveInvStd, runningMean: t.buffers + runningMean,
-                                             runningVar: t.buffers + runningVar, momentum: momentum, eps: eps)
+                                             runningVar: t.buffers + runningVar, momentum: momentum, eps: eps,
+                                             reducer: t.batchNormReducer)
             } else {
                 batchNormReLUForwardInference(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
                                               beta: t.values + beta, runningMean: t.buffers + runningMean,
@@ -189,18 +192,13 @@ struct BatchNorm {
         }
     }
 
-    /// The training forward's relu(BN(input)) again, bit for bit (the same kernel on the
-    /// same input and parameters), for backward: activations that are this cheap to
-    /// rebuild are not kept. `stats` (4 * channels floats) absorbs the statistics the
-    /// kernel writes, so the saved ones and the running ones are untouched.
-    func recomputeReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                       stats: UnsafeMutablePointer<Float>) {
+    /// The training forward's relu(BN(input)) again, bit for bit, from the statistics it
+    /// saved (synchronised ones included), for backward: activations that are this
+    /// cheap to rebuild are not kept.
+    func recomputeReLU(rows: Int, _ t: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
         t.timed(.batchNorm) {
-            let c = channels
-            batchNormReLUForwardTraining(rows: rows, channels: c, input: input, gamma: t.values + gamma,
-                                         beta: t.values + beta, output: output, saveMean: stats,
-                                         saveInvStd: stats + c, runningMean: stats + 2 * c,
-                                         runningVar: stats + 3 * c, momentum: momentum, eps: eps)
+            batchNormReLURecompute(rows: rows, channels: channels, input: input, gamma: t.values + gamma,
+                                   beta: t.values + beta, saveMean: saveMean, saveInvStd: saveInvStd, output: output)
         }
     }
 
@@ -210,7 +208,8 @@ struct BatchNorm {
         t.timed(.batchNorm) {
             batchNormReLUBackward(rows: rows, channels: channels, input: input, output: output, gamma: t.values + gamma,
                                   saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
-                                  gradInput: gradInput, gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+                                  gradInput: gradInput, gradGamma: t.grads + gamma, gradBeta: t.grads + beta,
+                                  reducer: t.batchNormReducer)
         }
     }
 
@@ -219,7 +218,7 @@ struct BatchNorm {
         t.timed(.batchNorm) {
             batchNormBackward(rows: rows, channels: channels, input: input, gamma: t.values + gamma, saveMean: saveMean,
                               saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
-                              gradGamma: t.grads + gamma, gradBeta: t.grads + beta)
+                              gradGamma: t.grads + gamma, gradBeta: t.grads + beta, reducer: t.batchNormReducer)
         }
     }
 }

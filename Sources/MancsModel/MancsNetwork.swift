@@ -154,8 +154,7 @@ public final class MancsNetwork: @unchecked Sendable {
         maxActivation = b.maxActivationPerImage * maxBatch
         scratch = Scratch(g: (0..<3).map { _ in arena.floats(b.maxActivationPerImage * maxBatch) },
                           workspace: arena.floats(b.maxWorkspace),
-                          recompute: arena.floats(b.maxRecomputePerImage * maxBatch),
-                          stats: arena.floats(4 * b.maxBatchNormChannels))
+                          recompute: arena.floats(b.maxRecomputePerImage * maxBatch))
         self.arena = arena
         bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
                            buffers: buffers.values.baseAddress!)
@@ -171,6 +170,16 @@ public final class MancsNetwork: @unchecked Sendable {
     public var profiler: LayerProfiler? {
         get { bases.profiler }
         set { bases.profiler = newValue }
+    }
+
+    /// Synchronised BatchNorm (SPEC section 6): when set, every training-mode
+    /// BatchNorm normalises with the statistics of the whole batch that the
+    /// replicas share, summed through this reducer (one call per layer in forward
+    /// and one in backward; the replicas must run the same layers in the same
+    /// order). nil: each replica's own batch (the default, and a single process).
+    public var batchNormReducer: BatchNormStatisticsReducer? {
+        get { bases.batchNormReducer }
+        set { bases.batchNormReducer = newValue }
     }
 
     /// Called during backward with each layer's parameter range the moment its
@@ -350,7 +359,7 @@ public final class MancsNetwork: @unchecked Sendable {
         // BN; mask the gradient in place, then BN backward into the ReLU output's buffer.
         let stemConvOut = g[cur], stemOut = g[(cur + 2) % 3], gradStemOut = g[next]
         stemConv.forward(n, t, input: images, output: stemConvOut, workspace: ws)
-        stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut, stats: scratch.stats)
+        stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut)
         t.timed(.activation) {
             reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: gradStemOut, gradInput: gradStemOut)
         }

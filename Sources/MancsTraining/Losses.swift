@@ -114,6 +114,61 @@ public func tripletLoss<R: RandomNumberGenerator>(
     return TripletResult(loss: Float(total / Double(pairs.count)), pairs: pairs, negatives: negatives)
 }
 
+// MARK: - Triplet loss over a batch shared by replicas
+
+/// The replicas that each hold one shard of a batch, for a loss over the whole
+/// batch (global triplet mining, SPEC section 6). The trainer implements it over MPI.
+public protocol ReplicaBatchGroup: AnyObject {
+    /// How many replicas share the batch.
+    var replicas: Int { get }
+    /// This replica's shard is the `index`-th of the batch (shards in replica order).
+    var index: Int { get }
+    /// Every replica's `local`, concatenated in replica order; each passes the same count.
+    func allGather(_ local: [Float]) -> [Float]
+}
+
+/// The triplet loss of the whole batch the group shares, from this replica's
+/// shard `features` [n, dim]: the rows and labels of every shard are gathered (in
+/// one collective), every replica computes the same loss with the same negatives
+/// (`rng` must be in the same state on every replica), and `gradFeatures` [n, dim]
+/// receives this shard's rows of `replicas * gradScale * dL/dfeatures`. The factor
+/// `replicas` undoes the gradient allreduce's average, so the averaged parameter
+/// gradient is the one-process gradient of the whole batch.
+public func sharedBatchTripletLoss<R: RandomNumberGenerator>(
+    features: UnsafePointer<Float>, count n: Int, dim: Int, labels: [Int], group: ReplicaBatchGroup,
+    margin: Float, sampling: NegativeSampling, rng: inout R,
+    gradFeatures: UnsafeMutablePointer<Float>, gradScale: Float
+) -> TripletResult {
+    precondition(labels.count == n, "sharedBatchTripletLoss: \(labels.count) labels for \(n) features")
+    // Rows of [features, label]; labels are small integers, exact in Float.
+    let width = dim + 1
+    var local = [Float](repeating: 0, count: n * width)
+    for i in 0..<n {
+        for k in 0..<dim { local[i * width + k] = features[i * dim + k] }
+        local[i * width + dim] = Float(labels[i])
+    }
+    let gathered = group.allGather(local)
+    let total = gathered.count / width
+    precondition(total == n * group.replicas, "sharedBatchTripletLoss: gathered \(total) rows, expected \(n) x \(group.replicas)")
+    var all = [Float](repeating: 0, count: total * dim)
+    var allLabels = [Int](repeating: 0, count: total)
+    for i in 0..<total {
+        for k in 0..<dim { all[i * dim + k] = gathered[i * width + k] }
+        allLabels[i] = Int(gathered[i * width + dim])
+    }
+    var allGrad = [Float](repeating: 0, count: total * dim)
+    let result = all.withUnsafeBufferPointer { all in
+        allGrad.withUnsafeMutableBufferPointer { allGrad in
+            tripletLoss(features: all.baseAddress!, count: total, dim: dim, labels: allLabels, margin: margin,
+                        sampling: sampling, rng: &rng, gradFeatures: allGrad.baseAddress!,
+                        gradScale: gradScale * Float(group.replicas))
+        }
+    }
+    let first = group.index * n * dim
+    for j in 0..<(n * dim) { gradFeatures[j] = allGrad[first + j] }
+    return result
+}
+
 /// One negative per pair, as `sampling` says. `dist` is [n, n].
 private func chooseNegatives<R: RandomNumberGenerator>(
     pairs: [(anchor: Int, positive: Int)], labels: [Int], dist: [Double],

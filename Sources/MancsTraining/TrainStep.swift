@@ -52,20 +52,31 @@ public final class TrainStep: @unchecked Sendable {
     /// Runs a training-mode forward on `images` (NHWC, normalised), the three
     /// losses and the backward. Gradients are zeroed first unless
     /// `accumulate` is set; `onGradientsReady` is passed to the backward (see
-    /// `MancsNetwork.backward`).
+    /// `MancsNetwork.backward`). With `group`, `images` are this replica's shard
+    /// of a batch the group shares and the triplet loss is that batch's (see
+    /// `sharedBatchTripletLoss`); the focal and attention losses are this shard's
+    /// means, which the gradient average over equal shards turns into the batch's.
     @discardableResult
     public func run<R: RandomNumberGenerator>(
         images: UnsafePointer<Float>, labels: [Int], sampling: NegativeSampling, rng: inout R,
-        accumulate: Bool = false, onGradientsReady: ((Range<Int>) -> Void)? = nil
+        accumulate: Bool = false, group: ReplicaBatchGroup? = nil,
+        onGradientsReady: ((Range<Int>) -> Void)? = nil
     ) -> LossBreakdown {
         let n = labels.count, c = network.config
         precondition(n >= 2 && n <= network.maxBatch, "batch of \(n) labels outside 2...\(network.maxBatch)")
         precondition(labels.allSatisfy { (0..<c.numClasses).contains($0) }, "labels must lie in 0..<\(c.numClasses)")
         if !accumulate { network.parameters.zeroGradients() }
         let out = network.forward(images: images, batch: n, training: true)
-        let triplet = tripletLoss(features: out.fRank, count: n, dim: c.resolvedEmbeddingDim, labels: labels,
+        let triplet: TripletResult
+        if let group {
+            triplet = sharedBatchTripletLoss(features: out.fRank, count: n, dim: c.resolvedEmbeddingDim, labels: labels,
+                                             group: group, margin: losses.margin, sampling: sampling, rng: &rng,
+                                             gradFeatures: gradFRank, gradScale: losses.lambdaRank)
+        } else {
+            triplet = tripletLoss(features: out.fRank, count: n, dim: c.resolvedEmbeddingDim, labels: labels,
                                   margin: losses.margin, sampling: sampling, rng: &rng, gradFeatures: gradFRank,
                                   gradScale: losses.lambdaRank)
+        }
         let cls = focalLoss(logits: out.clsLogits, count: n, classes: c.numClasses, labels: labels, gamma: losses.gamma,
                             gradLogits: gradCls, gradScale: losses.lambdaCls)
         let att = attentionLoss(logits: out.attLogits, count: n, classes: c.numClasses, labels: labels,

@@ -16,7 +16,9 @@ struct TrainCommand: ParsableCommand {
 
           mpirun -np 8 mancs-dist --data /data/Market-1501 --run-dir runs/market
 
-        Every rank trains on its share of each P x K batch (P must divide by the number of ranks). \
+        Every rank trains on its share of each P x K batch (P must divide by the number of ranks); \
+        triplets are mined and BatchNorm statistics taken over the whole batch of every rank, so \
+        the rank count changes the speed, not the training (--triplet-mining, --batch-norm). \
         Gradients are averaged; rank 0 writes checkpoints to RUN_DIR/checkpoints and appends metrics to \
         RUN_DIR/metrics.jsonl. Rerunning the same command resumes from the newest valid checkpoint \
         (--resume auto). SIGTERM or SIGUSR1 on any rank checkpoints and exits cleanly.
@@ -115,13 +117,18 @@ struct ScheduleOptions: ParsableArguments {
     var idsPerBatch: Int?
     @Option(name: .customLong("images-per-id"), help: "K: images per identity (default 4).")
     var imagesPerId: Int?
-    @Option(help: "Micro-batches per step: N ranks x A reproduce the global batch of N*A ranks (default 1).")
+    @Option(help: "Micro-batches per step (default 1): each rank's share of the batch is split into A; a micro-batch (1/A of the global batch, over every rank) is the unit of triplet mining and BatchNorm statistics, as in PyTorch DDP + SyncBatchNorm.")
     var accumulate: Int?
+    @Option(name: .customLong("triplet-mining"), help: "global: every rank mines triplets over the whole (micro-)batch of all ranks, so the rank count does not change the loss | local: over its own shard only, which needs at least 2 identities per shard (default global).")
+    var tripletMining: String?
+    @Option(name: .customLong("batch-norm"), help: "sync: training BatchNorm normalises with the statistics of the whole (micro-)batch of all ranks (two small allreduces per layer and step) | local: with each rank's own shard's (default sync).")
+    var batchNorm: String?
 
     func apply(to s: inout TrainSettings) {
         if let v = epochs { s.epochs = v }; if let v = maxSteps { s.maxSteps = v }
         if let v = idsPerBatch { s.idsPerBatch = v }; if let v = imagesPerId { s.imagesPerId = v }
         if let v = accumulate { s.accumulate = v }
+        if let v = tripletMining { s.tripletMining = v }; if let v = batchNorm { s.batchNorm = v }
     }
 }
 
@@ -172,6 +179,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Write a checkpoint every N steps (default 500; always at the end).") var checkpointEvery: Int?
     @Option(help: "Checkpoints to keep (default 3).") var keepCheckpoints: Int?
     @Option(help: "auto (newest valid checkpoint in RUN_DIR/checkpoints) | PATH | none (default auto).") var resume: String?
+    @Flag(help: "Resume even from a checkpoint trained with another --triplet-mining or --batch-norm.") var forceResume = false
     @Option(help: "Evaluate on query/gallery every N epochs (0 = only at the end; default 0).") var evalEvery: Int?
     @Option(help: "Log every N steps (default 10).") var logEvery: Int?
     @Option(help: "Compare parameter checksums across ranks every N steps (default 100).") var checkReplicasEvery: Int?
@@ -179,7 +187,7 @@ struct RunOptions: ParsableArguments {
     func apply(to s: inout TrainSettings) {
         if let v = seed { s.seed = v }; if let v = threads { s.threads = v }; if let v = loaderThreads { s.loaderThreads = v }
         if let v = checkpointEvery { s.checkpointEvery = v }; if let v = keepCheckpoints { s.keepCheckpoints = v }
-        if let v = resume { s.resume = v }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
+        if let v = resume { s.resume = v }; if forceResume { s.forceResume = true }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
         if let v = checkReplicasEvery { s.checkReplicasEvery = v }
     }
 }

@@ -15,6 +15,10 @@ struct TrainSettings: Codable, Equatable {
     var idsPerBatch: Int = 16
     var imagesPerId: Int = 4
     var accumulate: Int = 1
+    /// global: triplets mined over the whole (micro-)batch of every rank; local: over each rank's shard.
+    var tripletMining: String = "global"
+    /// sync: training BatchNorm uses the whole (micro-)batch's statistics; local: each rank's shard's.
+    var batchNorm: String = "sync"
     // Model
     var height: Int = 256
     var width: Int = 128
@@ -44,18 +48,20 @@ struct TrainSettings: Codable, Equatable {
     var checkpointEvery: Int = 500
     var keepCheckpoints: Int = 3
     var resume: String = "auto"
+    /// Resume a checkpoint trained with another --triplet-mining or --batch-norm.
+    var forceResume: Bool = false
     var evalEvery: Int = 0
     var logEvery: Int = 10
     var checkReplicasEvery: Int = 100
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, dataset, runDir = "run-dir", epochs, maxSteps = "max-steps", idsPerBatch = "ids-per-batch",
-             imagesPerId = "images-per-id", accumulate, height, width, baseWidth = "base-width", blocks,
+             imagesPerId = "images-per-id", accumulate, tripletMining = "triplet-mining", batchNorm = "batch-norm", height, width, baseWidth = "base-width", blocks,
              lastStride = "last-stride", attentionStages = "attention-stages", pretrained, lr,
              clipNorm = "clip-norm", margin, gamma, lambdaRank = "lambda-rank", lambdaCls = "lambda-cls",
              lambdaAtt = "lambda-att", negatives, t0, t1, curriculumA = "curriculum-a", curriculumB = "curriculum-b",
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
-             keepCheckpoints = "keep-checkpoints", resume, evalEvery = "eval-every", logEvery = "log-every",
+             keepCheckpoints = "keep-checkpoints", resume, forceResume = "force-resume", evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
     }
 
@@ -77,6 +83,7 @@ struct TrainSettings: Codable, Equatable {
         epochs = try v(.epochs, epochs); maxSteps = try k.decodeIfPresent(Int.self, forKey: .maxSteps)
         idsPerBatch = try v(.idsPerBatch, idsPerBatch); imagesPerId = try v(.imagesPerId, imagesPerId)
         accumulate = try v(.accumulate, accumulate)
+        tripletMining = try v(.tripletMining, tripletMining); batchNorm = try v(.batchNorm, batchNorm)
         height = try v(.height, height); width = try v(.width, width); baseWidth = try v(.baseWidth, baseWidth)
         blocks = try v(.blocks, blocks); lastStride = try v(.lastStride, lastStride)
         attentionStages = try v(.attentionStages, attentionStages)
@@ -88,7 +95,7 @@ struct TrainSettings: Codable, Equatable {
         curriculumA = try v(.curriculumA, curriculumA); curriculumB = try v(.curriculumB, curriculumB)
         seed = try v(.seed, seed); threads = try v(.threads, threads); loaderThreads = try v(.loaderThreads, loaderThreads)
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
-        resume = try v(.resume, resume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
+        resume = try v(.resume, resume); forceResume = try v(.forceResume, forceResume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
     }
 
@@ -107,6 +114,10 @@ struct TrainSettings: Codable, Equatable {
         if idsPerBatch < 2 { throw bad("--ids-per-batch (P) must be at least 2: triplets need negatives") }
         if imagesPerId < 2 { throw bad("--images-per-id (K) must be at least 2: triplets need positives") }
         if accumulate < 1 { throw bad("--accumulate must be at least 1") }
+        if !["global", "local"].contains(tripletMining) {
+            throw bad("--triplet-mining must be global or local, got '\(tripletMining)'")
+        }
+        if !["sync", "local"].contains(batchNorm) { throw bad("--batch-norm must be sync or local, got '\(batchNorm)'") }
         if epochs < 1 { throw bad("--epochs must be at least 1") }
         if let m = maxSteps, m < 1 { throw bad("--max-steps must be at least 1") }
         if !["curriculum", "hardest", "random"].contains(negatives) {

@@ -22,6 +22,8 @@ final class Trainer {
     let trainStep: TrainStep
     let adam: Adam
     let reducer: GradientReducer
+    /// The ranks as one batch: synchronised BatchNorm and global triplet mining (nil on one rank).
+    let shardGroup: ShardGroup?
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
     var state: TrainingState
@@ -104,6 +106,13 @@ final class Trainer {
         guard s.idsPerBatch % shards == 0 else {
             throw SettingsError("--ids-per-batch \(s.idsPerBatch) does not divide by \(comm.size) ranks x --accumulate \(s.accumulate) = \(shards): every shard trains on whole identities. Choose P as a multiple of \(shards).")
         }
+        // Triplets need negatives: at least two identities where they are mined.
+        if s.tripletMining == "local" && s.idsPerBatch / shards < 2 {
+            throw SettingsError("--triplet-mining local: --ids-per-batch \(s.idsPerBatch) over \(comm.size) ranks x --accumulate \(s.accumulate) leaves \(s.idsPerBatch / shards) identity per shard, so its anchors have no negative. Use --triplet-mining global (the default), fewer ranks or micro-batches, or P of at least \(2 * shards).")
+        }
+        if s.tripletMining == "global" && s.idsPerBatch / s.accumulate < 2 {
+            throw SettingsError("--ids-per-batch \(s.idsPerBatch) over --accumulate \(s.accumulate) leaves \(s.idsPerBatch / s.accumulate) identity per micro-batch, so its anchors have no negative. Use P of at least \(2 * s.accumulate).")
+        }
 
         // Data: every rank reads the listing; a node that cannot see --data, or
         // sees another listing, stops every rank (with its host in the message).
@@ -130,6 +139,8 @@ final class Trainer {
         try config.validate()
         let microBatch = s.idsPerBatch / shards * s.imagesPerId
         network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed))
+        shardGroup = comm.size > 1 && (s.batchNorm == "sync" || s.tripletMining == "global") ? try ShardGroup(world: comm) : nil
+        if s.batchNorm == "sync" { network.batchNormReducer = shardGroup }
         trainStep = TrainStep(network: network, losses: LossSettings(
             margin: Float(s.margin), gamma: Float(s.gamma), lambdaRank: Float(s.lambdaRank),
             lambdaCls: Float(s.lambdaCls), lambdaAtt: Float(s.lambdaAtt)))
@@ -138,6 +149,7 @@ final class Trainer {
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
         log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters")
+        log.info("triplet mining \(s.tripletMining), BatchNorm \(s.batchNorm): \(s.tripletMining == "global" ? s.idsPerBatch / s.accumulate : s.idsPerBatch / shards) identities mined together, BatchNorm statistics over \(s.batchNorm == "sync" ? microBatch * comm.size : microBatch) images")
         try Trainer.logComputeKernels(comm: comm, log: log, threads: s.threads)
 
         // Start: resume, or initialise (+ pretrained) on rank 0 and broadcast.
@@ -155,6 +167,7 @@ final class Trainer {
         if let url = resumeFrom {
             let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: network.parameters,
                                                          buffers: network.buffers, adam: moments)
+            try Trainer.checkSameAlgorithm(checkpointConfig: loaded.state.config, path: loaded.path, s, log: log)
             adam.step = loaded.adamStep
             state.globalStep = loaded.state.globalStep
             if loaded.state.worldSize != Int64(comm.size) {
@@ -216,12 +229,15 @@ final class Trainer {
             var reduceError: Error? = nil
             for m in 0..<s.accumulate {
                 let last = m == s.accumulate - 1
-                var rng = Trainer.stepRandom(seed: s.seed, step: step, shard: comm.rank * s.accumulate + m)
+                // Global mining: every rank draws the same negatives for micro-batch m.
+                let global = s.tripletMining == "global"
+                var rng = Trainer.stepRandom(seed: s.seed, step: step, shard: global ? m : comm.rank * s.accumulate + m)
                 if last { reducer.beginStep() }
                 let labels = Array(batch.labels[(m * micro)..<((m + 1) * micro)])
                 let result = batch.images.withUnsafeBufferPointer { images in
                     trainStep.run(images: images.baseAddress! + m * micro * imageSize, labels: labels,
                                   sampling: sampling(epoch: epoch), rng: &rng, accumulate: m > 0,
+                                  group: global ? shardGroup : nil,
                                   onGradientsReady: last ? { [reducer] range in
                                       do { try reducer.gradientsReady(range); try reducer.progress() }
                                       catch { if reduceError == nil { reduceError = error } }
@@ -351,21 +367,44 @@ final class Trainer {
     }
 
     /// mu and sigma of the curriculum at an epoch (for the log), for the
-    /// number of negatives an anchor has in a shard.
+    /// number of negatives an anchor has where triplets are mined.
     func curriculumState(epoch: Int) -> (Double, Double) {
-        let shardIds = s.idsPerBatch / (comm.size * s.accumulate)
+        let shardIds = s.idsPerBatch / ((s.tripletMining == "global" ? 1 : comm.size) * s.accumulate)
         let nn = Double((shardIds - 1) * s.imagesPerId)
         let t = Double(epoch)
         return (max(nn - nn / s.t0 * t, 0), s.curriculumA * pow(s.curriculumB, (t - s.t0) / (s.t1 - s.t0)))
     }
 
-    /// The random stream of one shard at one step: a function of (seed, step,
-    /// shard) only, so sampling does not depend on where a run was resumed.
+    /// The random stream of the triplet loss of one step: a function of (seed,
+    /// step, shard) only, so sampling does not depend on where a run was resumed.
+    /// With global mining `shard` is the micro-batch (every rank draws the same
+    /// negatives over the same gathered batch, whatever the rank count); with
+    /// local mining it is the shard's place in the global batch.
     static func stepRandom(seed: Int, step: Int, shard: Int) -> InitRandom {
         var h = UInt64(bitPattern: Int64(seed)) &* 0x9E37_79B9_7F4A_7C15
         h ^= UInt64(step) &* 0xBF58_476D_1CE4_E5B9
         h ^= UInt64(shard) &* 0x94D0_49BB_1331_11EB
         return InitRandom(seed: h)
+    }
+
+    /// Resuming with another mining or BatchNorm setting would continue a run
+    /// with another algorithm: refused unless --force-resume. A checkpoint
+    /// from before these settings existed was trained with local ones.
+    static func checkSameAlgorithm(checkpointConfig: String, path: String, _ s: TrainSettings, log: RunLog) throws {
+        let object = (try? JSONSerialization.jsonObject(with: Data(checkpointConfig.utf8))) as? [String: Any]
+        let train = object?["train"] as? [String: Any] ?? [:]
+        var differences: [String] = []
+        for (key, mine) in [("triplet-mining", s.tripletMining), ("batch-norm", s.batchNorm)] {
+            let theirs = train[key] as? String ?? "local"
+            if theirs != mine { differences.append("--\(key) \(theirs) (this run: \(mine))") }
+        }
+        guard !differences.isEmpty else { return }
+        let what = "checkpoint \(path) was trained with \(differences.joined(separator: " and "))"
+        if s.forceResume {
+            log.warning("\(what); continuing with this run's settings (--force-resume)")
+        } else {
+            throw SettingsError("\(what). Resume with the checkpoint's settings, or pass --force-resume to change them from here.")
+        }
     }
 
     static func checkpointConfig(_ s: TrainSettings, _ model: MancsConfig) throws -> String {
@@ -413,3 +452,6 @@ struct RankFailure: Error, CustomStringConvertible {
 func settingsYAML(_ s: TrainSettings) throws -> String {
     "# Effective settings of this run (defaults < --config < flags).\n" + (try YAMLText.encode(s))
 }
+
+// The ranks as the replicas of synchronised BatchNorm and global triplet mining.
+extension ShardGroup: BatchNormStatisticsReducer, ReplicaBatchGroup {}

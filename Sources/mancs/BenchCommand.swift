@@ -26,6 +26,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed steps (after one warm-up step).") var steps = 3
     @Option(help: "Compute threads per process (GEMMs and layers are split over them).") var threads = 2
     @Option(help: "Side of the square sgemm timed for comparison (0 skips it).") var sgemmSize = 2048
+    @Option(name: .customLong("triplet-mining"), help: "Under mpirun: global (embeddings all-gathered, loss over the whole batch) | local (each rank's shard), as mancs-dist (default global).") var tripletMining = "global"
+    @Option(name: .customLong("batch-norm"), help: "Under mpirun: sync (BatchNorm statistics allreduced per layer) | local (each rank's shard), as mancs-dist (default sync).") var batchNorm = "sync"
     @Flag(help: "Print one JSON object instead of a table.") var json = false
 
     static let imagesPerIdentity = 4
@@ -35,6 +37,8 @@ struct BenchCommand: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard sgemmSize >= 0 else { throw ValidationError("--sgemm-size must be 0 or more, got \(sgemmSize)") }
+        guard ["global", "local"].contains(tripletMining) else { throw ValidationError("--triplet-mining must be global or local, got \(tripletMining)") }
+        guard ["sync", "local"].contains(batchNorm) else { throw ValidationError("--batch-norm must be sync or local, got \(batchNorm)") }
         _ = try parsedBlocks()
     }
 
@@ -166,7 +170,8 @@ struct BenchCommand: ParsableCommand {
                 "config": ["batch": batch, "local_batch": local, "ranks": ranks, "threads": threads, "height": height,
                            "width": width, "base_width": baseWidth, "blocks": run.blocks, "classes": classes,
                            "steps": steps, "parameters": run.parameterCount,
-                           "reducer": run.reducerMode] as [String: Any],
+                           "reducer": run.reducerMode,
+                           "triplet_mining": tripletMining, "batch_norm": batchNorm] as [String: Any],
             ]
             o["scaling_on_paper"] = scaling
             o["backward_seconds_last_step"] = round4(backwardSeconds)
@@ -180,7 +185,7 @@ struct BenchCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("mancs bench: batch \(batch) (\(ranks) rank(s) x \(local)), \(threads) thread(s), \(height)x\(width), base width \(baseWidth), blocks \(blocks), \(classes) classes")
+            print("mancs bench: batch \(batch) (\(ranks) rank(s) x \(local)), \(threads) thread(s), \(height)x\(width), base width \(baseWidth), blocks \(blocks), \(classes) classes; triplet mining \(tripletMining), BatchNorm \(batchNorm)")
             print(String(format: "step %.3f s mean, %.3f s best (%@)", meanStep, bestStep,
                          timing.steps.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
             print(String(format: "%.2f imgs/s (best %.2f); %.2f GFLOP/img (%.2f fwd + %.2f bwd)", imgsPerSecond,
@@ -243,6 +248,8 @@ struct BenchCommand: ParsableCommand {
         let grads = network.parameters.grads!
         let reducer = ranks > 1 ? try GradientReducer(comm: comm, gradients: grads, mode: try GradientReducer.defaultMode()) : nil
         defer { reducer?.shutdown() }
+        let group = ranks > 1 ? try ShardGroup(world: comm) : nil
+        if batchNorm == "sync" { network.batchNormReducer = group }
 
         // Synthetic input: uniform noise, this rank's shard of the global batch.
         let imageFloats = height * width * 3
@@ -270,6 +277,7 @@ struct BenchCommand: ParsableCommand {
             let before = (profiler.forwardNanoseconds, profiler.backwardNanoseconds)
             images.withUnsafeBufferPointer { buf in
                 _ = trainStep.run(images: buf.baseAddress!, labels: labels, sampling: .hardest, rng: &rng,
+                                  group: tripletMining == "global" ? group : nil,
                                   onGradientsReady: { range in
                                       let t0 = monotonicNanoseconds()
                                       reported.append((t0, range))
@@ -449,3 +457,6 @@ private struct StepTiming {
 
 private func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
 private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
+
+// The ranks as the replicas of synchronised BatchNorm and global triplet mining.
+extension ShardGroup: BatchNormStatisticsReducer, ReplicaBatchGroup {}

@@ -16,6 +16,7 @@ struct DiffCommand: ParsableCommand {
     @Option(help: "Largest allowed relative L2 difference per tensor (0 = bit-identical).") var tolerance: Double = 0
     @Option(help: "Absolute floor: a tensor whose largest difference is at most this never differs (gradients that are zero in exact arithmetic, e.g. a bias before BatchNorm, hold only rounding noise; default 0).") var absoluteTolerance: Double = 0
     @Flag(help: "List every tensor, not only the ones that differ.") var verbose = false
+    @Flag(help: "Apply --tolerance to every compared tensor taken together as one vector (e.g. two models' whole parameter vectors) instead of to each tensor.") var whole = false
 
     func run() throws {
         let a: HDF5File, b: HDF5File
@@ -29,6 +30,7 @@ struct DiffCommand: ParsableCommand {
         let roots = groups.map { $0.split(separator: ",").map { "/" + $0.trimmingCharacters(in: CharacterSet(charactersIn: "/ ")) } } ?? ["/"]
         var compared = 0, differing = 0, onlyOne: [String] = []
         var worst = (name: "", rel: 0.0)
+        var wholeDiff2 = 0.0, wholeRef2 = 0.0
         for root in roots {
             let namesA = Set(try datasets(in: a, under: root)), namesB = Set(try datasets(in: b, under: root))
             onlyOne += namesA.symmetricDifference(namesB).sorted()
@@ -45,9 +47,10 @@ struct DiffCommand: ParsableCommand {
                     let d = x.values[i] - y.values[i]
                     diff2 += d * d; ref2 += x.values[i] * x.values[i]; maxAbs = max(maxAbs, abs(d))
                 }
+                wholeDiff2 += diff2; wholeRef2 += ref2
                 let rel = diff2 == 0 ? 0 : sqrt(diff2) / max(sqrt(ref2), 1e-30)
                 if rel > worst.rel && maxAbs > absoluteTolerance { worst = (name, rel) }
-                let bad = (tolerance == 0 ? diff2 != 0 : rel > tolerance) && maxAbs > absoluteTolerance
+                let bad = !whole && (tolerance == 0 ? diff2 != 0 : rel > tolerance) && maxAbs > absoluteTolerance
                 if bad { differing += 1 }
                 if bad || verbose { print(String(format: "%@: relative L2 %.3e, max abs %.3e%@", name, rel, maxAbs, bad ? "  DIFFERS" : "")) }
             }
@@ -58,7 +61,13 @@ struct DiffCommand: ParsableCommand {
             FileHandle.standardError.write(Data("mancs diff: no tensor in common under \(roots.joined(separator: ","))\n".utf8))
             throw ExitCode(2)
         }
-        if differing > 0 { throw ExitCode(1) }
+        var wholeDiffers = false
+        if whole {
+            let rel = wholeDiff2 == 0 ? 0 : sqrt(wholeDiff2) / max(sqrt(wholeRef2), 1e-30)
+            wholeDiffers = tolerance == 0 ? wholeDiff2 != 0 : rel > tolerance
+            print(String(format: "whole vector of the %d tensors: relative L2 %.3e%@", compared, rel, wholeDiffers ? "  DIFFERS" : ""))
+        }
+        if differing > 0 || wholeDiffers { throw ExitCode(1) }
     }
 
     /// Paths of every numeric dataset below a group.
