@@ -47,14 +47,14 @@ let package = Package(
         ]),
 
         // MARK: Tests
-        .target(name: "TestSupport", dependencies: ["HDF5Kit"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5"], path: "Tests/TestSupport"),
         .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["MancsTraining", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["ReIDData", "TestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["ReIDEval", "TestSupport"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "TestSupport", "CHDF5"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
     ]
 )

@@ -196,6 +196,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Write a checkpoint every N steps (default 500; always at the end).") var checkpointEvery: Int?
     @Option(help: "Checkpoints to keep (default 3).") var keepCheckpoints: Int?
     @Option(help: "auto (newest valid checkpoint in RUN_DIR/checkpoints) | PATH | none (default auto).") var resume: String?
+    @Flag(help: "Resume although --lr or --epochs differ from the checkpoint's run (the other settings of the run's contract never may).") var resumeForce = false
     @Option(help: "Evaluate on query/gallery every N epochs (0 = only at the end; default 0).") var evalEvery: Int?
     @Option(help: "Log every N steps (default 10).") var logEvery: Int?
     @Option(help: "Compare parameter checksums across ranks every N steps (default 100).") var checkReplicasEvery: Int?
@@ -205,6 +206,7 @@ struct RunOptions: ParsableArguments {
         if let v = checkpointEvery { s.checkpointEvery = v }; if let v = keepCheckpoints { s.keepCheckpoints = v }
         if let v = resume { s.resume = v }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
         if let v = checkReplicasEvery { s.checkReplicasEvery = v }
+        if resumeForce { s.resumeForce = true }
     }
 }
 

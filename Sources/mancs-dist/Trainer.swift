@@ -22,6 +22,8 @@ final class Trainer {
     let trainStep: TrainStep
     let adam: Adam
     let reducer: GradientReducer
+    /// Which checkpoints saving may delete (never the new one, never a newer one this run did not write).
+    let retention: CheckpointRetention
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
     var state: TrainingState
@@ -44,7 +46,14 @@ final class Trainer {
         defer { comm.finalize() }
         let log: RunLog
         do {
-            log = try RunLog(rank: comm.rank, runDir: comm.isRoot ? try prepareRunDirectory(settings) : nil)
+            // Rank 0 prepares (and locks) the run directory; its error ends every rank.
+            var runDir: String? = nil, failure = Data()
+            if comm.isRoot {
+                do { runDir = try prepareRunDirectory(settings) } catch { failure = Data("\(error)".utf8) }
+            }
+            failure = try comm.broadcast(data: failure)
+            if !failure.isEmpty { throw SettingsError(String(decoding: failure, as: UTF8.self)) }
+            log = try RunLog(rank: comm.rank, runDir: runDir)
         } catch {
             if comm.isRoot { FileHandle.standardError.write(Data("mancs-dist: \(error)\n".utf8)) }
             return 1
@@ -82,8 +91,31 @@ final class Trainer {
         } catch {
             throw SettingsError("--run-dir \(s.runDir): cannot create the run directory (\(error.localizedDescription))")
         }
+        try lockRunDirectory(dir)
         try settingsYAML(s).write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
         return dir.path
+    }
+
+    /// The descriptor holding RUN_DIR/.lock, open for the life of the process.
+    nonisolated(unsafe) static var runDirectoryLock: Int32 = -1
+
+    /// Takes an exclusive `flock` on RUN_DIR/.lock (rank 0), refusing a second
+    /// job in the same directory: two would delete each other's temporaries and
+    /// interleave metrics.jsonl. The lock ends with the process, however it ends.
+    static func lockRunDirectory(_ dir: URL) throws {
+        let path = dir.appendingPathComponent(".lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SettingsError("--run-dir \(dir.path): cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw SettingsError("--run-dir \(dir.path) is in use by another job\(holder.isEmpty ? "" : " (the lock was last taken by \(holder))"): "
+                                + "wait for it to end, or choose another --run-dir")
+        }
+        let me = Data("pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = me.withUnsafeBytes { pwrite(fd, $0.baseAddress, me.count, 0) }
+        runDirectoryLock = fd
     }
 
     init(settings s: TrainSettings, comm: Communicator, log: RunLog) throws {
@@ -141,6 +173,8 @@ final class Trainer {
             resumeFrom = URL(fileURLWithPath: s.resume)
         }
         if let url = resumeFrom {
+            let stored = try Checkpoint.storedConfig(url, comm: comm)
+            try ResumeContract.check(stored: stored, current: state.config, force: s.resumeForce, checkpoint: url.path)
             let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: network.parameters,
                                                          buffers: network.buffers, adam: moments)
             adam.step = loaded.adamStep
@@ -165,6 +199,7 @@ final class Trainer {
             }
             try Checkpoint.broadcastWeights(comm: comm, parameters: network.parameters, buffers: network.buffers)
         }
+        retention = CheckpointRetention(keep: s.keepCheckpoints, resumedFrom: state.globalStep)
         reducer = try GradientReducer(comm: comm, gradients: network.parameters.grads!)
     }
 
@@ -309,11 +344,12 @@ final class Trainer {
         log.metric(m)
         if step > 0 && r.mAP > bestMAP {
             bestMAP = r.mAP
-            let best = runDir.appendingPathComponent("best.h5"), tmp = runDir.appendingPathComponent(".best.h5.tmp")
+            let best = runDir.appendingPathComponent("best.h5")
             let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
-            try? FileManager.default.removeItem(at: tmp)
-            try Checkpoint.write(to: tmp.path, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
-            guard rename(tmp.path, best.path) == 0 else { throw RankFailure("cannot write \(best.path): \(String(cString: strerror(errno)))") }
+            // Like a checkpoint: temporary, fsync, verified, renamed; a failure keeps the previous best.h5.
+            try Checkpoint.replaceAtomically(best, write: {
+                try Checkpoint.write(to: $0, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
+            }, verify: { _ = try Checkpoint.verify(URL(fileURLWithPath: $0)) })
             state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
             log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * r.mAP, best.path))
         }
@@ -324,8 +360,15 @@ final class Trainer {
     @discardableResult
     func saveCheckpoint() throws -> URL {
         let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
-        let url = try Checkpoint.saveOnRoot(comm: comm, parameters: network.parameters, buffers: network.buffers,
-                                            adam: moments, state: state, runDirectory: runDir, keep: s.keepCheckpoints)
+        let url: URL
+        do {
+            url = try Checkpoint.saveOnRoot(comm: comm, parameters: network.parameters, buffers: network.buffers,
+                                            adam: moments, state: state, runDirectory: runDir, retention: retention)
+        } catch {
+            // saveOnRoot gives every rank rank 0's error (e.g. a full disk): one report, a clean exit everywhere.
+            throw TrainingFailure("cannot save the checkpoint of step \(state.globalStep): \(error). "
+                                  + "The checkpoints already written are intact; free space and rerun with --resume auto.")
+        }
         log.info("checkpoint \(url.path)")
         return url
     }
