@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["MancsTraining", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["ReIDData", "TestSupport"]),
-        .testTarget(name: "EvalTests", dependencies: ["ReIDEval", "TestSupport"]),
+        .testTarget(name: "EvalTests", dependencies: ["ReIDEval", "Distributed", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "TestSupport", "CHDF5"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
     ]

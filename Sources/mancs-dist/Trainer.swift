@@ -222,8 +222,13 @@ final class Trainer {
         let runStart = Date(), firstStep = state.globalStep
         var sums = [Double](repeating: 0, count: 4)
         var lastEvaluatedStep = -1
+        // A stop signal during set-up: nothing new to save.
+        if try StopSignal.anyRankRequestedStop(comm) {
+            log.info("stop requested (SIGTERM/SIGUSR1) during set-up at step \(state.globalStep): exiting before training. Rerun with --resume auto to continue.")
+            return 0
+        }
         if s.evalEvery > 0 && state.globalStep == 0 {
-            try evaluate(label: "untrained model")  // the baseline the run must beat
+            guard try evaluateUnlessStopped(label: "untrained model") else { return 0 }  // the baseline the run must beat
             lastEvaluatedStep = 0
         }
 
@@ -301,7 +306,7 @@ final class Trainer {
             }
             let endOfEpoch = done % perEpoch == 0
             if s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0 && done < totalSteps {
-                try evaluate(label: "epoch \(done / perEpoch)")
+                guard try evaluateUnlessStopped(label: "epoch \(done / perEpoch)") else { return 0 }
                 lastEvaluatedStep = done
             }
             let stopping = try StopSignal.anyRankRequestedStop(comm)
@@ -313,7 +318,7 @@ final class Trainer {
                 }
             }
         }
-        if lastEvaluatedStep != Int(state.globalStep) { try evaluate(label: "final") }
+        if lastEvaluatedStep != Int(state.globalStep) { guard try evaluateUnlessStopped(label: "final") else { return 0 } }
         let checksum = ReplicaCheck.checksum(UnsafeBufferPointer(network.parameters.values))
         try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
         log.info("replicas identical on \(comm.size) rank(s): parameter checksum \(String(checksum, radix: 16))")
@@ -323,14 +328,34 @@ final class Trainer {
 
     // MARK: - Evaluation
 
+    /// `evaluate`, except that a stop signal during it ends the run as one
+    /// after a step does: a checkpoint of the current step, then false.
+    func evaluateUnlessStopped(label: String) throws -> Bool {
+        do {
+            try evaluate(label: label)
+            return true
+        } catch is EvaluationStopped {
+            let url = try saveCheckpoint()
+            log.info("stop requested (SIGTERM/SIGUSR1) during the evaluation: checkpoint \(url.lastPathComponent) written at step \(state.globalStep); exiting. Rerun with --resume auto to continue.")
+            return false
+        }
+    }
+
     /// Collective: features of query and gallery extracted by every rank,
     /// scored on rank 0 (Market protocol), logged, and the best model by mAP
     /// kept as RUN_DIR/best.h5.
     func evaluate(label: String) throws {
         guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
         let start = Date()
-        let features = try extractFeatures(network: network, dataset: dataset, comm: comm,
+        let features: FeaturesFile?
+        do {
+            features = try extractFeatures(network: network, dataset: dataset, comm: comm,
                                            loaderThreads: s.loaderThreads, paths: false)
+        } catch {
+            // Every rank fails an extraction together; they ask together whether a signal was the cause.
+            if try StopSignal.anyRankRequestedStop(comm) { throw EvaluationStopped() }
+            throw error
+        }
         guard let features else { return }  // ranks other than 0
         let r = try evaluateMarket(query: features.query, gallery: features.gallery,
                                    options: EvalOptions(threads: s.threads))
@@ -435,6 +460,9 @@ final class Trainer {
 }
 
 /// A failure every rank sees at the same step (e.g. a NaN loss after the allreduce).
+/// An evaluation ended early by a stop signal, on every rank.
+struct EvaluationStopped: Error {}
+
 struct TrainingFailure: Error, CustomStringConvertible {
     var description: String
     init(_ s: String) { description = s }
