@@ -120,4 +120,21 @@ import TestSupport
         let empty = message { _ = try file.root.read("small", as: Float.self) }
         #expect(empty.contains("/small") && empty.contains("no data"), "\(empty)")
     }
+
+    @Test func fuzzRegressionsGiveErrorsNotCrashes() throws {
+        // Files the fuzzer found (Tests/fuzz/regressions/hdf5): each opens with an
+        // error or walks with one; none may crash or hang.
+        let dir = SharedFiles.packageRoot.appendingPathComponent("Tests/fuzz/regressions/hdf5")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".h5") }
+        #expect(!names.isEmpty)
+        for name in names {
+            let path = dir.appendingPathComponent(name).path
+            do {
+                let file = try HDF5File(openForReading: path)
+                try file.root.walkDatasets { g, n in _ = try g.read(n, as: Double.self) }
+            } catch let e as HDF5Error {
+                #expect(e.message.contains(path))
+            }
+        }
+    }
 }

@@ -43,8 +43,13 @@ for t in "${targets[@]}"; do
     mkdir -p "$out/$t/corpus"
     echo "== fuzz $t for $seconds s"
     status=0
-    (cd "$out/$t" && "$OLDPWD/$bin/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -detect_leaks=0 \
-        -print_final_stats=1 corpus "$OLDPWD/Tests/fuzz/corpus/$t" > log 2>&1) || status=$?
+    # libhdf5 asks malloc for whatever a damaged header says (430 GB in
+    # Tests/fuzz/regressions/hdf5): outside ASAN malloc returns NULL and HDF5
+    # reports an error, so let ASAN return NULL too instead of aborting.
+    limits=(-rss_limit_mb=2048); asan="$ASAN_OPTIONS"
+    if [ "$t" = hdf5 ]; then limits=(-rss_limit_mb=4096 -malloc_limit_mb=1048576); asan="$asan:allocator_may_return_null=1"; fi
+    (cd "$out/$t" && ASAN_OPTIONS="$asan" "$OLDPWD/$bin/$t" -max_total_time="$seconds" "${limits[@]}" -max_len=65536 \
+        -detect_leaks=0 -print_final_stats=1 corpus "$OLDPWD/Tests/fuzz/corpus/$t" > log 2>&1) || status=$?
     grep -E "stat::number_of_executed_units|cov:|ERROR|SUMMARY" "$out/$t/log" | tail -n 4
     echo "   corpus: $(ls "$out/$t/corpus" | wc -l) inputs"
     if ((status != 0)); then echo "FAIL: fuzz $t (exit $status): see $out/$t/log and $out/$t/crash-*" >&2; exit 1; fi
