@@ -24,6 +24,9 @@ extension Checkpoint {
         c.blocks = try (1...4).map { s in
             let prefix = "backbone.layer\(s)."
             let indices = Set(names.filter { $0.hasPrefix(prefix) }.compactMap { Int($0.dropFirst(prefix.count).split(separator: ".").first ?? "") })
+            if let absurd = indices.first(where: { !(0..<64).contains($0) }) {
+                throw CheckpointError("\(url.path): /model/backbone.layer\(s).\(absurd).*: block index out of range (at most 64 blocks per stage)")
+            }
             guard let top = indices.max() else { throw CheckpointError("\(url.path): no tensors of backbone.layer\(s): cannot infer the architecture") }
             return top + 1
         }
@@ -39,6 +42,7 @@ extension Checkpoint {
         c.embeddingDim = rank[0] == c.featureDim ? 0 : rank[0]
         c.clsHidden = hidden[0] == c.featureDim ? 0 : hidden[0]
         if root.hasAttribute("config") { try applySettings(try root.stringAttribute("config"), to: &c, path: url.path) }
+        do { try c.validate() } catch { throw CheckpointError("\(url.path): \(error)") }
         return c
     }
 

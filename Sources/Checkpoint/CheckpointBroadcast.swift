@@ -1,4 +1,5 @@
 import Distributed
+import HDF5Kit
 import Foundation
 import MancsModel
 
@@ -26,6 +27,16 @@ extension Checkpoint {
         }
         let lines = try JSONDecoder().decode([String].self, from: shared)
         return (lines[0].isEmpty ? nil : URL(fileURLWithPath: lines[0]), Array(lines.dropFirst()))
+    }
+
+    /// Rank 0 reads a checkpoint's `config` attribute ("{}" when absent); every rank gets it.
+    public static func storedConfig(_ url: URL, comm: Communicator) throws -> String {
+        let shared = try onRootThenShare(comm) {
+            let file = try openWeights(url.path)
+            defer { file.close() }
+            return Data((file.root.hasAttribute("config") ? try file.root.stringAttribute("config") : "{}").utf8)
+        }
+        return String(decoding: shared, as: UTF8.self)
     }
 
     /// Rank 0 loads a full checkpoint; every rank receives the parameters,
@@ -65,10 +76,11 @@ extension Checkpoint {
     /// Rank 0 saves (`save`); every rank learns the path or gets rank 0's error.
     @discardableResult
     public static func saveOnRoot(comm: Communicator, parameters: ParameterStore, buffers: ParameterStore,
-                                  adam: AdamMoments, state: TrainingState, runDirectory: URL, keep: Int = 3) throws -> URL {
+                                  adam: AdamMoments, state: TrainingState, runDirectory: URL,
+                                  retention: CheckpointRetention = CheckpointRetention()) throws -> URL {
         let shared = try onRootThenShare(comm) {
             Data(try save(parameters: parameters, buffers: buffers, adam: adam, state: state,
-                          runDirectory: runDirectory, keep: keep).path.utf8)
+                          runDirectory: runDirectory, retention: retention).path.utf8)
         }
         return URL(fileURLWithPath: String(decoding: shared, as: UTF8.self))
     }

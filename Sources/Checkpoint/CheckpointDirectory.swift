@@ -56,30 +56,22 @@ extension Checkpoint {
 
     /// Rank 0 only. Writes `RUN_DIR/checkpoints/step-XXXXXXXX.h5` atomically: a
     /// temporary name in the same directory, fsync, verify by reading it back,
-    /// rename, fsync the directory. Then keeps the newest `keep` checkpoints.
+    /// rename, fsync the directory. Then deletes what `retention` allows.
     /// A failure leaves every earlier checkpoint untouched.
     @discardableResult
     public static func save(parameters: ParameterStore, buffers: ParameterStore, adam: AdamMoments,
-                            state: TrainingState, runDirectory: URL, keep: Int = 3) throws -> URL {
-        precondition(keep >= 1, "keep must be at least 1, got \(keep)")
+                            state: TrainingState, runDirectory: URL,
+                            retention: CheckpointRetention = CheckpointRetention()) throws -> URL {
         let dir = directory(runDirectory: runDirectory)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         removeStaleTemporaries(in: dir)
         let final = dir.appendingPathComponent(fileName(step: state.globalStep))
-        let temp = dir.appendingPathComponent(".\(fileName(step: state.globalStep)).tmp-\(getpid())")
-        do {
-            try write(to: temp.path, parameters: parameters, buffers: buffers, adam: adam, state: state)
-            try fsyncPath(temp.path, directory: false)
-            _ = try verify(temp)
-            guard rename(temp.path, final.path) == 0 else {
-                throw CheckpointError("\(final.path): cannot rename the new checkpoint into place: \(String(cString: strerror(errno)))")
-            }
-            try fsyncPath(dir.path, directory: true)
-        } catch {
-            try? FileManager.default.removeItem(at: temp)
-            throw error
-        }
-        for old in checkpointFiles(in: dir).dropLast(keep) { try? FileManager.default.removeItem(at: old.url) }
+        try replaceAtomically(final, temporaryName: ".\(fileName(step: state.globalStep)).tmp-\(getpid())",
+            write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
+            verify: { _ = try verify(URL(fileURLWithPath: $0)) })
+        let files = checkpointFiles(in: dir)
+        let victims = Set(retention.victims(existing: files.map(\.step), justWritten: state.globalStep))
+        for old in files where victims.contains(old.step) { try? FileManager.default.removeItem(at: old.url) }
         return final
     }
 
@@ -88,6 +80,28 @@ extension Checkpoint {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
         for n in names where n.hasPrefix(".step-") && n.contains(".h5.tmp-") {
             try? FileManager.default.removeItem(at: dir.appendingPathComponent(n))
+        }
+    }
+
+    /// Writes `final` so that it is never seen half-written and a failure (a
+    /// full disk, a damaged write) leaves the previous file untouched: `write`
+    /// fills a temporary beside it, which is fsynced, checked by `verify`
+    /// (reading it back), renamed into place; then the directory is fsynced.
+    public static func replaceAtomically(_ final: URL, temporaryName: String? = nil,
+                                         write: (String) throws -> Void, verify: (String) throws -> Void) throws {
+        let dir = final.deletingLastPathComponent()
+        let temp = dir.appendingPathComponent(temporaryName ?? ".\(final.lastPathComponent).tmp-\(getpid())")
+        do {
+            try write(temp.path)
+            try fsyncPath(temp.path, directory: false)
+            try verify(temp.path)
+            guard rename(temp.path, final.path) == 0 else {
+                throw CheckpointError("\(final.path): cannot rename the new file into place: \(String(cString: strerror(errno)))")
+            }
+            try fsyncPath(dir.path, directory: true)
+        } catch {
+            try? FileManager.default.removeItem(at: temp)
+            throw error
         }
     }
 
@@ -123,16 +137,14 @@ extension Checkpoint {
         if root.exists("optimizer"), try root.group("optimizer").hasAttribute("step") {
             s.adamStep = try root.group("optimizer").attribute("step", as: Int64.self).first
         }
-        func walk(_ g: HDF5Group) throws {
-            for name in try g.members() {
-                if g.isGroup(name) { try walk(try g.group(name)); continue }
-                let (values, _) = try g.read(name, as: Double.self)
-                s.datasetsVerified += 1
-                if g.path == "/model" { s.parameterTensors += 1; s.parameterCount += values.count }
-                if g.path == "/buffers" { s.bufferTensors += 1; s.bufferCount += values.count }
-            }
+        // The walk refuses link cycles and links or storage in other files.
+        func visit(_ g: HDF5Group, _ name: String) throws {
+            let (values, _) = try g.read(name, as: Double.self)
+            s.datasetsVerified += 1
+            if g.path == "/model" { s.parameterTensors += 1; s.parameterCount += values.count }
+            if g.path == "/buffers" { s.bufferTensors += 1; s.bufferCount += values.count }
         }
-        do { try walk(root) } catch let e as HDF5Error {
+        do { try root.walkDatasets(visit) } catch let e as HDF5Error {
             throw CheckpointError(e.message)  // already names the file and the dataset
         }
         if s.format != nil {
@@ -161,5 +173,31 @@ extension Checkpoint {
             }
         }
         return (nil, warnings)
+    }
+}
+
+/// Which checkpoints a run may delete. The run's own sequence is the files up
+/// to the step it resumed from (0 for a fresh start) followed by the files it
+/// wrote; retention keeps the newest `keep` of that sequence. A file newer
+/// than the resume point that this run did not write (an earlier run's
+/// progress, a file skipped as damaged, a run resumed from an older file) is
+/// never deleted, nor is the file just written.
+public final class CheckpointRetention: @unchecked Sendable {
+    public let keep: Int
+    public let resumedFrom: Int64
+    /// Steps this run has saved.
+    public private(set) var written: Set<Int64> = []
+
+    public init(keep: Int = 3, resumedFrom: Int64 = 0) {
+        precondition(keep >= 1, "keep must be at least 1, got \(keep)")
+        self.keep = keep
+        self.resumedFrom = resumedFrom
+    }
+
+    /// Records `justWritten` and returns the steps, among `existing`, to delete.
+    public func victims(existing: [Int64], justWritten: Int64) -> [Int64] {
+        written.insert(justWritten)
+        let sequence = existing.filter { $0 <= resumedFrom || written.contains($0) }.sorted()
+        return sequence.dropLast(keep).filter { $0 != justWritten }
     }
 }

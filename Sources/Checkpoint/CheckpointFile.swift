@@ -115,6 +115,12 @@ public enum Checkpoint {
             let ex = try st.group("extra")
             for name in try ex.members() { state.extra[name] = try ex.read(name, as: Int64.self).values }
         }
+        // Counters index the sampler and the schedule: refuse what no run writes.
+        guard (0..<(1 << 40)).contains(state.globalStep), (0..<(1 << 40)).contains(step), state.epoch >= 0,
+              state.batchInEpoch >= 0, (1...1 << 20).contains(state.worldSize) else {
+            throw CheckpointError("\(url.path): training state out of range (global_step \(state.globalStep), optimizer step \(step), "
+                                  + "epoch \(state.epoch), batch_in_epoch \(state.batchInEpoch), world_size \(state.worldSize))")
+        }
         return Loaded(state: state, adamStep: Int(step), path: url.path)
     }
 

@@ -23,6 +23,23 @@ public enum HDF5Scalar {
     }
 }
 
+/// Caps on what a file may make the reader allocate: a damaged or crafted
+/// header must get an error, not a request for terabytes.
+public enum HDF5Limits {
+    /// Bytes one read may allocate (8 GiB: a features file of a million images
+    /// of 2,048 floats).
+    public static let maxReadBytes = 1 << 33
+    /// Elements of one numeric attribute (Mancs writes a handful).
+    public static let maxAttributeElements = 1 << 20
+    /// Strings in one string dataset, and bytes of one fixed-length string.
+    public static let maxStrings = 1 << 24
+    public static let maxStringBytes = 1 << 20
+    /// Groups nested inside one another.
+    public static let maxDepth = 64
+    /// The worst expansion of a compression filter (deflate's is about 1032:1).
+    static let maxCompressionRatio = 1100
+}
+
 public protocol HDF5Element { static var hdf5Type: HDF5Scalar { get } }
 extension Float: HDF5Element { public static var hdf5Type: HDF5Scalar { .float32 } }
 extension Double: HDF5Element { public static var hdf5Type: HDF5Scalar { .float64 } }
@@ -45,6 +62,10 @@ private let silenced: Void = { H5open(); mancs_h5_silence_errors() }()
     return try body()
 }
 
+/// The operating system's reason for a failed HDF5 call (HDF5's file driver
+/// leaves errno set, e.g. "No space left on device"), or "" when none is known.
+func systemReason() -> String { errno == 0 ? "" : " (\(String(cString: strerror(errno))))" }
+
 /// Runs `body` holding the lock every HDF5Kit call takes, for code that calls
 /// the C library directly (e.g. reading object references) alongside HDF5Kit.
 public func withHDF5Lock<T>(_ body: () throws -> T) rethrows -> T { try locked(body) }
@@ -54,6 +75,8 @@ public final class HDF5File: @unchecked Sendable {
     public let path: String
     let id: hid_t
     private var closed = false
+    /// The file's size when opened: no dataset may claim more storage.
+    let fileBytes: Int
 
     /// Opens an existing file read-only (or read-write).
     public init(openForReading path: String, writable: Bool = false) throws {
@@ -64,6 +87,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fopen(path, writable ? mancs_h5f_acc_rdwr() : mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): not a readable HDF5 file (truncated or damaged?)") }
         id = fid
+        fileBytes = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? Int.max
     }
 
     /// Creates (truncating) a file.
@@ -72,6 +96,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fcreate(path, mancs_h5f_acc_trunc(), mancs_h5p_default(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): cannot create HDF5 file") }
         id = fid
+        fileBytes = Int.max
     }
 
     deinit { close() }
@@ -84,8 +109,9 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Flushes HDF5's buffers to the operating system.
     public func flush() throws {
+        errno = 0
         let r = locked { H5Fflush(id, H5F_SCOPE_GLOBAL) }
-        if r < 0 { throw HDF5Error("\(path): flush failed") }
+        if r < 0 { throw HDF5Error("\(path): flush failed\(systemReason())") }
     }
 
     public var root: HDF5Group { HDF5Group(file: self, path: "/") }
@@ -107,13 +133,84 @@ public struct HDF5Group: Sendable {
             for part in full.split(separator: "/") {
                 acc += "/" + part
                 if H5Lexists(file.id, acc, mancs_h5p_default()) <= 0 { return false }
+                // Not followed (see resolve): opening it gives the clear error.
+                if linkType(acc) != H5L_TYPE_HARD { return true }
             }
             return true
         }
     }
 
-    public func group(_ name: String) throws -> HDF5Group {
+    /// The type of the link at an absolute path (the lock held).
+    private func linkType(_ full: String) -> H5L_type_t {
+        var info = H5L_info_t()
+        guard H5Lget_info(file.id, full, &info, mancs_h5p_default()) >= 0 else { return H5L_TYPE_ERROR }
+        return info.type
+    }
+
+    /// The absolute path of `name`, after checking that every link on the way
+    /// is a hard link inside this file. Soft links and external links (which
+    /// open another file) are refused: Mancs writes neither, and a file passed
+    /// around must not make the reader look elsewhere.
+    func resolve(_ name: String) throws -> String {
         let full = name.hasPrefix("/") ? name : child(name)
+        try locked {
+            var acc = ""
+            for part in full.split(separator: "/") {
+                acc += "/" + part
+                guard H5Lexists(file.id, acc, mancs_h5p_default()) > 0 else { return }  // missing: the open names it
+                switch linkType(acc) {
+                case H5L_TYPE_HARD: continue
+                case H5L_TYPE_SOFT: throw HDF5Error("\(file.path): \(acc) is a soft link: refused (links are not followed)")
+                case H5L_TYPE_EXTERNAL:
+                    throw HDF5Error("\(file.path): \(acc) is an external link (to another file): refused (links are not followed)")
+                default: throw HDF5Error("\(file.path): \(acc) is a link of an unknown kind: refused")
+                }
+            }
+        }
+        return full
+    }
+
+    /// Calls `visit(group, name)` for every dataset under this group, depth
+    /// first in name order. A group reached a second time is refused (a hard
+    /// link back to an ancestor, h5py's `f["model/loop"] = f["/"]`, would be
+    /// walked forever), as are soft and external links and nesting deeper
+    /// than `HDF5Limits.maxDepth`.
+    public func walkDatasets(_ visit: (HDF5Group, String) throws -> Void) throws {
+        var seen: Set<haddr_t> = [try objectInfo(path).addr]
+        try walk(depth: 0, seen: &seen, visit)
+    }
+
+    private func walk(depth: Int, seen: inout Set<haddr_t>, _ visit: (HDF5Group, String) throws -> Void) throws {
+        guard depth < HDF5Limits.maxDepth else {
+            throw HDF5Error("\(file.path): groups nested deeper than \(HDF5Limits.maxDepth) levels at \(path): refused")
+        }
+        for name in try members() {
+            let full = try resolve(name)
+            let info = try objectInfo(full)
+            if info.type == H5O_TYPE_GROUP {
+                guard seen.insert(info.addr).inserted else {
+                    throw HDF5Error("\(file.path): \(full) is a hard link to a group already reached "
+                                    + "(a link cycle or alias): refused")
+                }
+                try HDF5Group(file: file, path: full).walk(depth: depth + 1, seen: &seen, visit)
+            } else if info.type == H5O_TYPE_DATASET {
+                try visit(self, name)
+            }
+        }
+    }
+
+    private func objectInfo(_ full: String) throws -> H5O_info_t {
+        try locked {
+            var info = H5O_info_t()
+            guard H5Oget_info_by_name2(file.id, full, &info, UInt32(H5O_INFO_BASIC), mancs_h5p_default()) >= 0 else {
+                throw HDF5Error("\(file.path): cannot open \(full)")
+            }
+            return info
+        }
+    }
+
+    public func group(_ name: String) throws -> HDF5Group {
+        let full = try resolve(name)
         guard exists(full) else { throw HDF5Error("\(file.path): missing group \(full)") }
         return HDF5Group(file: file, path: full)
     }
@@ -168,50 +265,124 @@ public struct HDF5Group: Sendable {
 
     /// Shape of a dataset ([] for a scalar).
     public func shape(_ name: String) throws -> [Int] {
-        let full = name.hasPrefix("/") ? name : child(name)
+        let full = try resolve(name)
         return try locked {
-            let d = H5Dopen2(file.id, full, mancs_h5p_default())
-            guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+            let d = try openDataset(full)
             defer { H5Dclose(d) }
-            let sp = H5Dget_space(d)
-            defer { H5Sclose(sp) }
-            let rank = Int(H5Sget_simple_extent_ndims(sp))
-            var dims = [hsize_t](repeating: 0, count: max(rank, 1))
-            H5Sget_simple_extent_dims(sp, &dims, nil)
-            return rank == 0 ? [] : dims.map { Int($0) }
+            return try shape(of: d, full)
         }
+    }
+
+    /// Opens a dataset whose data lives in this file (the lock held): external
+    /// raw files and virtual datasets (data drawn from other files) are refused.
+    private func openDataset(_ full: String) throws -> hid_t {
+        let d = H5Dopen2(file.id, full, mancs_h5p_default())
+        guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+        let dcpl = H5Dget_create_plist(d)
+        defer { H5Pclose(dcpl) }
+        if H5Pget_external_count(dcpl) != 0 {
+            H5Dclose(d)
+            throw HDF5Error("\(file.path): \(full) keeps its data in external files: refused")
+        }
+        if H5Pget_layout(dcpl) == H5D_VIRTUAL {
+            H5Dclose(d)
+            throw HDF5Error("\(file.path): \(full) is a virtual dataset (data from other files): refused")
+        }
+        return d
+    }
+
+    private func shape(of d: hid_t, _ full: String) throws -> [Int] {
+        let sp = H5Dget_space(d)
+        guard sp >= 0 else { throw HDF5Error("\(file.path): \(full) has no readable dataspace") }
+        defer { H5Sclose(sp) }
+        let rank = Int(H5Sget_simple_extent_ndims(sp))
+        guard rank >= 0 else { throw HDF5Error("\(file.path): \(full) has a damaged dataspace") }
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+        H5Sget_simple_extent_dims(sp, &dims, nil)
+        if rank == 0 { return [] }
+        return try dims.map {
+            guard let x = Int(exactly: $0) else { throw HDF5Error("\(file.path): \(full) has a dimension of \($0): refused") }
+            return x
+        }
+    }
+
+    /// The element count of `shape`, checked before anything is allocated: the
+    /// bytes to read (`elementSize` each in memory) stay under
+    /// `HDF5Limits.maxReadBytes`, and the dataset's storage in the file (no more
+    /// than the file's size) can hold what the dims claim.
+    private func checkedCount(_ d: hid_t, _ full: String, _ shape: [Int], elementSize: Int, readCount: Int? = nil) throws -> Int {
+        var n = 1
+        for x in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: x)
+            guard !overflow else { throw HDF5Error("\(file.path): \(full) has dims \(shape): their product overflows") }
+            n = p
+        }
+        let toRead = readCount ?? n
+        let (bytes, overflow) = toRead.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, bytes <= HDF5Limits.maxReadBytes else {
+            throw HDF5Error("\(file.path): \(full) has dims \(shape): reading \(toRead) elements is more than "
+                            + "this reader allocates (\(HDF5Limits.maxReadBytes) bytes; damaged or crafted header?)")
+        }
+        guard n > 0 else { return n }
+        let ft = H5Dget_type(d)
+        defer { H5Tclose(ft) }
+        let typeSize = H5Tget_size(ft)
+        let (logical, over2) = n.multipliedReportingOverflow(by: typeSize)
+        let storage = Int(clamping: H5Dget_storage_size(d))
+        guard storage > 0 else { throw HDF5Error("\(file.path): \(full) has dims \(shape) but holds no data") }
+        guard storage <= file.fileBytes else {
+            throw HDF5Error("\(file.path): \(full) claims \(storage) bytes of storage in a file of \(file.fileBytes)")
+        }
+        let ratio = try compresses(d) ? HDF5Limits.maxCompressionRatio : 1
+        guard !over2, logical <= storage * ratio else {
+            throw HDF5Error("\(file.path): \(full) has dims \(shape) (\(n) elements) but stores only \(storage) bytes: damaged header?")
+        }
+        return n
+    }
+
+    /// Whether a filter of the dataset can shrink its data (Fletcher32 and
+    /// shuffle cannot).
+    private func compresses(_ d: hid_t) throws -> Bool {
+        let dcpl = H5Dget_create_plist(d)
+        defer { H5Pclose(dcpl) }
+        for i in 0..<max(0, H5Pget_nfilters(dcpl)) {
+            var flags: UInt32 = 0, nelmts = 0, config: UInt32 = 0
+            let id = H5Pget_filter2(dcpl, UInt32(i), &flags, &nelmts, nil, 0, nil, &config)
+            if id != H5Z_FILTER_FLETCHER32 && id != H5Z_FILTER_SHUFFLE { return true }
+        }
+        return false
     }
 
     /// Reads a whole dataset, converting to T; returns values and shape.
     public func read<T: HDF5Element>(_ name: String, as: T.Type = T.self) throws -> (values: [T], shape: [Int]) {
-        let full = name.hasPrefix("/") ? name : child(name)
-        let shape = try self.shape(full)
-        let n = shape.reduce(1, *)
-        var out = [T](repeating: T.zeroValue, count: n)
-        try locked {
-            let d = H5Dopen2(file.id, full, mancs_h5p_default())
-            guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+        let full = try resolve(name)
+        return try locked {
+            let d = try openDataset(full)
             defer { H5Dclose(d) }
+            let shape = try shape(of: d, full)
+            let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
+            var out = [T](repeating: T.zeroValue, count: n)
             let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
             guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
+            return (out, shape)
         }
-        return (out, shape)
     }
 
     /// Reads a contiguous slab of rows [start, start+count) of a dataset whose
     /// first dimension indexes rows.
     public func readRows<T: HDF5Element>(_ name: String, start: Int, count: Int, as: T.Type = T.self) throws -> [T] {
-        let full = name.hasPrefix("/") ? name : child(name)
-        let shape = try self.shape(full)
-        guard !shape.isEmpty, start >= 0, start + count <= shape[0] else {
-            throw HDF5Error("\(file.path): rows \(start)..<\(start + count) out of range for \(full) \(shape)")
-        }
-        let rowSize = shape.dropFirst().reduce(1, *)
-        var out = [T](repeating: T.zeroValue, count: count * rowSize)
-        try locked {
-            let d = H5Dopen2(file.id, full, mancs_h5p_default())
-            guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+        let full = try resolve(name)
+        return try locked {
+            let d = try openDataset(full)
             defer { H5Dclose(d) }
+            let shape = try shape(of: d, full)
+            guard !shape.isEmpty, start >= 0, count >= 0, start <= shape[0] - count else {
+                throw HDF5Error("\(file.path): \(count) rows from \(start) out of range for \(full) \(shape)")
+            }
+            let rowSize = shape.dropFirst().reduce(1, *)  // a factor of the checked total
+            let total = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: count * max(rowSize, 0))
+            _ = total
+            var out = [T](repeating: T.zeroValue, count: count * rowSize)
             let fs = H5Dget_space(d)
             defer { H5Sclose(fs) }
             var offs = [hsize_t](repeating: 0, count: shape.count)
@@ -222,8 +393,8 @@ public struct HDF5Group: Sendable {
             defer { H5Sclose(ms) }
             let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, ms, fs, mancs_h5p_default(), $0.baseAddress) }
             guard r >= 0 else { throw HDF5Error("\(file.path): cannot read rows of \(full)") }
+            return out
         }
-        return out
     }
 
     /// Writes a dataset (replacing none: the name must be new). `checksum` adds
@@ -251,8 +422,9 @@ public struct HDF5Group: Sendable {
             let d = H5Dcreate2(file.id, full, T.hdf5Type.nativeType, sp, mancs_h5p_default(), dcpl, mancs_h5p_default())
             guard d >= 0 else { throw HDF5Error("\(file.path): cannot create dataset \(full)") }
             defer { H5Dclose(d) }
+            errno = 0
             let r = values.withUnsafeBytes { H5Dwrite(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
-            guard r >= 0 else { throw HDF5Error("\(file.path): cannot write \(full)") }
+            guard r >= 0 else { throw HDF5Error("\(file.path): cannot write \(full)\(systemReason())") }
         }
     }
 
@@ -281,17 +453,25 @@ public struct HDF5Group: Sendable {
         }
     }
 
-    /// Reads a 1-D dataset of strings (variable- or fixed-length).
+    /// Reads a 1-D (or scalar) dataset of strings, variable- or fixed-length.
+    /// The buffer is sized from the dataset's own dataspace; other ranks are refused.
     public func readStrings(_ name: String) throws -> [String] {
-        let full = name.hasPrefix("/") ? name : child(name)
-        let n = try shape(full).first ?? 1
+        let full = try resolve(name)
         return try locked {
-            let d = H5Dopen2(file.id, full, mancs_h5p_default())
-            guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+            let d = try openDataset(full)
             defer { H5Dclose(d) }
+            let shape = try shape(of: d, full)
+            guard shape.count <= 1 else {
+                throw HDF5Error("\(file.path): \(full) has dims \(shape); expected a list of strings (1-D)")
+            }
+            let n = shape.first ?? 1
+            guard n <= HDF5Limits.maxStrings else {
+                throw HDF5Error("\(file.path): \(full) claims \(n) strings (more than \(HDF5Limits.maxStrings))")
+            }
             let ft = H5Dget_type(d)
             defer { H5Tclose(ft) }
             guard H5Tget_class(ft) == H5T_STRING else { throw HDF5Error("\(file.path): \(full) is not a string dataset") }
+            if n == 0 { return [] }
             if H5Tis_variable_str(ft) > 0 {
                 // The memory type copies the file's (including its character set).
                 let t = H5Tget_native_type(ft, H5T_DIR_DEFAULT)
@@ -304,7 +484,11 @@ public struct HDF5Group: Sendable {
                 return ptrs.map { $0.map { String(cString: $0) } ?? "" }
             } else {
                 let size = H5Tget_size(ft)
-                var buf = [CChar](repeating: 0, count: n * size + 1)
+                guard size > 0, size <= HDF5Limits.maxStringBytes else {
+                    throw HDF5Error("\(file.path): \(full) has strings of \(size) bytes: refused")
+                }
+                _ = try checkedCount(d, full, shape, elementSize: size)
+                var buf = [CChar](repeating: 0, count: n * size)
                 guard H5Dread(d, ft, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &buf) >= 0 else {
                     throw HDF5Error("\(file.path): cannot read \(full)")
                 }
@@ -353,6 +537,9 @@ public struct HDF5Group: Sendable {
             let sp = H5Aget_space(a)
             defer { H5Sclose(sp) }
             let n = Int(H5Sget_simple_extent_npoints(sp))
+            guard n >= 0, n <= HDF5Limits.maxAttributeElements else {
+                throw HDF5Error("\(file.path): attribute \(name) of \(path) claims \(n) elements: refused")
+            }
             var out = [T](repeating: T.zeroValue, count: n)
             let r = out.withUnsafeMutableBytes { H5Aread(a, T.hdf5Type.nativeType, $0.baseAddress) }
             guard r >= 0 else { throw HDF5Error("\(file.path): attribute \(name) of \(path) is not numeric") }
@@ -371,6 +558,13 @@ public struct HDF5Group: Sendable {
             let ft = H5Aget_type(a)
             defer { H5Tclose(ft) }
             guard H5Tget_class(ft) == H5T_STRING else { throw HDF5Error("\(file.path): attribute \(name) is not text") }
+            // libhdf5 writes every element: the buffers below hold exactly one.
+            let sp = H5Aget_space(a)
+            defer { H5Sclose(sp) }
+            let count = H5Sget_simple_extent_npoints(sp)
+            guard count == 1 else {
+                throw HDF5Error("\(file.path): attribute \(name) of \(path) holds \(count) strings; expected one")
+            }
             if H5Tis_variable_str(ft) > 0 {
                 var p: UnsafeMutablePointer<CChar>? = nil
                 guard H5Aread(a, ft, &p) >= 0 else { throw HDF5Error("\(file.path): cannot read attribute \(name)") }
@@ -378,6 +572,9 @@ public struct HDF5Group: Sendable {
                 return p.map { String(cString: $0) } ?? ""
             }
             let size = H5Tget_size(ft)
+            guard size > 0, size <= HDF5Limits.maxStringBytes else {
+                throw HDF5Error("\(file.path): attribute \(name) of \(path) is a string of \(size) bytes: refused")
+            }
             var buf = [CChar](repeating: 0, count: size + 1)
             guard H5Aread(a, ft, &buf) >= 0 else { throw HDF5Error("\(file.path): cannot read attribute \(name)") }
             return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -43,6 +43,16 @@ public struct MancsConfig: Codable, Sendable, Equatable {
         guard reduction >= 1 else { throw bad("reduction must be at least 1, got \(reduction)") }
         guard numClasses >= 2 else { throw bad("the number of classes must be at least 2, got \(numClasses)") }
         guard height >= 32, width >= 16 else { throw bad("input must be at least 32x16, got \(height)x\(width)") }
+        // Upper bounds: an architecture read from a file someone else wrote must
+        // not ask for 10^8 blocks or a terabyte classifier.
+        guard baseWidth <= 1024, blocks.allSatisfy({ $0 <= 64 }) else {
+            throw bad("base width at most 1024 and blocks at most 64 per stage, got \(baseWidth) and \(blocks)")
+        }
+        guard numClasses <= 1_000_000 else { throw bad("the number of classes must be at most 1,000,000, got \(numClasses)") }
+        guard reduction <= 4096, (0...65_536).contains(embeddingDim), (0...65_536).contains(clsHidden) else {
+            throw bad("reduction, embedding dim and cls hidden width out of range: \(reduction), \(embeddingDim), \(clsHidden)")
+        }
+        guard height <= 4096, width <= 4096 else { throw bad("input must be at most 4096x4096, got \(height)x\(width)") }
     }
 }
 

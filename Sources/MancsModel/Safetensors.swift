@@ -59,8 +59,16 @@ public struct SafetensorsFile {
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload else {
                 throw SafetensorsError("\(url.path): tensor \(name) has data offsets \(offsets) outside the \(payload)-byte payload")
             }
-            if let dt = SafetensorsDType(rawValue: dtype), offsets[1] - offsets[0] != shape.reduce(1, *) * dt.size {
-                throw SafetensorsError("\(url.path): tensor \(name) \(dtype) \(shape) needs \(shape.reduce(1, *) * dt.size) bytes, has \(offsets[1] - offsets[0])")
+            // The product is overflow-checked: this target is built -Ounchecked, where
+            // a wrapped product could match a tiny byte range for an absurd shape.
+            var bytes = SafetensorsDType(rawValue: dtype)?.size ?? 1
+            for x in shape {
+                let (p, overflow) = bytes.multipliedReportingOverflow(by: x)
+                guard !overflow else { throw SafetensorsError("\(url.path): tensor \(name) has shape \(shape): its size overflows") }
+                bytes = p
+            }
+            if SafetensorsDType(rawValue: dtype) != nil, offsets[1] - offsets[0] != bytes {
+                throw SafetensorsError("\(url.path): tensor \(name) \(dtype) \(shape) needs \(bytes) bytes, has \(offsets[1] - offsets[0])")
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1]))
         }

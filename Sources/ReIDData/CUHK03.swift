@@ -26,14 +26,26 @@ final class MatV73File: @unchecked Sendable {
         case bytes(dims: [Int], [UInt8])
     }
 
+    /// Elements one dataset read may hold (the largest CUHK03 array, the
+    /// detected images' references, is far below).
+    static let maxElements = 1 << 27
+
     private func read(_ d: hid_t, what: String) throws -> Contents {
         let space = H5Dget_space(d)
         defer { H5Sclose(space) }
         let rank = Int(H5Sget_simple_extent_ndims(space))
         var hd = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &hd, nil)
-        let dims = rank == 0 ? [] : hd.map { Int($0) }
-        let n = dims.reduce(1, *)
+        guard rank >= 0, rank <= 8 else { throw DatasetError("\(path): \(what) has a damaged dataspace") }
+        // Sizes come from the file: checked before anything is allocated.
+        var n = 1
+        let dims = try (rank == 0 ? [] : hd).map { x -> Int in
+            guard let v = Int(exactly: x), v <= Self.maxElements else { throw DatasetError("\(path): \(what) has a dimension of \(x)") }
+            let (p, overflow) = n.multipliedReportingOverflow(by: v)
+            guard !overflow, p <= Self.maxElements else { throw DatasetError("\(path): \(what) has dims \(hd): too large") }
+            n = p
+            return v
+        }
         let type = H5Dget_type(d)
         defer { H5Tclose(type) }
         let cls = H5Tget_class(type)
@@ -120,6 +132,9 @@ final class CUHK03Store: RawImageStore, @unchecked Sendable {
             throw ImageDecodeError(path: what, reason: "not a uint8 H x W x 3 image")
         }
         let W = dims[1], H = dims[2]
+        guard (1...4096).contains(W), (1...4096).contains(H), data.count == W * H * 3 else {
+            throw ImageDecodeError(path: what, reason: "implausible image dims \(dims) for \(data.count) bytes")
+        }
         var pixels = [UInt8](repeating: 0, count: W * H * 3)
         for c in 0..<3 {
             for x in 0..<W {

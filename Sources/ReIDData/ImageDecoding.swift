@@ -41,8 +41,21 @@ public final class JPEGDecoder {
 
     deinit { tjDestroy(handle) }
 
-    /// Reads and decodes a JPEG file.
+    /// Largest side and pixel count decoded (8 MP: person crops are far
+    /// smaller; a 16384² image would take 800 MB per loader thread).
+    public static let maxSide = 8192, maxPixels = 1 << 23
+    /// Largest file read.
+    public static let maxFileBytes = 1 << 26
+
+    /// Reads and decodes a JPEG file. Only regular files are read: a FIFO or a
+    /// device named like a JPEG would block a loader thread forever.
     public func decode(file path: String) throws -> RGB8Image {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw ImageDecodeError(path: path, reason: "cannot read the file") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw ImageDecodeError(path: path, reason: "not a regular file") }
+        guard st.st_size <= Self.maxFileBytes else {
+            throw ImageDecodeError(path: path, reason: "\(st.st_size) bytes: larger than any image this reader takes (\(Self.maxFileBytes))")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ImageDecodeError(path: path, reason: "cannot read the file")
         }
@@ -61,8 +74,10 @@ public final class JPEGDecoder {
             if tjDecompressHeader3(handle, base, UInt(raw.count), &width, &height, &subsamp, &colorspace) != 0, !onlyHarmlessWarning() {
                 throw ImageDecodeError(path: name, reason: "not a JPEG image (\(errorText()))")
             }
-            guard width > 0, height > 0, Int(width) * Int(height) <= 1 << 28 else {
-                throw ImageDecodeError(path: name, reason: "implausible JPEG size \(width)x\(height)")
+            guard width > 0, height > 0, width <= Self.maxSide, height <= Self.maxSide,
+                  Int(width) * Int(height) <= Self.maxPixels else {
+                throw ImageDecodeError(path: name, reason: "implausible JPEG size \(width)x\(height) "
+                                       + "(at most \(Self.maxSide) a side and \(Self.maxPixels) pixels)")
             }
             var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
             let r = pixels.withUnsafeMutableBufferPointer {

@@ -57,7 +57,7 @@ func readMatFileV5(path: String) throws -> [String: MatValue] {
         let (type, payload) = try reader.element()
         var elementBytes = payload
         var elementType = type
-        if type == 15 { // miCOMPRESSED: a whole element inside
+        if type == 15 { // miCOMPRESSED: a whole element inside (inflation is capped)
             let inner = try zlibInflate(Array(payload))
             var r = MatReader(bytes: inner, position: 0, end: inner.count, path: path)
             let (t, p) = try r.element()
@@ -125,36 +125,61 @@ private struct MatReader {
         }
     }
 
-    /// A miMATRIX payload: (name, value).
-    static func matrix(_ payload: [UInt8], path: String) throws -> (String, MatValue) {
+    /// Cells nested inside cells, at most (protocol files nest two deep).
+    static let maxDepth = 32
+
+    /// A miMATRIX payload: (name, value). Dims must be whole, finite and small
+    /// enough for the bytes that follow; nesting is capped at `maxDepth`.
+    static func matrix(_ payload: [UInt8], path: String, depth: Int = 0) throws -> (String, MatValue) {
         if payload.isEmpty { return ("", .numeric(dims: [0, 0], values: [])) } // empty cell entries
+        guard depth < maxDepth else { throw MatFileError("\(path): cells nested deeper than \(maxDepth) levels") }
         var r = MatReader(bytes: payload, position: 0, end: payload.count, path: path)
         let (_, flags) = try r.element()
         guard flags.count >= 4 else { throw MatFileError("\(path): bad array flags") }
         let classID = Int(flags[flags.startIndex])
         let (dimType, dimBytes) = try r.element()
-        let dims = try numbers(dimType, dimBytes, path: path).map { Int($0) }
+        let dims = try numbers(dimType, dimBytes, path: path).map { d -> Int in
+            guard let n = Int(exactly: d), n >= 0, n <= payload.count * 8 + 1 else {
+                throw MatFileError("\(path): array dimension \(d) is not a plausible size")
+            }
+            return n
+        }
         let (_, nameBytes) = try r.element()
         let name = String(decoding: nameBytes, as: UTF8.self)
-        let count = dims.reduce(1, *)
+        var count = 1
+        for d in dims {
+            let (p, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw MatFileError("\(path): \(name) has dims \(dims): too many elements") }
+            count = p
+        }
         switch classID {
-        case 1: // cell
+        case 1: // cell: every entry takes at least an 8-byte tag
+            guard count <= (payload.count - r.position) / 8 else {
+                throw MatFileError("\(path): cell \(name) claims \(count) entries in \(payload.count) bytes")
+            }
             var cells: [MatValue] = []
             for _ in 0..<count {
                 let (t, p) = try r.element()
                 guard t == 14 else { throw MatFileError("\(path): cell \(name) holds a non-matrix element") }
-                cells.append(try matrix(Array(p), path: path).1)
+                cells.append(try matrix(Array(p), path: path, depth: depth + 1).1)
             }
             return (name, .cell(dims: dims, values: cells))
         case 4: // char: column-major code units
             let (t, p) = try r.element()
             if t == 16 { return (name, .text(String(decoding: p, as: UTF8.self))) }
             let units = try numbers(t, p, path: path)
-            let rows = max(dims.first ?? 1, 1), cols = units.count / rows
+            // Rows come from the header, the units from the data: no more rows than units.
+            let rows = max(dims.first ?? 1, 1)
+            guard rows <= max(units.count, 1) else {
+                throw MatFileError("\(path): \(name) claims \(rows) text rows for \(units.count) characters")
+            }
+            let cols = units.count / rows
             var text = ""
             for row in 0..<rows {
                 if row > 0 { text += "\n" }
-                for c in 0..<cols { text.unicodeScalars.append(Unicode.Scalar(UInt32(units[c * rows + row])) ?? "?") }
+                for c in 0..<cols {
+                    text.unicodeScalars.append(UInt32(exactly: units[c * rows + row]).flatMap(Unicode.Scalar.init) ?? "?")
+                }
             }
             return (name, .text(text))
         case 6...15: // double, single, int8 ... uint64

@@ -56,6 +56,8 @@ public final class FeatureExtractor: @unchecked Sendable {  // one thread drives
         var start = images.startIndex
         var padded = [Float](repeating: 0, count: chunkSize * e)
         while start < images.endIndex {
+            // SIGTERM/SIGUSR1 during an evaluation: stop at the next batch, not after all of them.
+            if StopSignal.stopRequested { throw ExtractionStopped() }
             let end = min(start + chunkSize, images.endIndex)
             var pixels = try loader.load(images[start..<end])
             let row = start - images.startIndex, n = end - start
@@ -155,6 +157,12 @@ public func extractFeatures(network: MancsNetwork, dataset: ReIDDataset, comm: C
 }
 
 // MARK: - From a checkpoint file
+
+/// An extraction ended early by a stop signal (SIGTERM, SIGUSR1).
+public struct ExtractionStopped: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "feature extraction stopped by a signal" }
+}
 
 /// `mancs extract` / `mancs eval --checkpoint` settings.
 public struct ExtractionOptions: Sendable {

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import HDF5Kit
 
@@ -91,26 +92,21 @@ public struct FeaturesFile: Sendable {
 
     // MARK: Writing
 
-    /// Writes the file atomically (a temporary file beside it, then a rename).
+    /// Writes the file like a checkpoint: a temporary beside it, fsynced, read
+    /// back, renamed into place; a failure leaves any previous file untouched.
     public func write(to path: String) throws {
-        let tmp = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
         do {
-            let file = try HDF5File(creating: tmp)
-            let root = file.root
-            try Self.writeSplit(root, "query", query)
-            try Self.writeSplit(root, "gallery", gallery)
-            if let mq = multiQuery { try Self.writeSplit(root, "multiquery", mq) }
-            try file.flush()
-            file.close()
-            if rename(tmp, path) != 0 {
-                throw EvalError("\(path): cannot rename \(tmp) into place (errno \(errno))")
-            }
+            try Checkpoint.replaceAtomically(URL(fileURLWithPath: path), write: { tmp in
+                let file = try HDF5File(creating: tmp)
+                defer { file.close() }
+                let root = file.root
+                try Self.writeSplit(root, "query", query)
+                try Self.writeSplit(root, "gallery", gallery)
+                if let mq = multiQuery { try Self.writeSplit(root, "multiquery", mq) }
+                try file.flush()
+            }, verify: { tmp in _ = try FeaturesFile.read(tmp) })
         } catch let e as HDF5Error {
-            unlink(tmp)
             throw EvalError(e.message)
-        } catch {
-            unlink(tmp)
-            throw error
         }
     }
 

@@ -57,9 +57,14 @@ final class RunLog: @unchecked Sendable {
         guard isRoot, let h = metrics else { return }
         var o = object
         o["time"] = Date().timeIntervalSince1970
-        if let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) {
-            h.write(data)
-            h.write(Data("\n".utf8))
+        guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        do {
+            try h.write(contentsOf: data + Data("\n".utf8))
+        } catch {
+            // A full disk must not end the run here (FileHandle.write traps):
+            // say so once; the next checkpoint reports the disk for every rank.
+            warning("cannot append to metrics.jsonl (\(error.localizedDescription)); no more metrics are written")
+            metrics = nil
         }
     }
 

@@ -179,7 +179,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Write a checkpoint every N steps (default 500; always at the end).") var checkpointEvery: Int?
     @Option(help: "Checkpoints to keep (default 3).") var keepCheckpoints: Int?
     @Option(help: "auto (newest valid checkpoint in RUN_DIR/checkpoints) | PATH | none (default auto).") var resume: String?
-    @Flag(help: "Resume even from a checkpoint trained with another --triplet-mining or --batch-norm.") var forceResume = false
+    @Flag(help: "Resume although settings that may change mid-run differ from the checkpoint's: --lr, --epochs, --triplet-mining, --batch-norm (the rest of the run's contract never may).") var resumeForce = false
     @Option(help: "Evaluate on query/gallery every N epochs (0 = only at the end; default 0).") var evalEvery: Int?
     @Option(help: "Log every N steps (default 10).") var logEvery: Int?
     @Option(help: "Compare parameter checksums across ranks every N steps (default 100).") var checkReplicasEvery: Int?
@@ -187,8 +187,9 @@ struct RunOptions: ParsableArguments {
     func apply(to s: inout TrainSettings) {
         if let v = seed { s.seed = v }; if let v = threads { s.threads = v }; if let v = loaderThreads { s.loaderThreads = v }
         if let v = checkpointEvery { s.checkpointEvery = v }; if let v = keepCheckpoints { s.keepCheckpoints = v }
-        if let v = resume { s.resume = v }; if forceResume { s.forceResume = true }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
+        if let v = resume { s.resume = v }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
         if let v = checkReplicasEvery { s.checkReplicasEvery = v }
+        if resumeForce { s.resumeForce = true }
     }
 }
 

@@ -48,8 +48,8 @@ struct TrainSettings: Codable, Equatable {
     var checkpointEvery: Int = 500
     var keepCheckpoints: Int = 3
     var resume: String = "auto"
-    /// Resume a checkpoint trained with another --triplet-mining or --batch-norm.
-    var forceResume: Bool = false
+    /// Resume although --lr, --epochs, --triplet-mining or --batch-norm differ from the checkpoint's run.
+    var resumeForce: Bool = false
     var evalEvery: Int = 0
     var logEvery: Int = 10
     var checkReplicasEvery: Int = 100
@@ -61,7 +61,7 @@ struct TrainSettings: Codable, Equatable {
              clipNorm = "clip-norm", margin, gamma, lambdaRank = "lambda-rank", lambdaCls = "lambda-cls",
              lambdaAtt = "lambda-att", negatives, t0, t1, curriculumA = "curriculum-a", curriculumB = "curriculum-b",
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
-             keepCheckpoints = "keep-checkpoints", resume, forceResume = "force-resume", evalEvery = "eval-every", logEvery = "log-every",
+             keepCheckpoints = "keep-checkpoints", resume, resumeForce = "resume-force", evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
     }
 
@@ -95,7 +95,7 @@ struct TrainSettings: Codable, Equatable {
         curriculumA = try v(.curriculumA, curriculumA); curriculumB = try v(.curriculumB, curriculumB)
         seed = try v(.seed, seed); threads = try v(.threads, threads); loaderThreads = try v(.loaderThreads, loaderThreads)
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
-        resume = try v(.resume, resume); forceResume = try v(.forceResume, forceResume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
+        resume = try v(.resume, resume); resumeForce = try v(.resumeForce, resumeForce); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
     }
 
@@ -132,6 +132,38 @@ struct TrainSettings: Codable, Equatable {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
         }
         if height < 32 || width < 16 { throw bad("--height and --width must be at least 32 and 16, got \(height)x\(width)") }
+        try validateRanges()
+    }
+
+    /// Every numeric setting in its range (finite; positive where it must be),
+    /// each refusal naming the flag: a NaN or a zero must not reach the loop.
+    func validateRanges() throws {
+        func real(_ flag: String, _ x: Double, positive: Bool = false) throws {
+            guard x.isFinite, positive ? x > 0 : x >= 0 else {
+                throw SettingsError("--\(flag) must be a finite \(positive ? "positive" : "non-negative") number, got \(x)")
+            }
+        }
+        func int(_ flag: String, _ x: Int, _ range: ClosedRange<Int>) throws {
+            guard range.contains(x) else {
+                throw SettingsError("--\(flag) must be between \(range.lowerBound) and \(range.upperBound), got \(x)")
+            }
+        }
+        try real("lr", lr, positive: true); try real("clip-norm", clipNorm, positive: true)
+        try real("margin", margin); try real("gamma", gamma)
+        try real("lambda-rank", lambdaRank); try real("lambda-cls", lambdaCls); try real("lambda-att", lambdaAtt)
+        try real("t0", t0); try real("t1", t1); try real("curriculum-a", curriculumA); try real("curriculum-b", curriculumB)
+        try int("seed", seed, 0...Int.max)
+        try int("check-replicas-every", checkReplicasEvery, 1...Int.max)
+        try int("eval-every", evalEvery, 0...1_000_000)
+        try int("epochs", epochs, 1...1_000_000)
+        try int("ids-per-batch", idsPerBatch, 2...65_536); try int("images-per-id", imagesPerId, 2...65_536)
+        try int("accumulate", accumulate, 1...65_536)
+        try int("threads", threads, 0...4096); try int("loader-threads", loaderThreads, 1...256)
+        try int("height", height, 32...4096); try int("width", width, 16...4096)
+        try int("base-width", baseWidth, 1...1024); try int("last-stride", lastStride, 1...2)
+        guard blocks.count == 4, blocks.allSatisfy({ (1...64).contains($0) }) else {
+            throw SettingsError("--blocks must be four counts between 1 and 64, got \(blocks)")
+        }
     }
 }
 

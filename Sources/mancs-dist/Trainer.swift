@@ -24,6 +24,8 @@ final class Trainer {
     let reducer: GradientReducer
     /// The ranks as one batch: synchronised BatchNorm and global triplet mining (nil on one rank).
     let shardGroup: ShardGroup?
+    /// Which checkpoints saving may delete (never the new one, never a newer one this run did not write).
+    let retention: CheckpointRetention
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
     var state: TrainingState
@@ -46,7 +48,7 @@ final class Trainer {
         defer { comm.finalize() }
         let log: RunLog
         do {
-            // Only rank 0 writes the run directory; every rank learns whether it could.
+            // Only rank 0 writes (and locks) the run directory; every rank learns whether it could.
             log = try comm.agreeing { try RunLog(rank: comm.rank, runDir: comm.isRoot ? try prepareRunDirectory(settings) : nil) }
         } catch {
             if comm.isRoot { for line in "\(error)".split(separator: "\n") { FileHandle.standardError.write(Data("mancs-dist: error: \(line)\n".utf8)) } }
@@ -90,8 +92,31 @@ final class Trainer {
         } catch {
             throw SettingsError("--run-dir \(s.runDir): cannot create the run directory (\(error.localizedDescription))")
         }
+        try lockRunDirectory(dir)
         try settingsYAML(s).write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
         return dir.path
+    }
+
+    /// The descriptor holding RUN_DIR/.lock, open for the life of the process.
+    nonisolated(unsafe) static var runDirectoryLock: Int32 = -1
+
+    /// Takes an exclusive `flock` on RUN_DIR/.lock (rank 0), refusing a second
+    /// job in the same directory: two would delete each other's temporaries and
+    /// interleave metrics.jsonl. The lock ends with the process, however it ends.
+    static func lockRunDirectory(_ dir: URL) throws {
+        let path = dir.appendingPathComponent(".lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SettingsError("--run-dir \(dir.path): cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw SettingsError("--run-dir \(dir.path) is in use by another job\(holder.isEmpty ? "" : " (the lock was last taken by \(holder))"): "
+                                + "wait for it to end, or choose another --run-dir")
+        }
+        let me = Data("pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = me.withUnsafeBytes { pwrite(fd, $0.baseAddress, me.count, 0) }
+        runDirectoryLock = fd
     }
 
     init(settings s: TrainSettings, comm: Communicator, log: RunLog) throws {
@@ -165,6 +190,8 @@ final class Trainer {
             resumeFrom = URL(fileURLWithPath: s.resume)
         }
         if let url = resumeFrom {
+            let stored = try Checkpoint.storedConfig(url, comm: comm)
+            try ResumeContract.check(stored: stored, current: state.config, force: s.resumeForce, checkpoint: url.path)
             let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: network.parameters,
                                                          buffers: network.buffers, adam: moments)
             try Trainer.checkSameAlgorithm(checkpointConfig: loaded.state.config, path: loaded.path, s, log: log)
@@ -190,6 +217,7 @@ final class Trainer {
             }
             try Checkpoint.broadcastWeights(comm: comm, parameters: network.parameters, buffers: network.buffers)
         }
+        retention = CheckpointRetention(keep: s.keepCheckpoints, resumedFrom: state.globalStep)
         reducer = try GradientReducer(comm: comm, gradients: network.parameters.grads!)
     }
 
@@ -212,8 +240,13 @@ final class Trainer {
         let runStart = Date(), firstStep = state.globalStep
         var sums = [Double](repeating: 0, count: 4)
         var lastEvaluatedStep = -1
+        // A stop signal during set-up: nothing new to save.
+        if try StopSignal.anyRankRequestedStop(comm) {
+            log.info("stop requested (SIGTERM/SIGUSR1) during set-up at step \(state.globalStep): exiting before training. Rerun with --resume auto to continue.")
+            return 0
+        }
         if s.evalEvery > 0 && state.globalStep == 0 {
-            try evaluate(label: "untrained model")  // the baseline the run must beat
+            guard try evaluateUnlessStopped(label: "untrained model") else { return 0 }  // the baseline the run must beat
             lastEvaluatedStep = 0
         }
 
@@ -294,7 +327,7 @@ final class Trainer {
             }
             let endOfEpoch = done % perEpoch == 0
             if s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0 && done < totalSteps {
-                try evaluate(label: "epoch \(done / perEpoch)")
+                guard try evaluateUnlessStopped(label: "epoch \(done / perEpoch)") else { return 0 }
                 lastEvaluatedStep = done
             }
             let stopping = try StopSignal.anyRankRequestedStop(comm)
@@ -306,7 +339,7 @@ final class Trainer {
                 }
             }
         }
-        if lastEvaluatedStep != Int(state.globalStep) { try evaluate(label: "final") }
+        if lastEvaluatedStep != Int(state.globalStep) { guard try evaluateUnlessStopped(label: "final") else { return 0 } }
         let checksum = ReplicaCheck.checksum(UnsafeBufferPointer(network.parameters.values))
         try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
         log.info("replicas identical on \(comm.size) rank(s): parameter checksum \(String(checksum, radix: 16))")
@@ -316,14 +349,34 @@ final class Trainer {
 
     // MARK: - Evaluation
 
+    /// `evaluate`, except that a stop signal during it ends the run as one
+    /// after a step does: a checkpoint of the current step, then false.
+    func evaluateUnlessStopped(label: String) throws -> Bool {
+        do {
+            try evaluate(label: label)
+            return true
+        } catch is EvaluationStopped {
+            let url = try saveCheckpoint()
+            log.info("stop requested (SIGTERM/SIGUSR1) during the evaluation: checkpoint \(url.lastPathComponent) written at step \(state.globalStep); exiting. Rerun with --resume auto to continue.")
+            return false
+        }
+    }
+
     /// Collective: features of query and gallery extracted by every rank,
     /// scored on rank 0 (Market protocol), logged, and the best model by mAP
     /// kept as RUN_DIR/best.h5.
     func evaluate(label: String) throws {
         guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
         let start = Date()
-        let features = try extractFeatures(network: network, dataset: dataset, comm: comm,
+        let features: FeaturesFile?
+        do {
+            features = try extractFeatures(network: network, dataset: dataset, comm: comm,
                                            loaderThreads: s.loaderThreads, paths: false)
+        } catch {
+            // Every rank fails an extraction together; they ask together whether a signal was the cause.
+            if try StopSignal.anyRankRequestedStop(comm) { throw EvaluationStopped() }
+            throw error
+        }
         guard let features else { return }  // ranks other than 0
         let r = try evaluateMarket(query: features.query, gallery: features.gallery,
                                    options: EvalOptions(threads: s.threads))
@@ -337,11 +390,12 @@ final class Trainer {
         log.metric(m)
         if step > 0 && r.mAP > bestMAP {
             bestMAP = r.mAP
-            let best = runDir.appendingPathComponent("best.h5"), tmp = runDir.appendingPathComponent(".best.h5.tmp")
+            let best = runDir.appendingPathComponent("best.h5")
             let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
-            try? FileManager.default.removeItem(at: tmp)
-            try Checkpoint.write(to: tmp.path, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
-            guard rename(tmp.path, best.path) == 0 else { throw RankFailure("cannot write \(best.path): \(String(cString: strerror(errno)))") }
+            // Like a checkpoint: temporary, fsync, verified, renamed; a failure keeps the previous best.h5.
+            try Checkpoint.replaceAtomically(best, write: {
+                try Checkpoint.write(to: $0, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
+            }, verify: { _ = try Checkpoint.verify(URL(fileURLWithPath: $0)) })
             state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
             log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * r.mAP, best.path))
         }
@@ -352,8 +406,15 @@ final class Trainer {
     @discardableResult
     func saveCheckpoint() throws -> URL {
         let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
-        let url = try Checkpoint.saveOnRoot(comm: comm, parameters: network.parameters, buffers: network.buffers,
-                                            adam: moments, state: state, runDirectory: runDir, keep: s.keepCheckpoints)
+        let url: URL
+        do {
+            url = try Checkpoint.saveOnRoot(comm: comm, parameters: network.parameters, buffers: network.buffers,
+                                            adam: moments, state: state, runDirectory: runDir, retention: retention)
+        } catch {
+            // saveOnRoot gives every rank rank 0's error (e.g. a full disk): one report, a clean exit everywhere.
+            throw TrainingFailure("cannot save the checkpoint of step \(state.globalStep): \(error). "
+                                  + "The checkpoints already written are intact; free space and rerun with --resume auto.")
+        }
         log.info("checkpoint \(url.path)")
         return url
     }
@@ -388,7 +449,7 @@ final class Trainer {
     }
 
     /// Resuming with another mining or BatchNorm setting would continue a run
-    /// with another algorithm: refused unless --force-resume. A checkpoint
+    /// with another algorithm: refused unless --resume-force. A checkpoint
     /// from before these settings existed was trained with local ones.
     static func checkSameAlgorithm(checkpointConfig: String, path: String, _ s: TrainSettings, log: RunLog) throws {
         let object = (try? JSONSerialization.jsonObject(with: Data(checkpointConfig.utf8))) as? [String: Any]
@@ -400,10 +461,10 @@ final class Trainer {
         }
         guard !differences.isEmpty else { return }
         let what = "checkpoint \(path) was trained with \(differences.joined(separator: " and "))"
-        if s.forceResume {
-            log.warning("\(what); continuing with this run's settings (--force-resume)")
+        if s.resumeForce {
+            log.warning("\(what); continuing with this run's settings (--resume-force)")
         } else {
-            throw SettingsError("\(what). Resume with the checkpoint's settings, or pass --force-resume to change them from here.")
+            throw SettingsError("\(what). Resume with the checkpoint's settings, or pass --resume-force to change them from here.")
         }
     }
 
@@ -437,6 +498,9 @@ final class Trainer {
 }
 
 /// A failure every rank sees at the same step (e.g. a NaN loss after the allreduce).
+/// An evaluation ended early by a stop signal, on every rank.
+struct EvaluationStopped: Error {}
+
 struct TrainingFailure: Error, CustomStringConvertible {
     var description: String
     init(_ s: String) { description = s }

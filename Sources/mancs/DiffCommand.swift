@@ -75,10 +75,8 @@ struct DiffCommand: ParsableCommand {
         guard path == "/" || file.root.exists(path) else { return [] }
         let group = try file.root.group(path)
         var out: [String] = []
-        for m in try group.members() {
-            let full = path == "/" ? "/" + m : path + "/" + m
-            if group.isGroup(m) { out += try datasets(in: file, under: full) } else { out.append(full) }
-        }
+        // walkDatasets refuses link cycles and links to other files.
+        try group.walkDatasets { g, name in out.append(g.path == "/" ? "/" + name : g.path + "/" + name) }
         return out
     }
 }

@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import HDF5Kit
 import MancsModel
+import CHDF5
 import Testing
 import TestSupport
 
@@ -174,12 +175,53 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
 
     @Test func retentionKeepsTheLastThree() throws {
         let run = SharedFiles.temporaryDirectory("ckpt")
+        try saveSteps([10, 20, 30, 40, 50], run, CheckpointRetention(keep: 3))
+        #expect(stepsOnDisk(run) == [30, 40, 50])
+    }
+
+    func saveSteps(_ steps: [Int64], _ run: URL, _ retention: CheckpointRetention) throws {
         let a = TinyModel()
-        for step: Int64 in [10, 20, 30, 40, 50] {
-            try Checkpoint.save(parameters: a.params, buffers: a.buffers, adam: a.adam, state: sampleState(step: step), runDirectory: run)
+        for step in steps {
+            try Checkpoint.save(parameters: a.params, buffers: a.buffers, adam: a.adam, state: sampleState(step: step),
+                                runDirectory: run, retention: retention)
         }
-        let names = try FileManager.default.contentsOfDirectory(atPath: Checkpoint.directory(runDirectory: run).path).sorted()
-        #expect(names == ["step-00000030.h5", "step-00000040.h5", "step-00000050.h5"])
+    }
+
+    func stepsOnDisk(_ run: URL) -> [Int64] {
+        Checkpoint.checkpointFiles(in: Checkpoint.directory(runDirectory: run)).map(\.step)
+    }
+
+    @Test func aFreshRunInAnOldDirectoryKeepsWhatItWrites() throws {
+        // Trained to step 8, then `--resume none --max-steps 2` in the same directory.
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        try saveSteps([2, 4, 6, 8], run, CheckpointRetention(keep: 3))
+        try saveSteps([2], run, CheckpointRetention(keep: 3, resumedFrom: 0))
+        #expect(stepsOnDisk(run) == [2, 4, 6, 8])
+    }
+
+    @Test func resumingFromAnOlderFileKeepsTheNewerOnes() throws {
+        // `--resume step-00000004.h5` while 6 and 8 exist: this run's 5, 6, 7 push out 4 only.
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        try saveSteps([4, 6, 8], run, CheckpointRetention(keep: 3))
+        try saveSteps([5, 6, 7], run, CheckpointRetention(keep: 3, resumedFrom: 4))
+        #expect(stepsOnDisk(run) == [5, 6, 7, 8])
+        // A later run resumed from 7 prunes its own sequence (5, 6, 7, 9, 10) to two;
+        // the earlier run's 8, newer than 7, still stays.
+        try saveSteps([9, 10], run, CheckpointRetention(keep: 2, resumedFrom: 7))
+        #expect(stepsOnDisk(run) == [8, 9, 10])
+    }
+
+    @Test func everyNewerFileDamagedStillKeepsTheNewProgress() throws {
+        // 100..300 unreadable: a requeued job starts from 0 and must keep step 50.
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        try saveSteps([100, 200, 300], run, CheckpointRetention(keep: 3))
+        for step in [100, 200, 300] {
+            try Data("damaged".utf8).write(to: Checkpoint.directory(runDirectory: run).appendingPathComponent(Checkpoint.fileName(step: Int64(step))))
+        }
+        #expect(Checkpoint.latestValidCheckpoint(in: Checkpoint.directory(runDirectory: run)).url == nil)
+        try saveSteps([50], run, CheckpointRetention(keep: 1, resumedFrom: 0))
+        #expect(stepsOnDisk(run) == [50, 100, 200, 300])
+        #expect(Checkpoint.latestValidCheckpoint(in: Checkpoint.directory(runDirectory: run)).url?.lastPathComponent == "step-00000050.h5")
     }
 
     @Test func refusesNonFiniteParameters() throws {
@@ -280,5 +322,78 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
         do { let f = try HDF5File(creating: otherHDF5); try f.root.setAttribute("format", string: "something-else") }
         let error = #expect(throws: CheckpointError.self) { try Checkpoint.verify(URL(fileURLWithPath: otherHDF5)) }
         #expect(error?.message.contains("not a Mancs checkpoint") == true)
+    }
+
+    // MARK: Hostile files (issue 15)
+
+    /// Two good checkpoints, then `edit` applied to a copy saved as the newest.
+    func runWithDamagedNewest(_ edit: (hid_t) -> Void) throws -> (dir: URL, newest: URL) {
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        let a = TinyModel()
+        for step: Int64 in [1, 2] {
+            try Checkpoint.save(parameters: a.params, buffers: a.buffers, adam: a.adam, state: sampleState(step: step), runDirectory: run)
+        }
+        let dir = Checkpoint.directory(runDirectory: run)
+        let newest = dir.appendingPathComponent("step-00000003.h5")
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("step-00000002.h5"), to: newest)
+        HostileHDF5.edit(newest.path) { f in
+            HostileHDF5.deleteAttribute(f, object: "/", "global_step")
+            var three = Int64(3)
+            let sp = H5Screate(H5S_SCALAR); defer { H5Sclose(sp) }
+            let at = H5Acreate_by_name(f, "/", "global_step", mancs_h5t_native_int64(), sp, mancs_h5p_default(), mancs_h5p_default(), mancs_h5p_default())
+            H5Awrite(at, mancs_h5t_native_int64(), &three); H5Aclose(at)
+            edit(f)
+        }
+        return (dir, newest)
+    }
+
+    @Test func linkCycleIsRefusedAndResumeFallsBack() throws {
+        let (dir, newest) = try runWithDamagedNewest { f in HostileHDF5.hardLink(f, "/", "/model/loop") }
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.verify(newest) }
+        #expect(error?.message.contains("cycle") == true, "\(String(describing: error))")
+        let (url, warnings) = Checkpoint.latestValidCheckpoint(in: dir)
+        #expect(url?.lastPathComponent == "step-00000002.h5")
+        #expect(warnings.count == 1 && warnings[0].contains("step-00000003.h5"))
+    }
+
+    @Test func formatAttributeArrayIsRefused() throws {
+        let (dir, newest) = try runWithDamagedNewest { f in
+            HostileHDF5.deleteAttribute(f, object: "/", "format")
+            HostileHDF5.stringAttribute(f, object: "/", "format", Array(repeating: "mancs-checkpoint", count: 64), dims: [64])
+        }
+        #expect(throws: CheckpointError.self) { try Checkpoint.verify(newest) }
+        #expect(Checkpoint.latestValidCheckpoint(in: dir).url?.lastPathComponent == "step-00000002.h5")
+    }
+
+    @Test func absurdArchitectureInAFileIsRefused() throws {
+        let dir = SharedFiles.temporaryDirectory("ckpt")
+        for (label, name) in [("many", "backbone.layer1.99999999.conv1.weight"), ("overflow", "backbone.layer2.9223372036854775807.bn1.weight")] {
+            let path = dir.appendingPathComponent("\(label).h5").path
+            do {
+                let f = try HDF5File(creating: path)
+                for (n, shape) in tinyShapes().params {
+                    try f.root.write("model/\(n)", [Float](repeating: 0, count: shape.reduce(1, *)), shape: shape)
+                }
+                try f.root.write("model/\(name)", [Float(0)], shape: [1])
+            }
+            let error = #expect(throws: CheckpointError.self) { try Checkpoint.inferConfig(URL(fileURLWithPath: path)) }
+            #expect(error?.message.contains("out of range") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test func negativeGlobalStepIsRefused() throws {
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        let a = TinyModel()
+        let url = try Checkpoint.save(parameters: a.params, buffers: a.buffers, adam: a.adam, state: sampleState(step: 3), runDirectory: run)
+        HostileHDF5.edit(url.path) { f in
+            HostileHDF5.deleteAttribute(f, object: "/", "global_step")
+            var minus = Int64(-5)
+            let sp = H5Screate(H5S_SCALAR); defer { H5Sclose(sp) }
+            let at = H5Acreate_by_name(f, "/", "global_step", mancs_h5t_native_int64(), sp, mancs_h5p_default(), mancs_h5p_default(), mancs_h5p_default())
+            H5Awrite(at, mancs_h5t_native_int64(), &minus); H5Aclose(at)
+        }
+        let b = TinyModel(fillSeed: nil)
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.load(url, parameters: b.params, buffers: b.buffers, adam: b.adam) }
+        #expect(error?.message.contains("global_step -5") == true, "\(String(describing: error))")
     }
 }

@@ -238,4 +238,55 @@ enum TestMatV5 {
         #expect(throws: MatFileError.self) { try readMatFileV5(path: dir + "/d.mat") }
         #expect(throws: MatFileError.self) { try readMatFileV5(path: dir + "/missing.mat") }
     }
+
+    /// A MAT-file of raw top-level elements.
+    static func rawFile(_ dir: String, _ name: String, _ elements: [UInt8]) -> String {
+        var header = Array("MATLAB 5.0 MAT-file, hostile".utf8)
+        header += [UInt8](repeating: 0x20, count: 116 - header.count) + [UInt8](repeating: 0, count: 8) + [0x00, 0x01] + Array("IM".utf8)
+        let path = dir + "/" + name
+        try! Data(header + elements).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func message(_ path: String) -> String {
+        do { _ = try readMatFileV5(path: path); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func hostileFilesAreRefused() throws {
+        let dir = SharedFiles.temporaryDirectory("matv5").path
+        func doubles(_ xs: [Double]) -> [UInt8] {
+            TestMatV5.element(9, xs.flatMap { x in (0..<8).map { UInt8(truncatingIfNeeded: x.bitPattern >> (8 * $0)) } })
+        }
+        func matrix(classID: UInt32, dims: [UInt8], data: [UInt8]) -> [UInt8] {
+            TestMatV5.element(14, TestMatV5.element(6, TestMatV5.le(classID) + TestMatV5.le(0)) + dims + TestMatV5.element(1, Array("x".utf8)) + data)
+        }
+        // A char array claiming 10^9 rows for no characters (was: a billion newlines).
+        let rows = Self.rawFile(dir, "rows.mat", matrix(classID: 4, dims: doubles([1e9, 0]), data: TestMatV5.element(4, [])))
+        #expect(message(rows).contains("rows"), "\(message(rows))")
+        // NaN and infinite dims (Int(Double) of them traps).
+        for (label, d) in [("nan", Double.nan), ("inf", Double.infinity), ("neg", -3)] {
+            let p = Self.rawFile(dir, "\(label).mat", matrix(classID: 6, dims: doubles([d, 1]), data: doubles([1])))
+            #expect(message(p).contains("dimension"), "\(label): \(message(p))")
+        }
+        // A cell claiming 10^12 entries in a few bytes.
+        let cells = Self.rawFile(dir, "cells.mat", matrix(classID: 1, dims: doubles([1e6, 1e6]), data: []))
+        #expect(message(cells).contains("entries") || message(cells).contains("dimension"), "\(message(cells))")
+        // Cells nested 100 deep.
+        var nested = matrix(classID: 6, dims: doubles([1, 1]), data: doubles([1]))
+        for _ in 0..<100 { nested = matrix(classID: 1, dims: doubles([1, 1]), data: nested) }
+        let deep = Self.rawFile(dir, "deep.mat", nested)
+        #expect(message(deep).contains("nested"), "\(message(deep))")
+    }
+
+    @Test func inflationIsCapped() throws {
+        // zlib.compress(bytes(5000)): 24 bytes that inflate to 5,000.
+        let bomb = [UInt8](Data(base64Encoded: "eJztwTEBAAAAwqD1T20KP6AAAAAAgLcBE4gAAQ==")!)
+        #expect(try zlibInflate(bomb).count == 5000)
+        let error = #expect(throws: MatFileError.self) { try zlibInflate(bomb, limit: 4096) }
+        #expect(error?.description.contains("more than 4096") == true, "\(String(describing: error))")
+        var damaged = bomb
+        damaged[damaged.count - 1] ^= 1  // the Adler-32 trailer
+        #expect(throws: MatFileError.self) { try zlibInflate(damaged) }
+        #expect(throws: MatFileError.self) { try zlibInflate(Array(bomb.prefix(12))) }
+    }
 }

@@ -37,6 +37,23 @@ import TestSupport
         #expect(a == b)
     }
 
+    @Test func aFIFONamedLikeAJPEGIsRefusedAtOnce() throws {
+        let path = SharedFiles.temporaryDirectory("decode").path + "/fifo.jpg"
+        #expect(mkfifo(path, 0o644) == 0)
+        let error = #expect(throws: ImageDecodeError.self) { try JPEGDecoder().decode(file: path) }
+        #expect(error?.reason.contains("not a regular file") == true, "\(String(describing: error))")
+    }
+
+    @Test func hugeDimensionsAreRefusedBeforeDecoding() throws {
+        // A valid 16x16 JPEG whose SOF0 header is patched to say 16384x16384.
+        var data = [UInt8](TestJPEG.encode(width: 16, height: 16, pixels: TestJPEG.pattern(width: 16, height: 16, seed: 2)))
+        let sof = try #require((0..<(data.count - 9)).first { data[$0] == 0xFF && data[$0 + 1] == 0xC0 })
+        data[sof + 5] = 0x40; data[sof + 6] = 0x00  // height 16384
+        data[sof + 7] = 0x40; data[sof + 8] = 0x00  // width 16384
+        let error = #expect(throws: ImageDecodeError.self) { try JPEGDecoder().decode(data: Data(data)) }
+        #expect(error?.reason.contains("implausible JPEG size 16384x16384") == true, "\(String(describing: error))")
+    }
+
     @Test func truncatedAndGarbageThrow() throws {
         let dir = SharedFiles.temporaryDirectory("decode")
         let t = dir.path + "/t.jpg"

@@ -1,3 +1,4 @@
+import Distributed
 import Foundation
 import MancsModel
 import ReIDData
@@ -56,6 +57,18 @@ final class ExtractionTests {
         // The features rank something: the evaluation runs on them.
         let result = try evaluateMarket(query: back.query, gallery: back.gallery)
         #expect(result.numValidQuery == 6)
+    }
+
+    @Test("a stop signal ends an extraction at the next batch, naming the signal")
+    func stopSignalEndsExtraction() throws {
+        let net = try TinyReID.network(seed: 5, maxBatch: 2)
+        StopSignal.request()
+        defer { StopSignal.request(false) }
+        let error = #expect(throws: ExtractionStopped.self) {
+            try FeatureExtractor(network: net, batchSize: 2).extract(images: dataset.gallery.images)
+        }
+        #expect(error != nil)
+        #expect(throws: (any Error).self) { try extractFeatures(network: net, dataset: dataset) }
     }
 
     @Test("the same features whatever the batch size (chunking); exactly the same for the same batch size")

@@ -70,6 +70,16 @@ import TestSupport
         #expect(Array(net.parameters.values) == before)
     }
 
+    @Test func hugeShapesDoNotWrapTheByteCount() throws {
+        // 2^62 x 4 float32 wraps to 0 bytes in unchecked arithmetic and matched [0, 0].
+        let dir = SharedFiles.temporaryDirectory()
+        let json = Array(#"{"conv1.weight": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}}"#.utf8)
+        let url = dir.appendingPathComponent("huge.safetensors")
+        try Data(withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json).write(to: url)
+        let error = #expect(throws: SafetensorsError.self) { _ = try SafetensorsFile(contentsOf: url) }
+        #expect(error?.description.contains("overflows") == true, "\(String(describing: error))")
+    }
+
     @Test func malformedFilesThrow() throws {
         let net = try MancsNetwork(config: tinyConfig(), maxBatch: 2)
         let dir = SharedFiles.temporaryDirectory()

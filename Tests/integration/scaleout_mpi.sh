@@ -59,14 +59,14 @@ mpi -np 4 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/local4" --max-steps 20 -
 check "-np 4 with local settings differs from -np 1 (so test 2 could fail)" \
     bash -c "! '$MANCS' diff '$(newest_checkpoint "$WORK/twenty1")' '$(newest_checkpoint "$WORK/local4")' --groups model --whole --tolerance 1e-3 > /dev/null"
 
-# 5. Resuming with other settings is refused (one error line), unless --force-resume.
+# 5. Resuming with other settings is refused (one error line), unless --resume-force.
 status=0
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/twenty1" --max-steps 22 --batch-norm local > "$WORK/r.log" 2>&1 || status=$?
 check "resume with another --batch-norm: non-zero exit" test "$status" -ne 0
-check "resume with another --batch-norm: one clear error" test "$(grep -c "^mancs-dist: error.*trained with --batch-norm sync (this run: local).*--force-resume" "$WORK/r.log")" -eq 1
+check "resume with another --batch-norm: one clear error" test "$(grep -c "^mancs-dist: error.*trained with --batch-norm sync (this run: local).*--resume-force" "$WORK/r.log")" -eq 1
 check "the refused resume wrote no checkpoint" test -z "$(ls "$WORK/twenty1/checkpoints" | grep 00000022 || true)"
-mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/twenty1" --max-steps 22 --batch-norm local --force-resume > "$WORK/r2.log" 2>&1 || { cat "$WORK/r2.log"; fail "forced resume"; }
-check "--force-resume: warns and continues" grep -q "warning.*trained with --batch-norm sync.*--force-resume" "$WORK/r2.log"
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/twenty1" --max-steps 22 --batch-norm local --resume-force > "$WORK/r2.log" 2>&1 || { cat "$WORK/r2.log"; fail "forced resume"; }
+check "--resume-force: warns and continues" grep -q "warning.*trained with --batch-norm sync.*--resume-force" "$WORK/r2.log"
 check "config.yaml records both settings" grep -q "batch-norm: local" "$WORK/twenty1/config.yaml"
 check "config.yaml records triplet-mining" grep -q "triplet-mining: global" "$WORK/twenty1/config.yaml"
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Hostile and broken files (issue 15): a checkpoint with a hard-link cycle or a
+# string-array `format` attribute gets one clear error from `mancs inspect`
+# (no hang, no crash), `--resume auto` falls back to the older good checkpoint,
+# and retention never deletes what a run just wrote.
+# Hostile files are made with h5py (launch/test installs python3-h5py; pip here if missing).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+python3 -c "import h5py" 2>/dev/null || python3 -m pip install -q h5py >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages h5py >/dev/null
+# mpi (lib/common.sh) under a time limit: a hang is a failure, not a stuck suite.
+mpi_within() { local limit="$1"; shift; timeout "$limit" mpirun --allow-run-as-root --oversubscribe --bind-to none "$@"; }
+make_dataset "$WORK/data" --train-ids 8 --test-ids 4 --images-per-id 4 --cameras 2 --seed 1 --height 32 --width 16
+common=(--data "$WORK/data" --base-width 4 --blocks 1,1,1,1 --height 32 --width 16 --ids-per-batch 4
+        --images-per-id 2 --seed 7 --loader-threads 1 --eval-every 1000 --checkpoint-every 2 --threads 1)
+run="$WORK/run"
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --max-steps 8 > "$WORK/a.log" 2>&1 || { cat "$WORK/a.log"; fail "first run"; }
+ckpts="$run/checkpoints"
+check "trained to step 8" test -f "$ckpts/step-00000008.h5"
+
+# 1. A hard link back to the root, as the newest checkpoint.
+cp "$ckpts/step-00000008.h5" "$ckpts/step-00000010.h5"
+python3 - "$ckpts/step-00000010.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    f.attrs["global_step"] = np.int64(10)
+    f["model/loop"] = f["/"]
+PY
+status=0
+timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$ckpts/step-00000010.h5" > "$WORK/i.log" 2>&1 || status=$?
+check "inspect of a link cycle ends with exit 1, not a hang or a crash (got $status)" test "$status" = 1
+check "inspect names the cycle" grep -q "cycle" "$WORK/i.log"
+status=0
+mpi_within "${RESUME_TIMEOUT:-300}" -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --max-steps 9 > "$WORK/b.log" 2>&1 || status=$?
+[ "$status" = 0 ] || { cat "$WORK/b.log"; fail "resume auto past a link cycle (exit $status)"; }
+check "resume auto skipped the cycle and resumed from step 8" grep -q "resumed from .*step-00000008.h5 at step 8" "$WORK/b.log"
+check "the damaged newer file is kept (retention deletes only this run's sequence)" test -f "$ckpts/step-00000010.h5"
+check "the new checkpoint is kept" test -f "$ckpts/step-00000009.h5"
+
+# 2. `format` as a variable-length string array of 64 elements.
+cp "$ckpts/step-00000008.h5" "$WORK/format64.h5"
+python3 - "$WORK/format64.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    del f.attrs["format"]
+    f.attrs.create("format", ["mancs-checkpoint"] * 64, dtype=h5py.string_dtype())
+PY
+status=0
+timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$WORK/format64.h5" > "$WORK/f.log" 2>&1 || status=$?
+check "inspect of a 64-string format attribute: exit 1, no crash (got $status)" test "$status" = 1
+check "the error names the attribute" grep -q "format" "$WORK/f.log"
+
+# 3. A fresh run in a directory trained further keeps the checkpoint it writes.
+rm "$ckpts/step-00000010.h5"
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --resume none --max-steps 2 > "$WORK/c.log" 2>&1 || { cat "$WORK/c.log"; fail "fresh run"; }
+check "--resume none --max-steps 2 after step 9: step-2 is kept" test -f "$ckpts/step-00000002.h5"
+check "and the earlier run's newer checkpoints too" test -f "$ckpts/step-00000009.h5"
+
+# 4. Resume checks the run's contract before reading tensors: each refusal lists the keys.
+for case in "--height 48|height: 32 -> 48" "--images-per-id 4|images-per-id: 2 -> 4" \
+            "--lr 0.002|--resume-force" "--epochs 7 --lr 0.002|epochs"; do
+    IFS='|' read -r flags pattern <<< "$case"
+    status=0
+    # shellcheck disable=SC2086  # $flags is a word list on purpose
+    mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" $flags --max-steps 12 > "$WORK/r.log" 2>&1 || status=$?
+    check "resume with $flags: refused (exit $status)" test "$status" = 1
+    check "resume with $flags: one error line naming '$pattern'" test "$(grep -c -- "^mancs-dist: error.*$pattern" "$WORK/r.log")" -eq 1
+done
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --lr 0.002 --resume-force --max-steps 10 > "$WORK/r.log" 2>&1 \
+    || { cat "$WORK/r.log"; fail "--resume-force with another --lr"; }
+check "--resume-force continues with another --lr" grep -q "resumed from .*step-00000009.h5 at step 9" "$WORK/r.log"
+
+# 5. A second job in a run directory that is in use is refused, on every rank, at once.
+flock "$run/.lock" sleep 60 & holder=$!
+sleep 1
+status=0
+mpi_within 120 -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --max-steps 12 > "$WORK/l.log" 2>&1 || status=$?
+kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true
+check "second job: exit 1 (got $status)" test "$status" = 1
+check "second job: one line saying the directory is in use" test "$(grep -c "is in use by another job" "$WORK/l.log")" -eq 1
+
+# 6. Numeric flags out of range: one message naming the flag, no trap.
+for case in "--check-replicas-every 0|--check-replicas-every" "--seed=-1|--seed" "--lr nan|--lr" \
+            "--keep-checkpoints 0|--keep-checkpoints" "--clip-norm inf|--clip-norm"; do
+    IFS='|' read -r flags pattern <<< "$case"
+    status=0
+    # shellcheck disable=SC2086
+    "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/flags" $flags --max-steps 2 > "$WORK/s.log" 2>&1 || status=$?
+    check "$flags: refused with a usage error (exit $status)" test "$status" -ge 1 -a "$status" -lt 128
+    check "$flags: the message names $pattern" grep -q -- "$pattern" "$WORK/s.log"
+done
+
+# 8. A second SIGTERM ends the process at once; nothing half-written is left in view.
+mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/t" --max-steps 100000 --checkpoint-every 3 > "$WORK/t.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+    [ -f "$WORK/t/metrics.jsonl" ] && [ "$(grep -c train "$WORK/t/metrics.jsonl")" -ge 4 ] && break
+    sleep 0.1
+done
+rank=$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/t " | tail -n 1)
+start=$(date +%s%N)
+kill -TERM "$rank"; sleep 0.05; kill -TERM "$rank"
+status=0; timeout 60 tail --pid=$job -f /dev/null || true; wait $job || status=$?
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+echo "two SIGTERMs: job ended after $elapsed_ms ms (exit $status)"
+check "second SIGTERM: the job ends within 5 s" test "$elapsed_ms" -lt 5000
+for f in "$WORK"/t/checkpoints/step-*.h5; do
+    [ -e "$f" ] || continue
+    check "second SIGTERM: $(basename "$f") is complete" bash -c "\"$MANCS\" inspect \"$f\" >/dev/null"
+done
+
+# 7. A full disk (a small tmpfs, when this machine lets us mount one): saving
+#    fails with one clear error, and the checkpoints already there stay intact.
+mkdir -p "$WORK/full"
+if mount -t tmpfs -o size=4m tmpfs "$WORK/full" 2>/dev/null; then
+    trap 'umount "$WORK/full" 2>/dev/null || true' EXIT
+    mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/full/run" --max-steps 2 > "$WORK/d1.log" 2>&1 || { cat "$WORK/d1.log"; fail "run on the tmpfs"; }
+    free_kb=$(df -k --output=avail "$WORK/full" | tail -n 1)
+    fallocate -l $(((free_kb - 48) * 1024)) "$WORK/full/filler"
+    status=0
+    mpi_within 300 -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/full/run" --max-steps 4 > "$WORK/d2.log" 2>&1 || status=$?
+    check "full disk: the run stops with an error (exit $status)" test "$status" -ne 0 -a "$status" -ne 124
+    check "full disk: the error says the disk is full" grep -qi "no space left\|disk full\|cannot write\|write failed" "$WORK/d2.log"
+    check "full disk: no trap or crash" bash -c "! grep -q 'Fatal error\|Segmentation\|Illegal instruction' '$WORK/d2.log'"
+    check "full disk: the older checkpoint is intact" bash -c "\"$MANCS\" inspect \"$WORK/full/run/checkpoints/step-00000002.h5\" >/dev/null"
+    check "full disk: no temporary left behind" test -z "$(ls -A "$WORK/full/run/checkpoints" | grep -v '^step-00000002.h5$' || true)"
+    umount "$WORK/full"; trap - EXIT
+else
+    echo "skip: cannot mount a tmpfs here (full-disk case)"
+fi
+rm -rf "$WORK"
