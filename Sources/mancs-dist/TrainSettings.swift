@@ -47,6 +47,11 @@ struct TrainSettings: Codable, Equatable {
     var evalEvery: Int = 0
     var logEvery: Int = 10
     var checkReplicasEvery: Int = 100
+    // Evaluation (test-time options)
+    var evalFlip: Bool = false
+    var evalDistance: String = "euclidean"
+    var evalNormalize: Bool = false
+    var evalRerank: Bool = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, dataset, runDir = "run-dir", epochs, maxSteps = "max-steps", idsPerBatch = "ids-per-batch",
@@ -57,6 +62,8 @@ struct TrainSettings: Codable, Equatable {
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
              keepCheckpoints = "keep-checkpoints", resume, evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
+        case evalFlip = "eval-flip", evalDistance = "eval-distance", evalNormalize = "eval-normalize",
+             evalRerank = "eval-rerank"
     }
 
     init() {}
@@ -90,6 +97,8 @@ struct TrainSettings: Codable, Equatable {
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
         resume = try v(.resume, resume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
+        evalFlip = try v(.evalFlip, evalFlip); evalDistance = try v(.evalDistance, evalDistance)
+        evalNormalize = try v(.evalNormalize, evalNormalize); evalRerank = try v(.evalRerank, evalRerank)
     }
 
     /// The settings that must be equal for a checkpoint to continue this run
@@ -119,6 +128,9 @@ struct TrainSettings: Codable, Equatable {
         if loaderThreads < 1 { throw bad("--loader-threads must be at least 1, got \(loaderThreads)") }
         if checkpointEvery < 1 || keepCheckpoints < 1 || logEvery < 1 {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
+        }
+        if !["euclidean", "cosine"].contains(evalDistance) {
+            throw bad("--eval-distance must be euclidean or cosine, got '\(evalDistance)'")
         }
         if height < 32 || width < 16 { throw bad("--height and --width must be at least 32 and 16, got \(height)x\(width)") }
     }

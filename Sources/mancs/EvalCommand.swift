@@ -52,6 +52,12 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --checkpoint: also write the extracted features to this file.")
     var saveFeatures: String?
 
+    @Flag(help: "With --checkpoint: average each image's features with those of its mirror image.")
+    var flip = false
+
+    @OptionGroup(title: "Distances and re-ranking")
+    var scoring: ScoringFlags
+
     func validate() throws {
         guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -63,6 +69,9 @@ struct EvalCommand: ParsableCommand {
         default: break
         }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if flip && checkpoint == nil {
+            throw ValidationError("--flip needs --checkpoint (it changes how features are extracted; for a features file use mancs extract --flip)")
+        }
     }
 
     func run() throws {
@@ -75,7 +84,7 @@ struct EvalCommand: ParsableCommand {
             file = try FeaturesFile.read(features)
         } else {
             guard let extracted = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
-                                                      options: ExtractionOptions(batchSize: batch)) else {
+                                                      options: ExtractionOptions(batchSize: batch, flip: flip)) else {
                 throw EvalError("\(checkpoint!): extraction returned no features")
             }
             file = extracted
@@ -83,7 +92,8 @@ struct EvalCommand: ParsableCommand {
         }
         let readTime = Date().timeIntervalSince(start)
         let profile = EvalProfile()
-        let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
+        let options = scoring.apply(to: EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows,
+                                                    profile: profile))
         let result: EvalResult
         do {
             result = try evaluate(file, protocol: evalProtocol, multiQuery: multiQuery, options: options, seed: seed)
@@ -91,10 +101,14 @@ struct EvalCommand: ParsableCommand {
             throw EvalError("\(source): \(e.message)")
         }
         let total = Date().timeIntervalSince(start)
+        let settings = [flip ? "flip" : "", scoring.summary].filter { !$0.isEmpty }.joined(separator: ", ")
         let title = "\(source): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
+            + (settings.isEmpty ? "" : ", \(settings)")
         print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
-                     total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
+        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s", total, readTime,
+                     profile.distanceSeconds, profile.rankingSeconds)
+              + (scoring.rerank ? String(format: ", re-ranking set-up %.2f s", profile.rerankSeconds) : "")
+              + String(format: "; cpu %.2f s)", processCPUSeconds()))
         if let json {
             try result.jsonData().write(to: URL(fileURLWithPath: json))
         }

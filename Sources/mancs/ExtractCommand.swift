@@ -28,6 +28,8 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
     @Flag(help: "Do not store image paths.") var noPaths = false
+    @Flag(help: "Flip test: average each image's features with those of its mirror image.") var flip = false
+    @Flag(help: "Write L2-normalised features.") var normalize = false
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -43,11 +45,12 @@ struct ExtractCommand: ParsableCommand {
         setComputeThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
         let start = Date()
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
-                                        paths: !noPaths)
+                                        paths: !noPaths, flip: flip)
         do {
             guard let file = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
                                                  comm: comm) else { return }
-            try file.write(to: out)
+            let written = try normalize ? file.l2Normalized() : file
+            try written.write(to: out)
             let n = file.query.count + file.gallery.count + (file.multiQuery?.count ?? 0)
             let seconds = Date().timeIntervalSince(start)
             print("extract: \(file.query.count) query + \(file.gallery.count) gallery"
