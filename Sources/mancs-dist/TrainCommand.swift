@@ -32,6 +32,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup(title: "Optimisation and losses") var lossOptions: LossOptions
     @OptionGroup(title: "Run control") var runOptions: RunOptions
+    @OptionGroup(title: "Learning-rate schedule and weight decay") var scheduleRateOptions: LearningRateOptions
     @OptionGroup(title: "Evaluation") var evaluationOptions: EvaluationOptions
 
     @Flag(help: "Print the effective settings as YAML and exit.")
@@ -58,6 +59,7 @@ struct TrainCommand: ParsableCommand {
         }
         dataOptions.apply(to: &s); scheduleOptions.apply(to: &s); modelOptions.apply(to: &s)
         lossOptions.apply(to: &s); runOptions.apply(to: &s); evaluationOptions.apply(to: &s)
+        scheduleRateOptions.apply(to: &s)
         return s
     }
 

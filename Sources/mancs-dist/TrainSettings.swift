@@ -1,4 +1,5 @@
 import Foundation
+import MancsTraining
 
 /// Every setting of a training run, in one value: the defaults, overridden by
 /// `--config FILE.yaml`, overridden by command-line flags. Written to
@@ -36,6 +37,13 @@ struct TrainSettings: Codable, Equatable {
     var t1: Double = 60
     var curriculumA: Double = 15
     var curriculumB: Double = 0.001
+    // Learning-rate schedule and L2 weight decay (defaults: the paper's constant rate, no decay)
+    var lrSchedule: String = "constant"
+    var lrMilestones: [Int] = []
+    var lrGamma: Double = 0.1
+    var warmupEpochs: Int = 0
+    var warmupFactor: Double = 0.1
+    var weightDecay: Double = 0
     // Run control
     var seed: Int = 0
     /// 0 = automatic (`ProcessEnvironment.defaultComputeThreads`), resolved before the run starts.
@@ -62,6 +70,8 @@ struct TrainSettings: Codable, Equatable {
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
              keepCheckpoints = "keep-checkpoints", resume, evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
+        case lrSchedule = "lr-schedule", lrMilestones = "lr-milestones", lrGamma = "lr-gamma",
+             warmupEpochs = "warmup-epochs", warmupFactor = "warmup-factor", weightDecay = "weight-decay"
         case evalFlip = "eval-flip", evalDistance = "eval-distance", evalNormalize = "eval-normalize",
              evalRerank = "eval-rerank"
     }
@@ -97,6 +107,9 @@ struct TrainSettings: Codable, Equatable {
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
         resume = try v(.resume, resume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
+        lrSchedule = try v(.lrSchedule, lrSchedule); lrMilestones = try v(.lrMilestones, lrMilestones)
+        lrGamma = try v(.lrGamma, lrGamma); warmupEpochs = try v(.warmupEpochs, warmupEpochs)
+        warmupFactor = try v(.warmupFactor, warmupFactor); weightDecay = try v(.weightDecay, weightDecay)
         evalFlip = try v(.evalFlip, evalFlip); evalDistance = try v(.evalDistance, evalDistance)
         evalNormalize = try v(.evalNormalize, evalNormalize); evalRerank = try v(.evalRerank, evalRerank)
     }
@@ -105,6 +118,14 @@ struct TrainSettings: Codable, Equatable {
     /// bit-exactly (the model's shape and the batch stream).
     var architectureSummary: String {
         "base-width \(baseWidth), blocks \(blocks), last-stride \(lastStride), attention-stages \(attentionStages), \(height)x\(width)"
+    }
+
+    /// The learning rate of each epoch (nil for an unknown --lr-schedule).
+    var learningRateSchedule: LearningRateSchedule? {
+        LearningRateSchedule.Kind(rawValue: lrSchedule).map {
+            LearningRateSchedule(kind: $0, baseLR: lr, epochs: epochs, milestones: lrMilestones, gamma: lrGamma,
+                                 warmupEpochs: warmupEpochs, warmupFactor: warmupFactor)
+        }
     }
 
     /// Checks what can be checked without the data or MPI.
@@ -129,6 +150,11 @@ struct TrainSettings: Codable, Equatable {
         if checkpointEvery < 1 || keepCheckpoints < 1 || logEvery < 1 {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
         }
+        guard let schedule = learningRateSchedule else {
+            throw bad("--lr-schedule must be constant, step or cosine, got '\(lrSchedule)'")
+        }
+        if let p = schedule.problem() { throw bad(p) }
+        if !(weightDecay >= 0) { throw bad("--weight-decay must be at least 0, got \(weightDecay)") }
         if !["euclidean", "cosine"].contains(evalDistance) {
             throw bad("--eval-distance must be euclidean or cosine, got '\(evalDistance)'")
         }

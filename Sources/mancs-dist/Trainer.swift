@@ -21,6 +21,8 @@ final class Trainer {
     let network: MancsNetwork
     let trainStep: TrainStep
     let adam: Adam
+    /// The learning rate of each epoch (--lr-schedule, --warmup-epochs, ...).
+    let schedule: LearningRateSchedule
     let reducer: GradientReducer
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
@@ -122,7 +124,8 @@ final class Trainer {
         trainStep = TrainStep(network: network, losses: LossSettings(
             margin: Float(s.margin), gamma: Float(s.gamma), lambdaRank: Float(s.lambdaRank),
             lambdaCls: Float(s.lambdaCls), lambdaAtt: Float(s.lambdaAtt)))
-        adam = Adam(count: network.parameters.count, lr: Float(s.lr))
+        adam = Adam(count: network.parameters.count, lr: Float(s.lr), weightDecay: Float(s.weightDecay))
+        schedule = s.learningRateSchedule!  // checked by TrainSettings.validate
         state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(s.seed), config: try Trainer.checkpointConfig(s, config))
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
@@ -236,6 +239,8 @@ final class Trainer {
                 let what = losses.allSatisfy(\.isFinite) ? "gradient" : "loss"
                 throw TrainingFailure("step \(step + 1): non-finite \(what) (losses rank \(losses[0]), cls \(losses[1]), att \(losses[2]); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
             }
+            let lr = schedule.lr(epoch: epoch)
+            adam.lr = Float(lr)
             adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(grads))
 
             state.globalStep += 1
@@ -253,9 +258,9 @@ final class Trainer {
                 let mean = sums.map { $0 / Double(window.steps) }
                 let (mu, sigma) = curriculumState(epoch: epoch)
                 log.info(String(format: "epoch %d step %d/%d  loss %.4f (rank %.4f cls %.4f att %.4f)  lr %.2e  mu %.1f sigma %.3g  %.1f imgs/s  ETA %@",
-                                epoch + 1, done, totalSteps, mean[3], mean[0], mean[1], mean[2], s.lr, mu, sigma, rate, formatDuration(eta)))
+                                epoch + 1, done, totalSteps, mean[3], mean[0], mean[1], mean[2], lr, mu, sigma, rate, formatDuration(eta)))
                 log.metric(["kind": "train", "step": done, "epoch": epoch, "loss": mean[3], "loss_rank": mean[0],
-                            "loss_cls": mean[1], "loss_att": mean[2], "lr": s.lr, "grad_norm": Double(norm),
+                            "loss_cls": mean[1], "loss_att": mean[2], "lr": lr, "grad_norm": Double(norm),
                             "curriculum_mu": mu, "curriculum_sigma": sigma, "imgs_per_s": rate, "eta_s": eta])
                 window = (0, 0, Date()); sums = [0, 0, 0, 0]
             }
