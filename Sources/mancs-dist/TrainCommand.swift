@@ -1,4 +1,5 @@
 import ArgumentParser
+import MancsModel
 import Foundation
 import Yams
 
@@ -22,7 +23,8 @@ struct TrainCommand: ParsableCommand {
 
         Settings can also come from --config FILE.yaml, whose keys are the flag names \
         (e.g. `ids-per-batch: 16`); flags given on the command line win.
-        """)
+        """,
+        version: mancsVersion)
 
     @Option(help: "YAML file of settings (keys are the flag names); flags override it.")
     var config: String?
@@ -155,10 +157,10 @@ struct ScheduleOptions: ParsableArguments {
 struct ModelOptions: ParsableArguments {
     @Option(help: "Input height (default 256).") var height: Int?
     @Option(help: "Input width (default 128).") var width: Int?
-    @Option(help: "Base width w of the ResNet (64 = ResNet-50).") var baseWidth: Int?
-    @Option(help: "Bottleneck blocks per stage, e.g. 3,4,6,3.", transform: parseInts) var blocks: [Int]?
+    @Option(help: "Base width w of the ResNet (default 64 = ResNet-50).") var baseWidth: Int?
+    @Option(help: "Bottleneck blocks per stage (default 3,4,6,3).", transform: parseInts) var blocks: [Int]?
     @Option(help: "Stride of stage 4 (1 or 2; default 2).") var lastStride: Int?
-    @Option(help: "Stages followed by a fully attentional block, e.g. 2,3,4.", transform: parseInts) var attentionStages: [Int]?
+    @Option(help: "Stages followed by a fully attentional block (default 2,3,4).", transform: parseInts) var attentionStages: [Int]?
     @Option(help: "ImageNet weights: a safetensors file with torchvision/timm names, or a Mancs checkpoint.")
     var pretrained: String?
 

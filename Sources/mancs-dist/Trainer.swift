@@ -299,8 +299,12 @@ final class Trainer {
     func evaluate(label: String) throws {
         guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
         let start = Date()
+        let progress = ExtractionProgress(label: comm.size > 1 ? "eval features (rank 0 of \(comm.size))" : "eval features",
+                                          enabled: comm.isRoot, write: { [log] in log.info($0) })
         let features = try extractFeatures(network: network, dataset: dataset, comm: comm,
-                                           loaderThreads: s.loaderThreads, paths: false, flip: s.evalFlip)
+                                           loaderThreads: s.loaderThreads, paths: false, flip: s.evalFlip,
+                                           progress: progress.callback)
+        progress.finish()
         guard let features else { return }  // ranks other than 0
         var options = EvalOptions(threads: s.threads, distance: DistanceMetric(rawValue: s.evalDistance) ?? .euclidean,
                                   normalize: s.evalNormalize)

@@ -83,8 +83,12 @@ struct EvalCommand: ParsableCommand {
         if let features {
             file = try FeaturesFile.read(features)
         } else {
-            guard let extracted = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
-                                                      options: ExtractionOptions(batchSize: batch, flip: flip)) else {
+            let progress = ExtractionProgress(label: "extract")
+            let result = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
+                                             options: ExtractionOptions(batchSize: batch, flip: flip),
+                                             progress: progress.callback)
+            progress.finish()
+            guard let extracted = result else {
                 throw EvalError("\(checkpoint!): extraction returned no features")
             }
             file = extracted

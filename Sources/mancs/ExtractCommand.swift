@@ -40,6 +40,7 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
+        let terminal = StageProgress.stdoutIsTerminal  // before MPI_Init sets mpirun's variables
         let comm = try Communicator.world()
         defer { comm.finalize() }
         setComputeThreads(threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / comm.size))
@@ -47,8 +48,12 @@ struct ExtractCommand: ParsableCommand {
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
                                         paths: !noPaths, flip: flip)
         do {
-            guard let file = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
-                                                 comm: comm) else { return }
+            let progress = ExtractionProgress(label: comm.size > 1 ? "extract (rank 0 of \(comm.size))" : "extract",
+                                              enabled: comm.isRoot, interactive: terminal)
+            let extracted = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
+                                                comm: comm, progress: progress.callback)
+            progress.finish()
+            guard let file = extracted else { return }
             let written = try normalize ? file.l2Normalized() : file
             try written.write(to: out)
             let n = file.query.count + file.gallery.count + (file.multiQuery?.count ?? 0)

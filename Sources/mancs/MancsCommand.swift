@@ -1,4 +1,5 @@
 import ArgumentParser
+import MancsModel
 
 @main
 struct Mancs: ParsableCommand {
@@ -6,6 +7,7 @@ struct Mancs: ParsableCommand {
         commandName: "mancs",
         abstract: "Tools for the Mancs person re-identification trainer.",
         discussion: "Training itself is `mancs-dist` (run under mpirun); these are the tools around it.",
+        version: mancsVersion,
         subcommands: [
             CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
             EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self, BenchCommand.self,
