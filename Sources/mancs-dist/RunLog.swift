@@ -26,22 +26,20 @@ final class RunLog: @unchecked Sendable {
         interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
             && (!underMPI || env["MANCS_PROGRESS"] == "1")
         if isRoot, let dir = runDir {
-            let path = (dir as NSString).appendingPathComponent("metrics.jsonl")
-            if !FileManager.default.fileExists(atPath: path) {
-                guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    throw SettingsError("cannot create \(path)")
+            /// A file of the run directory opened for appending (created if missing).
+            func appending(_ name: String) throws -> FileHandle? {
+                let path = (dir as NSString).appendingPathComponent(name)
+                if !FileManager.default.fileExists(atPath: path) {
+                    guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                        throw SettingsError("cannot create \(path)")
+                    }
                 }
+                let handle = FileHandle(forWritingAtPath: path)
+                handle?.seekToEndOfFile()
+                return handle
             }
-            metrics = FileHandle(forWritingAtPath: path)
-            metrics?.seekToEndOfFile()
-            let logPath = (dir as NSString).appendingPathComponent("log.txt")
-            if !FileManager.default.fileExists(atPath: logPath) {
-                guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
-                    throw SettingsError("cannot create \(logPath)")
-                }
-            }
-            logFile = FileHandle(forWritingAtPath: logPath)
-            logFile?.seekToEndOfFile()
+            metrics = try appending("metrics.jsonl")
+            logFile = try appending("log.txt")
             tensorBoard = try TensorBoardWriter(directory: (dir as NSString).appendingPathComponent("tensorboard"))
         }
     }
