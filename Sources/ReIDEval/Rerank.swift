@@ -65,37 +65,52 @@ final class KReciprocalReranker: @unchecked Sendable {
         let norms = rowSquaredNorms(all, rows: n, dim: dim)
         let threads = max(1, threads)
 
-        // 1. The k1 + 1 nearest of every row and each row's maximum of d^2.
+        // 1. The k1 + 1 nearest of every row and each row's maximum of d^2. The
+        //    distance matrix is symmetric, so only the blocks on and above the
+        //    diagonal are computed (half the GEMM): a block (I, J) updates the rows
+        //    of I from its rows and, off the diagonal, the rows of J from its columns.
         let k = min(p.k1 + 1, n)
-        var nearest = [Int32](repeating: 0, count: n * k)
+        var nearestValue = [Float](repeating: .infinity, count: n * k)
+        var nearest = [Int32](repeating: Int32.max, count: n * k)
         var rowMax = [Float](repeating: 0, count: n)
-        let rows = min(blockRows ?? max(1, (1 << 26) / n), n)
-        let block = UnsafeMutablePointer<Float>.allocate(capacity: rows * n)
+        let side = min(blockRows ?? 4096, n)  // a block of side^2 floats: 64 MiB at most by default
+        let block = UnsafeMutablePointer<Float>.allocate(capacity: side * side)
         defer { block.deallocate() }
         all.withUnsafeBufferPointer { x in
             norms.withUnsafeBufferPointer { nn in
                 nearest.withUnsafeMutableBufferPointer { top in
-                    rowMax.withUnsafeMutableBufferPointer { mx in
-                        let top = SharedBuffer(base: top.baseAddress!), mx = SharedBuffer(base: mx.baseAddress!)
-                        let d = SharedBuffer(base: block)
-                        var first = 0
-                        while first < n {
-                            let count = min(rows, n - first)
-                            distanceBlock(metric: metric, query: x.baseAddress!, queryNorms: nn.baseAddress!, first: first,
-                                          rows: count, gallery: x.baseAddress!, galleryNorms: nn.baseAddress!,
-                                          galleryCount: n, dim: dim, out: block)
-                            let start = first
-                            DispatchQueueShim.concurrentPerform(threads) { w in
-                                var best = [(Float, Int32)]()
-                                best.reserveCapacity(k + 1)
-                                var i = w
-                                while i < count {
-                                    mx[start + i] = nearestOfRow(d.base + i * n, count: n, k: k, best: &best)
-                                    for t in 0..<k { top[(start + i) * k + t] = best[t].1 }
-                                    i += threads
+                    nearestValue.withUnsafeMutableBufferPointer { topValue in
+                        rowMax.withUnsafeMutableBufferPointer { mx in
+                            let lists = NearestLists(index: top.baseAddress!, value: topValue.baseAddress!,
+                                                     maximum: mx.baseAddress!, k: k)
+                            let d = SharedBuffer(base: block)
+                            for first in stride(from: 0, to: n, by: side) {
+                                let rows = min(side, n - first)
+                                for other in stride(from: first, to: n, by: side) {
+                                    let cols = min(side, n - other)
+                                    distanceBlock(metric: metric, query: x.baseAddress!, queryNorms: nn.baseAddress!,
+                                                  first: first, rows: rows, gallery: x.baseAddress! + other * dim,
+                                                  galleryNorms: nn.baseAddress! + other, galleryCount: cols, dim: dim,
+                                                  out: block)
+                                    DispatchQueueShim.concurrentPerform(threads) { w in
+                                        var i = w
+                                        while i < rows {  // the rows of block I
+                                            let row = d.base + i * cols
+                                            for c in 0..<cols { lists.offer(first + i, row[c], other + c) }
+                                            i += threads
+                                        }
+                                    }
+                                    guard other != first else { continue }
+                                    DispatchQueueShim.concurrentPerform(threads) { w in
+                                        // the rows of block J, a contiguous range of columns per worker
+                                        let lo = cols * w / threads, hi = cols * (w + 1) / threads
+                                        for r in 0..<rows {
+                                            let row = d.base + r * cols
+                                            for c in lo..<hi { lists.offer(other + c, row[c], first + r) }
+                                        }
+                                    }
                                 }
                             }
-                            first += count
                         }
                     }
                 }
@@ -227,24 +242,34 @@ final class KReciprocalReranker: @unchecked Sendable {
     }
 }
 
-/// The k nearest entries of a row in the stable order of d^2 (ties by index)
-/// left in `best`; returns the row's maximum of d^2.
-@inline(__always)
-func nearestOfRow(_ d: UnsafePointer<Float>, count n: Int, k: Int, best: inout [(Float, Int32)]) -> Float {
-    best.removeAll(keepingCapacity: true)
-    var maximum: Float = 0
-    var worst = Float.infinity
-    for j in 0..<n {
-        let v = d[j] * d[j]
-        maximum = max(maximum, v)
-        if best.count == k && !(v < worst) { continue }
-        var at = best.count
-        while at > 0 && v < best[at - 1].0 { at -= 1 }  // later index: after equal values
-        best.insert((v, Int32(j)), at: at)
-        if best.count > k { best.removeLast() }
-        if best.count == k { worst = best[k - 1].0 }
+/// Every row's k nearest so far, ascending in (d^2, index) — numpy's argsort
+/// order with ties by index — and its maximum of d^2. Rows are updated by one
+/// worker at a time.
+struct NearestLists: @unchecked Sendable {
+    let index: UnsafeMutablePointer<Int32>
+    let value: UnsafeMutablePointer<Float>
+    let maximum: UnsafeMutablePointer<Float>
+    let k: Int
+
+    /// Offers item j at distance d to row r's list.
+    @inline(__always)
+    func offer(_ r: Int, _ d: Float, _ j: Int) {
+        let v = d * d, j32 = Int32(j)
+        if v > maximum[r] { maximum[r] = v }
+        let base = r &* k
+        let lastValue = value[base &+ k &- 1]
+        guard v < lastValue || (v == lastValue && j32 < index[base &+ k &- 1]) else { return }
+        var at = k &- 1
+        while at > 0 {
+            let pv = value[base &+ at &- 1]
+            guard v < pv || (v == pv && j32 < index[base &+ at &- 1]) else { break }
+            value[base &+ at] = pv
+            index[base &+ at] = index[base &+ at &- 1]
+            at &-= 1
+        }
+        value[base &+ at] = v
+        index[base &+ at] = j32
     }
-    return maximum
 }
 
 /// d(i, j) between rows of `x`, by the same formula as `distanceBlock`.

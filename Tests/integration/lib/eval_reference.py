@@ -142,6 +142,10 @@ def main():
             "--normalize": euclidean_squared(qn, gn),
             "--rerank": re_ranking(euclidean_squared(qf, gf), euclidean_squared(qf, qf), euclidean_squared(gf, gf)),
             "--rerank --distance cosine": re_ranking(cosine(qf, gf), cosine(qf, qf), cosine(gf, gf)),
+            # many small blocks: the neighbour search's off-diagonal (transposed) updates
+            "--rerank --block-rows 37":
+                re_ranking(euclidean_squared(qf, gf), euclidean_squared(qf, qf), euclidean_squared(gf, gf)),
+            "--rerank --distance cosine --block-rows 50": re_ranking(cosine(qf, gf), cosine(qf, qf), cosine(gf, gf)),
             "--rerank --normalize --k1 10 --k2 1 --lambda 0.5":
                 re_ranking(euclidean_squared(qn, gn), euclidean_squared(qn, qn), euclidean_squared(gn, gn), 10, 1, 0.5),
             # (lambda 0 is left out: Jaccard distances then tie exactly, and rounding orders the ties)
