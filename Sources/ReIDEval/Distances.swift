@@ -208,7 +208,7 @@ func forEachQueryDistances<Scratch>(
     let rerankScratch = SharedBuffer(base: rerankRows)
     let qn = rowSquaredNorms(query.features, rows: nq, dim: dim)
     let gn = rowSquaredNorms(gallery.features, rows: ng, dim: dim)
-    let block = UnsafeMutablePointer<Float>.allocate(capacity: rows * ng)
+    let block = UnsafeMutablePointer<Float>.allocate(capacity: options.rerank == nil ? rows * ng : 0)
     defer { block.deallocate() }
     var scratches = (0..<threads).map { _ in makeScratch() }
     query.features.withUnsafeBufferPointer { q in
@@ -222,9 +222,11 @@ func forEachQueryDistances<Scratch>(
                         while first < nq {
                             let count = min(rows, nq - first)
                             let t0 = now()
-                            distanceBlock(metric: options.distance, query: q.baseAddress!, queryNorms: qnp.baseAddress!,
-                                          first: first, rows: count, gallery: gp.baseAddress!,
-                                          galleryNorms: gnp.baseAddress!, galleryCount: ng, dim: dim, out: block)
+                            if reranker == nil {  // (re-ranking kept these distances from its own search)
+                                distanceBlock(metric: options.distance, query: q.baseAddress!, queryNorms: qnp.baseAddress!,
+                                              first: first, rows: count, gallery: gp.baseAddress!,
+                                              galleryNorms: gnp.baseAddress!, galleryCount: ng, dim: dim, out: block)
+                            }
                             let t1 = now()
                             let start = first
                             let work: @Sendable (Int) -> Void = { w in
@@ -233,7 +235,8 @@ func forEachQueryDistances<Scratch>(
                                     var row = UnsafePointer(distances.base + i * ng)
                                     if let reranker {
                                         let out = rerankScratch.base + w * 2 * ng
-                                        reranker.rerankedRow(query: start + i, distances: row, into: out, overlap: out + ng)
+                                        reranker.rerankedRow(query: start + i, distances: reranker.distances(query: start + i),
+                                                             into: out, overlap: out + ng)
                                         row = UnsafePointer(out)
                                     }
                                     body(&scratch.base[w], start + i, row)

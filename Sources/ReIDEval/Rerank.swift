@@ -56,6 +56,14 @@ final class KReciprocalReranker: @unchecked Sendable {
     let queryV: [SparseRow]
     /// The gallery rows of V after query expansion, by column k: gallery indices and values.
     let columnStart: [Int], columnRow: [Int32], columnValue: [Float]
+    /// The query x gallery distances, kept from the neighbour search so the
+    /// evaluation need not compute them again ([Nq, Ng], 266 MB at Market size).
+    let queryGallery: UnsafeMutablePointer<Float>
+
+    deinit { queryGallery.deallocate() }
+
+    /// Query q's distances to the gallery (as `distanceBlock` gives them).
+    func distances(query q: Int) -> UnsafePointer<Float> { UnsafePointer(queryGallery + q * galleryCount) }
 
     init(query: FeatureSet, gallery: FeatureSet, metric: DistanceMetric, parameters p: RerankParameters,
          threads: Int, blockRows: Int?) {
@@ -73,6 +81,9 @@ final class KReciprocalReranker: @unchecked Sendable {
         var nearestValue = [Float](repeating: .infinity, count: n * k)
         var nearest = [Int32](repeating: Int32.max, count: n * k)
         var rowMax = [Float](repeating: 0, count: n)
+        let qg = UnsafeMutablePointer<Float>.allocate(capacity: max(nq * ng, 1))
+        queryGallery = qg
+        let kept = SharedBuffer(base: qg)
         let side = min(blockRows ?? 4096, n)  // a block of side^2 floats: 64 MiB at most by default
         let block = UnsafeMutablePointer<Float>.allocate(capacity: side * side)
         defer { block.deallocate() }
@@ -97,6 +108,11 @@ final class KReciprocalReranker: @unchecked Sendable {
                                         while i < rows {  // the rows of block I
                                             let row = d.base + i * cols
                                             for c in 0..<cols { lists.offer(first + i, row[c], other + c) }
+                                            let q = first + i, from = max(other, nq)  // query x gallery: kept
+                                            if q < nq && from < other + cols {
+                                                (kept.base + q * ng + (from - nq)).update(from: row + (from - other),
+                                                                                   count: other + cols - from)
+                                            }
                                             i += threads
                                         }
                                     }

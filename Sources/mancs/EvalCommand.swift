@@ -9,7 +9,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval", abstract: "Evaluate features (CMC, mAP, mINP).",
         discussion: """
             Reads an HDF5 features file (/query and /gallery with features, pids, camids) and prints \
-            rank-1/5/10/20, mAP and mINP in percent. --json writes the same numbers as fractions in 0..1. \
+            rank-1/5/10/20, mAP and mINP in percent. --json prints the same numbers as fractions in 0..1 instead; --json-out FILE also writes them to FILE. \
             See docs/evaluation.md.
             """)
 
@@ -22,8 +22,11 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")
     var multiQuery = false
 
-    @Option(help: "Also write the metrics as JSON (fractions in 0..1) to this file.")
-    var json: String?
+    @Flag(help: "Print the metrics as one JSON object (fractions in 0..1) instead of the table.")
+    var json = false
+
+    @Option(help: "Also write the metrics as JSON (fractions in 0..1) to this file. (The old spelling --json FILE still works.)")
+    var jsonOut: String?
 
     @Option(help: "Keep the CMC up to this rank.")
     var maxRank = 50
@@ -83,7 +86,7 @@ struct EvalCommand: ParsableCommand {
         if let features {
             file = try FeaturesFile.read(features)
         } else {
-            let progress = ExtractionProgress(label: "extract")
+            let progress = ExtractionProgress(label: "extract", enabled: !json)  // --json: stdout is one object
             let result = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
                                              options: ExtractionOptions(batchSize: batch, flip: flip),
                                              progress: progress.callback)
@@ -108,13 +111,17 @@ struct EvalCommand: ParsableCommand {
         let settings = [flip ? "flip" : "", scoring.summary].filter { !$0.isEmpty }.joined(separator: ", ")
         let title = "\(source): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
             + (settings.isEmpty ? "" : ", \(settings)")
-        print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s", total, readTime,
+        if json {
+            print(String(decoding: try result.jsonData(), as: UTF8.self))
+        } else {
+            print(result.table(title: title))
+            print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s", total, readTime,
                      profile.distanceSeconds, profile.rankingSeconds)
               + (scoring.rerank ? String(format: ", re-ranking set-up %.2f s", profile.rerankSeconds) : "")
               + String(format: "; cpu %.2f s)", processCPUSeconds()))
-        if let json {
-            try result.jsonData().write(to: URL(fileURLWithPath: json))
+        }
+        if let jsonOut {
+            try result.jsonData().write(to: URL(fileURLWithPath: jsonOut))
         }
     }
 }

@@ -3,6 +3,11 @@ import MancsModel
 
 @main
 struct Mancs: ParsableCommand {
+    /// Parses the arguments after rewriting deprecated spellings (DeprecatedSpellings).
+    static func main() {
+        main(DeprecatedSpellings.rewrite(Array(CommandLine.arguments.dropFirst())))
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "mancs",
         abstract: "Tools for the Mancs person re-identification trainer.",

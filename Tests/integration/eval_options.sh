@@ -17,8 +17,8 @@ check "config.yaml records the evaluation options" grep -q "eval-rerank: true" "
 ckpt=$(newest_checkpoint "$WORK/run")
 
 # The trainer's final numbers = mancs eval's with the same options.
-"$MANCS" eval --checkpoint "$ckpt" --data "$WORK/data" --flip --distance cosine --json "$WORK/plain.json" > /dev/null
-"$MANCS" eval --checkpoint "$ckpt" --data "$WORK/data" --flip --distance cosine --rerank --json "$WORK/rr.json" > "$WORK/rr.txt"
+"$MANCS" eval --checkpoint "$ckpt" --data "$WORK/data" --flip --distance cosine --json-out "$WORK/plain.json" > /dev/null
+"$MANCS" eval --checkpoint "$ckpt" --data "$WORK/data" --flip --distance cosine --rerank --json-out "$WORK/rr.json" > "$WORK/rr.txt"
 cat "$WORK/rr.txt"
 check "eval's title names the options" grep -q "flip, cosine, re-ranked (k1 20, k2 6, lambda 0.3)" "$WORK/rr.txt"
 python3 - "$WORK" <<'PY' || fail "trainer and mancs eval disagree"
@@ -35,14 +35,14 @@ echo "ok: trainer's evaluation = mancs eval --checkpoint with the same options"
 
 # extract --flip, then eval --features: the same as eval --checkpoint --flip.
 "$MANCS" extract --checkpoint "$ckpt" --data "$WORK/data" --out "$WORK/flip.h5" --flip > /dev/null
-"$MANCS" eval --features "$WORK/flip.h5" --distance cosine --rerank --json "$WORK/rr2.json" > /dev/null
+"$MANCS" eval --features "$WORK/flip.h5" --distance cosine --rerank --json-out "$WORK/rr2.json" > /dev/null
 check "extract --flip + eval --features = eval --checkpoint --flip" \
     python3 -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a['mAP']!=b['mAP'] or a['cmc']!=b['cmc'])" \
     "$WORK/rr.json" "$WORK/rr2.json"
 "$MANCS" extract --checkpoint "$ckpt" --data "$WORK/data" --out "$WORK/plain.h5" > /dev/null
 "$MANCS" extract --checkpoint "$ckpt" --data "$WORK/data" --out "$WORK/unit.h5" --normalize > /dev/null
-"$MANCS" eval --features "$WORK/plain.h5" --distance cosine --json "$WORK/cos.json" > /dev/null
-"$MANCS" eval --features "$WORK/unit.h5" --json "$WORK/unit.json" > /dev/null
+"$MANCS" eval --features "$WORK/plain.h5" --distance cosine --json-out "$WORK/cos.json" > /dev/null
+"$MANCS" eval --features "$WORK/unit.h5" --json-out "$WORK/unit.json" > /dev/null
 check "extract --normalize ranks like --distance cosine" \
     python3 -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(abs(a['mAP']-b['mAP'])>1e-6 or a['cmc']!=b['cmc'])" \
     "$WORK/cos.json" "$WORK/unit.json"
@@ -58,3 +58,15 @@ done
 status=0; "$MANCS_DIST" --data "$WORK/data" --run-dir "$WORK/bad" --eval-distance l1 > "$WORK/err.txt" 2>&1 || status=$?
 cat "$WORK/err.txt"
 check "mancs-dist --eval-distance l1 is one error" grep -q "eval-distance must be euclidean or cosine" "$WORK/err.txt"
+
+# --json means one thing across commands: print JSON instead of the table; the
+# old `eval --json FILE` still writes FILE, with a one-line deprecation note.
+"$MANCS" eval --features "$WORK/plain.h5" --json > "$WORK/stdout.json"
+check "eval --json prints one JSON object" python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$WORK/stdout.json"
+"$MANCS" eval --features "$WORK/plain.h5" --json "$WORK/old.json" > /dev/null 2> "$WORK/old.err"
+check "eval --json FILE (old spelling) still writes FILE" \
+    python3 -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a!=b)" "$WORK/old.json" "$WORK/stdout.json"
+check "with one deprecation line" test "$(grep -c "deprecated; use --json-out" "$WORK/old.err")" -eq 1
+"$MANCS" eval --checkpoint "$ckpt" --data "$WORK/data" --json > "$WORK/ck.json"
+check "eval --checkpoint --json: stdout is only the JSON (no progress lines)" \
+    python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$WORK/ck.json"

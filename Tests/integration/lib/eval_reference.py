@@ -5,7 +5,7 @@ from torchreid/utils/rerank.py, called as torchreid's engine calls it, with
 squared Euclidean distances) and `eval_market1501` with mINP (stable argsort).
 
 Usage: eval_reference.py MANCS WORKDIR. Writes random clustered features files,
-runs `mancs eval --json` with each option set, compares CMC (ranks 1-20), mAP
+runs `mancs eval --json-out` with each option set, compares CMC (ranks 1-20), mAP
 and mINP with the reference to 1e-4. Exit status 1 on any mismatch."""
 import json
 import subprocess
@@ -155,7 +155,7 @@ def main():
         results = {}
         for flags, distmat in variants.items():
             out = f"{work}/out.json"
-            cmd = [mancs, "eval", "--features", path, "--json", out, "--max-rank", str(max_rank)] + flags.split()
+            cmd = [mancs, "eval", "--features", path, "--json-out", out, "--max-rank", str(max_rank)] + flags.split()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             got = json.load(open(out))
             cmc, mAP, mINP = eval_market1501(distmat, q[1], g[1], q[2], g[2], max_rank)

@@ -66,7 +66,7 @@ def main():
     out = f"{work}/mancs_rerank.json"
     start = time.time()
     run = subprocess.run(["/usr/bin/time", "-f", "peak RSS %M KB", mancs, "eval", "--features", path, "--rerank",
-                          "--json", out], capture_output=True, text=True, check=True)
+                          "--json-out", out], capture_output=True, text=True, check=True)
     wall = time.time() - start
     print(run.stdout + run.stderr)
     got = json.load(open(out))
