@@ -202,6 +202,8 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Checkpoints to keep (default 3).") var keepCheckpoints: Int?
     @Option(help: "auto (newest valid checkpoint in RUN_DIR/checkpoints) | PATH | none (default auto).") var resume: String?
     @Option(help: "Evaluate on query/gallery every N epochs (0 = only at the end; default 0).") var evalEvery: Int?
+    @Option(help: "Also evaluate every N steps (0 = off; default 0): --eval-every in steps.") var evalEverySteps: Int?
+    @Option(help: "Also write a checkpoint at the end of every N epochs (0 = off; default 0): --checkpoint-every in epochs.") var checkpointEveryEpochs: Int?
     @Option(help: "Log every N steps (default 10).") var logEvery: Int?
     @Option(help: "Compare parameter checksums across ranks every N steps (default 100).") var checkReplicasEvery: Int?
 
@@ -210,6 +212,7 @@ struct RunOptions: ParsableArguments {
         if let v = checkpointEvery { s.checkpointEvery = v }; if let v = keepCheckpoints { s.keepCheckpoints = v }
         if let v = resume { s.resume = v }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
         if let v = checkReplicasEvery { s.checkReplicasEvery = v }
+        if let v = evalEverySteps { s.evalEverySteps = v }; if let v = checkpointEveryEpochs { s.checkpointEveryEpochs = v }
     }
 }
 

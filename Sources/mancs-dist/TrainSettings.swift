@@ -53,6 +53,9 @@ struct TrainSettings: Codable, Equatable {
     var keepCheckpoints: Int = 3
     var resume: String = "auto"
     var evalEvery: Int = 0
+    /// The same intervals in the other unit (0 = off); an evaluation or checkpoint is due when either is.
+    var evalEverySteps: Int = 0
+    var checkpointEveryEpochs: Int = 0
     var logEvery: Int = 10
     var checkReplicasEvery: Int = 100
     // Evaluation (test-time options)
@@ -70,6 +73,7 @@ struct TrainSettings: Codable, Equatable {
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
              keepCheckpoints = "keep-checkpoints", resume, evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
+        case evalEverySteps = "eval-every-steps", checkpointEveryEpochs = "checkpoint-every-epochs"
         case lrSchedule = "lr-schedule", lrMilestones = "lr-milestones", lrGamma = "lr-gamma",
              warmupEpochs = "warmup-epochs", warmupFactor = "warmup-factor", weightDecay = "weight-decay"
         case evalFlip = "eval-flip", evalDistance = "eval-distance", evalNormalize = "eval-normalize",
@@ -107,6 +111,8 @@ struct TrainSettings: Codable, Equatable {
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
         resume = try v(.resume, resume); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
+        evalEverySteps = try v(.evalEverySteps, evalEverySteps)
+        checkpointEveryEpochs = try v(.checkpointEveryEpochs, checkpointEveryEpochs)
         lrSchedule = try v(.lrSchedule, lrSchedule); lrMilestones = try v(.lrMilestones, lrMilestones)
         lrGamma = try v(.lrGamma, lrGamma); warmupEpochs = try v(.warmupEpochs, warmupEpochs)
         warmupFactor = try v(.warmupFactor, warmupFactor); weightDecay = try v(.weightDecay, weightDecay)
@@ -149,6 +155,9 @@ struct TrainSettings: Codable, Equatable {
         if loaderThreads < 1 { throw bad("--loader-threads must be at least 1, got \(loaderThreads)") }
         if checkpointEvery < 1 || keepCheckpoints < 1 || logEvery < 1 {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
+        }
+        if evalEverySteps < 0 || checkpointEveryEpochs < 0 {
+            throw bad("--eval-every-steps and --checkpoint-every-epochs must be at least 0 (0 = off)")
         }
         guard let schedule = learningRateSchedule else {
             throw bad("--lr-schedule must be constant, step or cosine, got '\(lrSchedule)'")

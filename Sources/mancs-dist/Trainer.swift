@@ -190,7 +190,7 @@ final class Trainer {
         let runStart = Date(), firstStep = state.globalStep
         var sums = [Double](repeating: 0, count: 4)
         var lastEvaluatedStep = -1
-        if s.evalEvery > 0 && state.globalStep == 0 {
+        if (s.evalEvery > 0 || s.evalEverySteps > 0) && state.globalStep == 0 {
             try evaluate(label: "untrained model")  // the baseline the run must beat
             lastEvaluatedStep = 0
         }
@@ -270,12 +270,15 @@ final class Trainer {
                 try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
             }
             let endOfEpoch = done % perEpoch == 0
-            if s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0 && done < totalSteps {
-                try evaluate(label: "epoch \(done / perEpoch)")
+            let epochEval = s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0
+            let stepEval = s.evalEverySteps > 0 && done % s.evalEverySteps == 0
+            if (epochEval || stepEval) && done < totalSteps {
+                try evaluate(label: endOfEpoch ? "epoch \(done / perEpoch)" : "step \(done)")
                 lastEvaluatedStep = done
             }
             let stopping = try StopSignal.anyRankRequestedStop(comm)
-            if stopping || done % s.checkpointEvery == 0 || done == totalSteps {
+            let epochCheckpoint = s.checkpointEveryEpochs > 0 && endOfEpoch && (done / perEpoch) % s.checkpointEveryEpochs == 0
+            if stopping || done % s.checkpointEvery == 0 || epochCheckpoint || done == totalSteps {
                 let url = try saveCheckpoint()
                 if stopping {
                     log.info("stop requested (SIGTERM/SIGUSR1): checkpoint \(url.lastPathComponent) written at step \(done); exiting. Rerun with --resume auto to continue.")
