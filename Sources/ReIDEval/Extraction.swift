@@ -34,15 +34,18 @@ public final class FeatureExtractor: @unchecked Sendable {  // one thread drives
     /// Images per forward pass.
     public let chunkSize: Int
     public let loader: EvaluationImageLoader
+    /// Flip test: each feature is the mean of the image's and its mirror image's.
+    public let flip: Bool
 
     /// Width E of f_rank.
     public var dim: Int { network.config.resolvedEmbeddingDim }
 
     /// `batchSize` nil (or larger than `network.maxBatch`) means `network.maxBatch`;
     /// images are decoded on `loaderThreads` threads at the network's input size.
-    public init(network: MancsNetwork, batchSize: Int? = nil, loaderThreads: Int = 2) {
+    public init(network: MancsNetwork, batchSize: Int? = nil, loaderThreads: Int = 2, flip: Bool = false) {
         precondition((batchSize ?? 1) >= 1, "FeatureExtractor: batch size must be at least 1, got \(batchSize!)")
         self.network = network
+        self.flip = flip
         chunkSize = min(batchSize ?? network.maxBatch, network.maxBatch)
         loader = EvaluationImageLoader(settings: TransformSettings(height: network.config.height, width: network.config.width),
                                        threads: loaderThreads)
@@ -81,14 +84,36 @@ public final class FeatureExtractor: @unchecked Sendable {  // one thread drives
 
     /// f_rank of `count` already transformed images (NHWC, normalised), at most
     /// `chunkSize` of them, into `output` [count, dim]. The network's other outputs
-    /// (e.g. `attentionMasks`) are those of these images afterwards.
+    /// (e.g. `attentionMasks`) are those of these images afterwards (with `flip`,
+    /// the mirrored pass runs first).
     public func forward(_ pixels: [Float], count: Int, into output: UnsafeMutablePointer<Float>) {
         precondition(count >= 1 && count <= chunkSize, "FeatureExtractor: \(count) images in one pass (1...\(chunkSize))")
         precondition(pixels.count == count * loader.settings.imageSize,
                      "FeatureExtractor: \(pixels.count) floats for \(count) images of \(loader.settings.imageSize)")
+        var mirrored: [Float] = []
+        if flip {
+            let m = mirroredImages(pixels, count: count, height: loader.settings.height, width: loader.settings.width)
+            let out = m.withUnsafeBufferPointer { network.forward(images: $0.baseAddress!, batch: count, training: false) }
+            mirrored = Array(UnsafeBufferPointer(start: out.fRank, count: count * dim))
+        }
         let out = pixels.withUnsafeBufferPointer { network.forward(images: $0.baseAddress!, batch: count, training: false) }
         output.update(from: out.fRank, count: count * dim)
+        for i in mirrored.indices { output[i] = (output[i] + mirrored[i]) * 0.5 }
     }
+}
+
+/// NHWC images (3 channels) mirrored left to right.
+public func mirroredImages(_ pixels: [Float], count: Int, height: Int, width: Int) -> [Float] {
+    precondition(pixels.count == count * height * width * 3, "mirroredImages: \(pixels.count) floats for \(count) images")
+    var out = pixels
+    for row in 0..<(count * height) {
+        let base = row * width * 3
+        for x in 0..<width {
+            let from = base + (width - 1 - x) * 3, to = base + x * 3
+            out[to] = pixels[from]; out[to + 1] = pixels[from + 1]; out[to + 2] = pixels[from + 2]
+        }
+    }
+    return out
 }
 
 // MARK: - A dataset's evaluation features, over the ranks of a job
@@ -142,11 +167,12 @@ struct EvaluationList {
 /// image) is thrown on every rank.
 public func extractFeatures(network: MancsNetwork, dataset: ReIDDataset, comm: Communicator? = nil,
                             batchSize: Int? = nil, loaderThreads: Int = 2, paths: Bool = true,
-                            syncBuffers: Bool = true, progress: ((Int, Int) -> Void)? = nil) throws -> FeaturesFile? {
+                            syncBuffers: Bool = true, flip: Bool = false,
+                            progress: ((Int, Int) -> Void)? = nil) throws -> FeaturesFile? {
     let list = EvaluationList(dataset)
     let rank = comm?.rank ?? 0, size = comm?.size ?? 1
     if let comm, size > 1, syncBuffers { try comm.broadcast(network.buffers.values) }
-    let extractor = FeatureExtractor(network: network, batchSize: batchSize, loaderThreads: loaderThreads)
+    let extractor = FeatureExtractor(network: network, batchSize: batchSize, loaderThreads: loaderThreads, flip: flip)
     let block = list.block(rank: rank, size: size, chunk: extractor.chunkSize)
     let local = try agreeOnSuccess(comm) {
         try extractor.extract(images: list.images[block]) { done in progress?(done, block.count) }
@@ -175,9 +201,12 @@ public struct ExtractionOptions: Sendable {
     public var width: Int? = nil
     /// Store image paths in the features file.
     public var paths = true
-    public init(batchSize: Int = 32, loaderThreads: Int = 2, height: Int? = nil, width: Int? = nil, paths: Bool = true) {
+    /// Average each feature with its mirror image's (flip test).
+    public var flip = false
+    public init(batchSize: Int = 32, loaderThreads: Int = 2, height: Int? = nil, width: Int? = nil, paths: Bool = true,
+                flip: Bool = false) {
         self.batchSize = batchSize; self.loaderThreads = loaderThreads
-        self.height = height; self.width = width; self.paths = paths
+        self.height = height; self.width = width; self.paths = paths; self.flip = flip
     }
 }
 
@@ -227,7 +256,7 @@ public func extractFeatures(checkpoint: String, data: String, dataset name: Stri
     }
     return try extractFeatures(network: network, dataset: dataset, comm: comm, batchSize: options.batchSize,
                                loaderThreads: options.loaderThreads, paths: options.paths, syncBuffers: true,
-                               progress: progress)
+                               flip: options.flip, progress: progress)
 }
 
 // MARK: - Collective helpers

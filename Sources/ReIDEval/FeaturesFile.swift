@@ -117,3 +117,11 @@ public struct FeaturesFile: Sendable {
         if let paths = set.paths { try root.writeStrings("/\(split)/paths", paths) }
     }
 }
+
+extension FeaturesFile {
+    /// Every split's rows scaled to unit L2 norm (`mancs extract --normalize`).
+    public func l2Normalized() throws -> FeaturesFile {
+        try FeaturesFile(query: ReIDEval.l2Normalized(query), gallery: ReIDEval.l2Normalized(gallery),
+                         multiQuery: multiQuery.map { ReIDEval.l2Normalized($0) })
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import ReIDEval  // formatDuration
 
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
 /// when stdout is a terminal, and one JSON object per log step appended to
@@ -7,6 +8,10 @@ final class RunLog: @unchecked Sendable {
     let isRoot: Bool
     let rank: Int
     private var metrics: FileHandle?
+    /// RUN_DIR/log.txt: every line printed (and rank 0's warnings and errors).
+    private var logFile: FileHandle?
+    /// RUN_DIR/tensorboard/: the metrics' scalars as TensorBoard events.
+    private var tensorBoard: TensorBoardWriter?
     private let interactive: Bool
     private let started = Date()
 
@@ -21,35 +26,51 @@ final class RunLog: @unchecked Sendable {
         interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
             && (!underMPI || env["MANCS_PROGRESS"] == "1")
         if isRoot, let dir = runDir {
-            let path = (dir as NSString).appendingPathComponent("metrics.jsonl")
-            if !FileManager.default.fileExists(atPath: path) {
-                guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    throw SettingsError("cannot create \(path)")
+            /// A file of the run directory opened for appending (created if missing).
+            func appending(_ name: String) throws -> FileHandle? {
+                let path = (dir as NSString).appendingPathComponent(name)
+                if !FileManager.default.fileExists(atPath: path) {
+                    guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                        throw SettingsError("cannot create \(path)")
+                    }
                 }
+                let handle = FileHandle(forWritingAtPath: path)
+                handle?.seekToEndOfFile()
+                return handle
             }
-            metrics = FileHandle(forWritingAtPath: path)
-            metrics?.seekToEndOfFile()
+            metrics = try appending("metrics.jsonl")
+            logFile = try appending("log.txt")
+            tensorBoard = try TensorBoardWriter(directory: (dir as NSString).appendingPathComponent("tensorboard"))
         }
+    }
+
+    /// Appends a line to log.txt (rank 0).
+    private func record(_ line: String) {
+        logFile?.write(Data((line + "\n").utf8))
     }
 
     /// An informational line, from rank 0 only.
     func info(_ message: String) {
         guard isRoot else { return }
         if interactive { print("\r\u{1B}[K", terminator: "") }
-        print("[\(timestamp())] \(message)")
+        let line = "[\(timestamp())] \(message)"
+        print(line)
         fflush(nil)
+        record(line)
     }
 
     /// A warning, from any rank (tagged with the rank when not 0).
     func warning(_ message: String) {
         let tag = isRoot ? "" : " (rank \(rank))"
         FileHandle.standardError.write(Data("mancs-dist: warning\(tag): \(message)\n".utf8))
+        record("[\(timestamp())] mancs-dist: warning: \(message)")
     }
 
     /// An error, from any rank.
     func error(_ message: String) {
         let tag = isRoot ? "" : " (rank \(rank))"
         FileHandle.standardError.write(Data("mancs-dist: error\(tag): \(message)\n".utf8))
+        record("[\(timestamp())] mancs-dist: error: \(message)")
     }
 
     /// Appends one JSON object to metrics.jsonl (rank 0).
@@ -66,7 +87,20 @@ final class RunLog: @unchecked Sendable {
             warning("cannot append to metrics.jsonl (\(error.localizedDescription)); no more metrics are written")
             metrics = nil
         }
+        if let tb = tensorBoard, let step = object["step"] as? Int {
+            let tags = tensorBoardTags[object["kind"] as? String ?? ""] ?? []
+            let values = tags.compactMap { key, tag in (object[key] as? Double).map { (tag, $0) } }
+            if !values.isEmpty { tb.scalars(values, step: step) }
+        }
     }
+
+    /// metrics.jsonl keys -> TensorBoard tags, by kind of line.
+    private let tensorBoardTags: [String: [(String, String)]] = [
+        "train": [("loss", "loss/total"), ("loss_rank", "loss/rank"), ("loss_cls", "loss/cls"), ("loss_att", "loss/att"),
+                  ("lr", "train/lr"), ("grad_norm", "train/grad_norm"), ("imgs_per_s", "train/imgs_per_s")],
+        "eval": [("rank1", "eval/rank1"), ("mAP", "eval/mAP"), ("mINP", "eval/mINP"),
+                 ("rerank_rank1", "eval/rerank_rank1"), ("rerank_mAP", "eval/rerank_mAP"), ("rerank_mINP", "eval/rerank_mINP")],
+    ]
 
     /// A one-line progress bar, redrawn in place, when stdout is a terminal.
     func progress(step: Int, total: Int, text: String) {
@@ -83,6 +117,11 @@ final class RunLog: @unchecked Sendable {
         try? metrics?.synchronize()
         try? metrics?.close()
         metrics = nil
+        try? logFile?.synchronize()
+        try? logFile?.close()
+        logFile = nil
+        tensorBoard?.close()
+        tensorBoard = nil
     }
 
     private func timestamp() -> String {
@@ -91,11 +130,3 @@ final class RunLog: @unchecked Sendable {
     }
 }
 
-/// "1h02m", "3m05s", "42s".
-func formatDuration(_ seconds: Double) -> String {
-    guard seconds.isFinite, seconds >= 0 else { return "?" }
-    let s = Int(seconds.rounded())
-    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", (s / 60) % 60))m" }
-    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-    return "\(s)s"
-}

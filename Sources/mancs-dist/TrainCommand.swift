@@ -1,4 +1,5 @@
 import ArgumentParser
+import MancsModel
 import Foundation
 import Kernels
 import Yams
@@ -25,7 +26,8 @@ struct TrainCommand: ParsableCommand {
 
         Settings can also come from --config FILE.yaml, whose keys are the flag names \
         (e.g. `ids-per-batch: 16`); flags given on the command line win.
-        """)
+        """,
+        version: mancsVersion)
 
     @Option(help: "YAML file of settings (keys are the flag names); flags override it.")
     var config: String?
@@ -35,6 +37,8 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Model") var modelOptions: ModelOptions
     @OptionGroup(title: "Optimisation and losses") var lossOptions: LossOptions
     @OptionGroup(title: "Run control") var runOptions: RunOptions
+    @OptionGroup(title: "Learning-rate schedule and weight decay") var scheduleRateOptions: LearningRateOptions
+    @OptionGroup(title: "Evaluation") var evaluationOptions: EvaluationOptions
 
     @Flag(help: "Print the effective settings as YAML and exit.")
     var printConfig = false
@@ -66,7 +70,8 @@ struct TrainCommand: ParsableCommand {
             }
         }
         dataOptions.apply(to: &s); scheduleOptions.apply(to: &s); modelOptions.apply(to: &s)
-        lossOptions.apply(to: &s); runOptions.apply(to: &s)
+        lossOptions.apply(to: &s); runOptions.apply(to: &s); evaluationOptions.apply(to: &s)
+        scheduleRateOptions.apply(to: &s)
         return s
     }
 
@@ -135,10 +140,10 @@ struct ScheduleOptions: ParsableArguments {
 struct ModelOptions: ParsableArguments {
     @Option(help: "Input height (default 256).") var height: Int?
     @Option(help: "Input width (default 128).") var width: Int?
-    @Option(help: "Base width w of the ResNet (64 = ResNet-50).") var baseWidth: Int?
-    @Option(help: "Bottleneck blocks per stage, e.g. 3,4,6,3.", transform: parseInts) var blocks: [Int]?
+    @Option(help: "Base width w of the ResNet (default 64 = ResNet-50).") var baseWidth: Int?
+    @Option(help: "Bottleneck blocks per stage (default 3,4,6,3).", transform: parseInts) var blocks: [Int]?
     @Option(help: "Stride of stage 4 (1 or 2; default 2).") var lastStride: Int?
-    @Option(help: "Stages followed by a fully attentional block, e.g. 2,3,4.", transform: parseInts) var attentionStages: [Int]?
+    @Option(help: "Stages followed by a fully attentional block (default 2,3,4).", transform: parseInts) var attentionStages: [Int]?
     @Option(help: "ImageNet weights: a safetensors file with torchvision/timm names, or a Mancs checkpoint.")
     var pretrained: String?
 
@@ -181,6 +186,8 @@ struct RunOptions: ParsableArguments {
     @Option(help: "auto (newest valid checkpoint in RUN_DIR/checkpoints) | PATH | none (default auto).") var resume: String?
     @Flag(help: "Resume although settings that may change mid-run differ from the checkpoint's: --lr, --epochs, --triplet-mining, --batch-norm (the rest of the run's contract never may).") var resumeForce = false
     @Option(help: "Evaluate on query/gallery every N epochs (0 = only at the end; default 0).") var evalEvery: Int?
+    @Option(help: "Also evaluate every N steps (0 = off; default 0): --eval-every in steps.") var evalEverySteps: Int?
+    @Option(help: "Also write a checkpoint at the end of every N epochs (0 = off; default 0): --checkpoint-every in epochs.") var checkpointEveryEpochs: Int?
     @Option(help: "Log every N steps (default 10).") var logEvery: Int?
     @Option(help: "Compare parameter checksums across ranks every N steps (default 100).") var checkReplicasEvery: Int?
 
@@ -190,6 +197,7 @@ struct RunOptions: ParsableArguments {
         if let v = resume { s.resume = v }; if let v = evalEvery { s.evalEvery = v }; if let v = logEvery { s.logEvery = v }
         if let v = checkReplicasEvery { s.checkReplicasEvery = v }
         if resumeForce { s.resumeForce = true }
+        if let v = evalEverySteps { s.evalEverySteps = v }; if let v = checkpointEveryEpochs { s.checkpointEveryEpochs = v }
     }
 }
 

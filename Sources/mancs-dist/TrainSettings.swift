@@ -1,4 +1,5 @@
 import Foundation
+import MancsTraining
 
 /// Every setting of a training run, in one value: the defaults, overridden by
 /// `--config FILE.yaml`, overridden by command-line flags. Written to
@@ -40,6 +41,13 @@ struct TrainSettings: Codable, Equatable {
     var t1: Double = 60
     var curriculumA: Double = 15
     var curriculumB: Double = 0.001
+    // Learning-rate schedule and L2 weight decay (defaults: the paper's constant rate, no decay)
+    var lrSchedule: String = "constant"
+    var lrMilestones: [Int] = []
+    var lrGamma: Double = 0.1
+    var warmupEpochs: Int = 0
+    var warmupFactor: Double = 0.1
+    var weightDecay: Double = 0
     // Run control
     var seed: Int = 0
     /// 0 = automatic (`NodeShare.defaultComputeThreads`), resolved before the run starts.
@@ -51,8 +59,16 @@ struct TrainSettings: Codable, Equatable {
     /// Resume although --lr, --epochs, --triplet-mining or --batch-norm differ from the checkpoint's run.
     var resumeForce: Bool = false
     var evalEvery: Int = 0
+    /// The same intervals in the other unit (0 = off); an evaluation or checkpoint is due when either is.
+    var evalEverySteps: Int = 0
+    var checkpointEveryEpochs: Int = 0
     var logEvery: Int = 10
     var checkReplicasEvery: Int = 100
+    // Evaluation (test-time options)
+    var evalFlip: Bool = false
+    var evalDistance: String = "euclidean"
+    var evalNormalize: Bool = false
+    var evalRerank: Bool = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, dataset, runDir = "run-dir", epochs, maxSteps = "max-steps", idsPerBatch = "ids-per-batch",
@@ -63,6 +79,11 @@ struct TrainSettings: Codable, Equatable {
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
              keepCheckpoints = "keep-checkpoints", resume, resumeForce = "resume-force", evalEvery = "eval-every", logEvery = "log-every",
              checkReplicasEvery = "check-replicas-every"
+        case evalEverySteps = "eval-every-steps", checkpointEveryEpochs = "checkpoint-every-epochs"
+        case lrSchedule = "lr-schedule", lrMilestones = "lr-milestones", lrGamma = "lr-gamma",
+             warmupEpochs = "warmup-epochs", warmupFactor = "warmup-factor", weightDecay = "weight-decay"
+        case evalFlip = "eval-flip", evalDistance = "eval-distance", evalNormalize = "eval-normalize",
+             evalRerank = "eval-rerank"
     }
 
     init() {}
@@ -97,12 +118,27 @@ struct TrainSettings: Codable, Equatable {
         checkpointEvery = try v(.checkpointEvery, checkpointEvery); keepCheckpoints = try v(.keepCheckpoints, keepCheckpoints)
         resume = try v(.resume, resume); resumeForce = try v(.resumeForce, resumeForce); evalEvery = try v(.evalEvery, evalEvery); logEvery = try v(.logEvery, logEvery)
         checkReplicasEvery = try v(.checkReplicasEvery, checkReplicasEvery)
+        evalEverySteps = try v(.evalEverySteps, evalEverySteps)
+        checkpointEveryEpochs = try v(.checkpointEveryEpochs, checkpointEveryEpochs)
+        lrSchedule = try v(.lrSchedule, lrSchedule); lrMilestones = try v(.lrMilestones, lrMilestones)
+        lrGamma = try v(.lrGamma, lrGamma); warmupEpochs = try v(.warmupEpochs, warmupEpochs)
+        warmupFactor = try v(.warmupFactor, warmupFactor); weightDecay = try v(.weightDecay, weightDecay)
+        evalFlip = try v(.evalFlip, evalFlip); evalDistance = try v(.evalDistance, evalDistance)
+        evalNormalize = try v(.evalNormalize, evalNormalize); evalRerank = try v(.evalRerank, evalRerank)
     }
 
     /// The settings that must be equal for a checkpoint to continue this run
     /// bit-exactly (the model's shape and the batch stream).
     var architectureSummary: String {
         "base-width \(baseWidth), blocks \(blocks), last-stride \(lastStride), attention-stages \(attentionStages), \(height)x\(width)"
+    }
+
+    /// The learning rate of each epoch (nil for an unknown --lr-schedule).
+    var learningRateSchedule: LearningRateSchedule? {
+        LearningRateSchedule.Kind(rawValue: lrSchedule).map {
+            LearningRateSchedule(kind: $0, baseLR: lr, epochs: epochs, milestones: lrMilestones, gamma: lrGamma,
+                                 warmupEpochs: warmupEpochs, warmupFactor: warmupFactor)
+        }
     }
 
     /// Checks what can be checked without the data or MPI.
@@ -130,6 +166,17 @@ struct TrainSettings: Codable, Equatable {
         if loaderThreads < 1 { throw bad("--loader-threads must be at least 1, got \(loaderThreads)") }
         if checkpointEvery < 1 || keepCheckpoints < 1 || logEvery < 1 {
             throw bad("--checkpoint-every, --keep-checkpoints and --log-every must be at least 1")
+        }
+        if evalEverySteps < 0 || checkpointEveryEpochs < 0 {
+            throw bad("--eval-every-steps and --checkpoint-every-epochs must be at least 0 (0 = off)")
+        }
+        guard let schedule = learningRateSchedule else {
+            throw bad("--lr-schedule must be constant, step or cosine, got '\(lrSchedule)'")
+        }
+        if let p = schedule.problem() { throw bad(p) }
+        if !(weightDecay >= 0) { throw bad("--weight-decay must be at least 0, got \(weightDecay)") }
+        if !["euclidean", "cosine"].contains(evalDistance) {
+            throw bad("--eval-distance must be euclidean or cosine, got '\(evalDistance)'")
         }
         if height < 32 || width < 16 { throw bad("--height and --width must be at least 32 and 16, got \(height)x\(width)") }
         try validateRanges()

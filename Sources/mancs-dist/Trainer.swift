@@ -21,6 +21,8 @@ final class Trainer {
     let network: MancsNetwork
     let trainStep: TrainStep
     let adam: Adam
+    /// The learning rate of each epoch (--lr-schedule, --warmup-epochs, ...).
+    let schedule: LearningRateSchedule
     let reducer: GradientReducer
     /// The ranks as one batch: synchronised BatchNorm and global triplet mining (nil on one rank).
     let shardGroup: ShardGroup?
@@ -169,7 +171,8 @@ final class Trainer {
         trainStep = TrainStep(network: network, losses: LossSettings(
             margin: Float(s.margin), gamma: Float(s.gamma), lambdaRank: Float(s.lambdaRank),
             lambdaCls: Float(s.lambdaCls), lambdaAtt: Float(s.lambdaAtt)))
-        adam = Adam(count: network.parameters.count, lr: Float(s.lr))
+        adam = Adam(count: network.parameters.count, lr: Float(s.lr), weightDecay: Float(s.weightDecay))
+        schedule = s.learningRateSchedule!  // checked by TrainSettings.validate
         state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(s.seed), config: try Trainer.checkpointConfig(s, config))
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
@@ -245,7 +248,7 @@ final class Trainer {
             log.info("stop requested (SIGTERM/SIGUSR1) during set-up at step \(state.globalStep): exiting before training. Rerun with --resume auto to continue.")
             return 0
         }
-        if s.evalEvery > 0 && state.globalStep == 0 {
+        if (s.evalEvery > 0 || s.evalEverySteps > 0) && state.globalStep == 0 {
             guard try evaluateUnlessStopped(label: "untrained model") else { return 0 }  // the baseline the run must beat
             lastEvaluatedStep = 0
         }
@@ -297,6 +300,8 @@ final class Trainer {
                 let what = losses.allSatisfy(\.isFinite) ? "gradient" : "loss"
                 throw TrainingFailure("step \(step + 1): non-finite \(what) (losses rank \(losses[0]), cls \(losses[1]), att \(losses[2]); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
             }
+            let lr = schedule.lr(epoch: epoch)
+            adam.lr = Float(lr)
             adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(grads))
 
             state.globalStep += 1
@@ -314,9 +319,9 @@ final class Trainer {
                 let mean = sums.map { $0 / Double(window.steps) }
                 let (mu, sigma) = curriculumState(epoch: epoch)
                 log.info(String(format: "epoch %d step %d/%d  loss %.4f (rank %.4f cls %.4f att %.4f)  lr %.2e  mu %.1f sigma %.3g  %.1f imgs/s  ETA %@",
-                                epoch + 1, done, totalSteps, mean[3], mean[0], mean[1], mean[2], s.lr, mu, sigma, rate, formatDuration(eta)))
+                                epoch + 1, done, totalSteps, mean[3], mean[0], mean[1], mean[2], lr, mu, sigma, rate, formatDuration(eta)))
                 log.metric(["kind": "train", "step": done, "epoch": epoch, "loss": mean[3], "loss_rank": mean[0],
-                            "loss_cls": mean[1], "loss_att": mean[2], "lr": s.lr, "grad_norm": Double(norm),
+                            "loss_cls": mean[1], "loss_att": mean[2], "lr": lr, "grad_norm": Double(norm),
                             "curriculum_mu": mu, "curriculum_sigma": sigma, "imgs_per_s": rate, "eta_s": eta])
                 window = (0, 0, Date()); sums = [0, 0, 0, 0]
             }
@@ -326,12 +331,15 @@ final class Trainer {
                 try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
             }
             let endOfEpoch = done % perEpoch == 0
-            if s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0 && done < totalSteps {
-                guard try evaluateUnlessStopped(label: "epoch \(done / perEpoch)") else { return 0 }
+            let epochEval = s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0
+            let stepEval = s.evalEverySteps > 0 && done % s.evalEverySteps == 0
+            if (epochEval || stepEval) && done < totalSteps {
+                guard try evaluateUnlessStopped(label: endOfEpoch ? "epoch \(done / perEpoch)" : "step \(done)") else { return 0 }
                 lastEvaluatedStep = done
             }
             let stopping = try StopSignal.anyRankRequestedStop(comm)
-            if stopping || done % s.checkpointEvery == 0 || done == totalSteps {
+            let epochCheckpoint = s.checkpointEveryEpochs > 0 && endOfEpoch && (done / perEpoch) % s.checkpointEveryEpochs == 0
+            if stopping || done % s.checkpointEvery == 0 || epochCheckpoint || done == totalSteps {
                 let url = try saveCheckpoint()
                 if stopping {
                     log.info("stop requested (SIGTERM/SIGUSR1): checkpoint \(url.lastPathComponent) written at step \(done); exiting. Rerun with --resume auto to continue.")
@@ -368,24 +376,38 @@ final class Trainer {
     func evaluate(label: String) throws {
         guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
         let start = Date()
+        let progress = ExtractionProgress(label: comm.size > 1 ? "eval features (rank 0 of \(comm.size))" : "eval features",
+                                          enabled: comm.isRoot, write: { [log] in log.info($0) })
         let features: FeaturesFile?
         do {
             features = try extractFeatures(network: network, dataset: dataset, comm: comm,
-                                           loaderThreads: s.loaderThreads, paths: false)
+                                           loaderThreads: s.loaderThreads, paths: false, flip: s.evalFlip,
+                                           progress: progress.callback)
         } catch {
             // Every rank fails an extraction together; they ask together whether a signal was the cause.
             if try StopSignal.anyRankRequestedStop(comm) { throw EvaluationStopped() }
             throw error
         }
+        progress.finish()
         guard let features else { return }  // ranks other than 0
-        let r = try evaluateMarket(query: features.query, gallery: features.gallery,
-                                   options: EvalOptions(threads: s.threads))
+        var options = EvalOptions(threads: s.threads, distance: DistanceMetric(rawValue: s.evalDistance) ?? .euclidean,
+                                  normalize: s.evalNormalize)
+        let r = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
         let step = Int(state.globalStep), epoch = step / sampler.batchesPerEpoch
         log.info(String(format: "eval (%@, step %d): rank-1 %.2f%%  rank-5 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%d queries, %d gallery, %.1f s)",
                         label, step, 100 * (r.rank(1) ?? 0), 100 * (r.rank(5) ?? 0), 100 * r.mAP, 100 * r.mINP,
                         r.numValidQuery, r.numGallery, Date().timeIntervalSince(start)))
         var m = r.jsonObject()
         m["cmc"] = nil
+        if s.evalRerank {  // reported beside the plain numbers; best.h5 still follows the plain mAP
+            let rerankStart = Date()
+            options.rerank = RerankParameters()
+            let rr = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
+            log.info(String(format: "eval (%@, step %d, re-ranked): rank-1 %.2f%%  rank-5 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%.1f s)",
+                            label, step, 100 * (rr.rank(1) ?? 0), 100 * (rr.rank(5) ?? 0), 100 * rr.mAP, 100 * rr.mINP,
+                            Date().timeIntervalSince(rerankStart)))
+            m["rerank_rank1"] = rr.rank(1) ?? 0; m["rerank_mAP"] = rr.mAP; m["rerank_mINP"] = rr.mINP
+        }
         m["kind"] = "eval"; m["step"] = step; m["epoch"] = epoch; m["label"] = label
         log.metric(m)
         if step > 0 && r.mAP > bestMAP {

@@ -10,7 +10,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval", abstract: "Evaluate features (CMC, mAP, mINP).",
         discussion: """
             Reads an HDF5 features file (/query and /gallery with features, pids, camids) and prints \
-            rank-1/5/10/20, mAP and mINP in percent. --json writes the same numbers as fractions in 0..1. \
+            rank-1/5/10/20, mAP and mINP in percent. --json prints the same numbers as fractions in 0..1 instead; --json-out FILE also writes them to FILE. \
             See docs/evaluation.md.
             """)
 
@@ -23,8 +23,11 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")
     var multiQuery = false
 
-    @Option(help: "Also write the metrics as JSON (fractions in 0..1) to this file.")
-    var json: String?
+    @Flag(help: "Print the metrics as one JSON object (fractions in 0..1) instead of the table.")
+    var json = false
+
+    @Option(help: "Also write the metrics as JSON (fractions in 0..1) to this file. (The old spelling --json FILE still works.)")
+    var jsonOut: String?
 
     @Option(help: "Keep the CMC up to this rank.")
     var maxRank = 50
@@ -53,6 +56,12 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --checkpoint: also write the extracted features to this file.")
     var saveFeatures: String?
 
+    @Flag(help: "With --checkpoint: average each image's features with those of its mirror image.")
+    var flip = false
+
+    @OptionGroup(title: "Distances and re-ranking")
+    var scoring: ScoringFlags
+
     func validate() throws {
         guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -64,6 +73,9 @@ struct EvalCommand: ParsableCommand {
         default: break
         }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if flip && checkpoint == nil {
+            throw ValidationError("--flip needs --checkpoint (it changes how features are extracted; for a features file use mancs extract --flip)")
+        }
     }
 
     func run() throws {
@@ -75,8 +87,12 @@ struct EvalCommand: ParsableCommand {
         if let features {
             file = try FeaturesFile.read(features)
         } else {
-            guard let extracted = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
-                                                      options: ExtractionOptions(batchSize: batch)) else {
+            let progress = ExtractionProgress(label: "extract", enabled: !json)  // --json: stdout is one object
+            let result = try extractFeatures(checkpoint: checkpoint!, data: data!, dataset: dataset,
+                                             options: ExtractionOptions(batchSize: batch, flip: flip),
+                                             progress: progress.callback)
+            progress.finish()
+            guard let extracted = result else {
                 throw EvalError("\(checkpoint!): extraction returned no features")
             }
             file = extracted
@@ -84,7 +100,8 @@ struct EvalCommand: ParsableCommand {
         }
         let readTime = Date().timeIntervalSince(start)
         let profile = EvalProfile()
-        let options = EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows, profile: profile)
+        let options = scoring.apply(to: EvalOptions(maxRank: maxRank, threads: threads, blockRows: blockRows,
+                                                    profile: profile))
         let result: EvalResult
         do {
             result = try evaluate(file, protocol: evalProtocol, multiQuery: multiQuery, options: options, seed: seed)
@@ -92,17 +109,26 @@ struct EvalCommand: ParsableCommand {
             throw EvalError("\(source): \(e.message)")
         }
         let total = Date().timeIntervalSince(start)
+        let settings = [flip ? "flip" : "", scoring.summary].filter { !$0.isEmpty }.joined(separator: ", ")
         let title = "\(source): \(evalProtocol.rawValue)\(multiQuery ? " multi-query" : ""), E = \(file.dim)"
-        print(result.table(title: title))
-        print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s; cpu %.2f s)",
-                     total, readTime, profile.distanceSeconds, profile.rankingSeconds, processCPUSeconds()))
+            + (settings.isEmpty ? "" : ", \(settings)")
         let blas = BLASKernelSelection.report
-        print("  kernels  \(blas.core) (\(blas.source == .mancs ? "selected by mancs" : blas.source == .environment ? "OPENBLAS_CORETYPE" : "OpenBLAS's choice"))")
-        if let json {
-            var o = result.jsonObject()
-            o["blas_core"] = blas.core
-            o["blas_core_selected_by"] = blas.source.rawValue
-            try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]).write(to: URL(fileURLWithPath: json))
+        var object = result.jsonObject()
+        object["blas_core"] = blas.core
+        object["blas_core_selected_by"] = blas.source.rawValue
+        let jsonData = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        if json {
+            print(String(decoding: jsonData, as: UTF8.self))
+        } else {
+            print(result.table(title: title))
+            print(String(format: "  time     %.2f s (reading %.2f s, distances %.2f s, ranking %.2f s", total, readTime,
+                     profile.distanceSeconds, profile.rankingSeconds)
+              + (scoring.rerank ? String(format: ", re-ranking set-up %.2f s", profile.rerankSeconds) : "")
+              + String(format: "; cpu %.2f s)", processCPUSeconds()))
+            print("  kernels  \(blas.core) (\(blas.source == .mancs ? "selected by mancs" : blas.source == .environment ? "OPENBLAS_CORETYPE" : "OpenBLAS's choice"))")
+        }
+        if let jsonOut {
+            try jsonData.write(to: URL(fileURLWithPath: jsonOut))
         }
     }
 }

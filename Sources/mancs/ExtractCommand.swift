@@ -28,6 +28,8 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
     @Flag(help: "Do not store image paths.") var noPaths = false
+    @Flag(help: "Flip test: average each image's features with those of its mirror image.") var flip = false
+    @Flag(help: "Write L2-normalised features.") var normalize = false
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -38,16 +40,22 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
+        let terminal = StageProgress.stdoutIsTerminal  // before MPI_Init sets mpirun's variables
         let comm = try Communicator.world()
         defer { comm.finalize() }
         setComputeThreads(threads ?? NodeShare.defaultComputeThreads)
         let start = Date()
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
-                                        paths: !noPaths)
+                                        paths: !noPaths, flip: flip)
         do {
-            guard let file = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
-                                                 comm: comm) else { return }
-            try file.write(to: out)
+            let progress = ExtractionProgress(label: comm.size > 1 ? "extract (rank 0 of \(comm.size))" : "extract",
+                                              enabled: comm.isRoot, interactive: terminal)
+            let extracted = try extractFeatures(checkpoint: checkpoint, data: data, dataset: dataset, options: options,
+                                                comm: comm, progress: progress.callback)
+            progress.finish()
+            guard let file = extracted else { return }
+            let written = try normalize ? file.l2Normalized() : file
+            try written.write(to: out)
             let n = file.query.count + file.gallery.count + (file.multiQuery?.count ?? 0)
             let seconds = Date().timeIntervalSince(start)
             print("extract: \(file.query.count) query + \(file.gallery.count) gallery"

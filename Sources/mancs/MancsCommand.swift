@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kernels
+import MancsModel
 
 @main
 struct Mancs: ParsableCommand {
@@ -7,6 +8,7 @@ struct Mancs: ParsableCommand {
         commandName: "mancs",
         abstract: "Tools for the Mancs person re-identification trainer.",
         discussion: "Training itself is `mancs-dist` (run under mpirun); these are the tools around it.",
+        version: mancsVersion,
         subcommands: [
             CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
             EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self, BenchCommand.self,
@@ -14,9 +16,10 @@ struct Mancs: ParsableCommand {
         ])
 
     /// Settles the BLAS kernels first (this may restart the process with better
-    /// ones: see `BLASKernelSelection`), then parses and runs the subcommand.
+    /// ones: see `BLASKernelSelection`), then parses the arguments after rewriting
+    /// deprecated spellings (DeprecatedSpellings) and runs the subcommand.
     static func main() {
         BLASKernelSelection.configureAtStartup()
-        main(nil)
+        main(DeprecatedSpellings.rewrite(Array(CommandLine.arguments.dropFirst())))
     }
 }

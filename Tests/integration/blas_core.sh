@@ -40,7 +40,7 @@ grep -q avx512 /proc/cpuinfo && check "AVX-512 CPU: an AVX-512 core (got $sim)" 
     --ids-per-batch 4 --images-per-id 2 --max-steps 1 > "$WORK/train1.log" 2>&1 || { cat "$WORK/train1.log"; fail "train 1 step"; }
 ckpt=$(newest_checkpoint "$WORK/run1")
 "$MANCS" extract --checkpoint "$ckpt" --data "$WORK/data" --dataset market1501 --out "$WORK/f.h5" >/dev/null || fail "extract"
-env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" eval --features "$WORK/f.h5" --json "$WORK/eval.json" \
+env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" eval --features "$WORK/f.h5" --json-out "$WORK/eval.json" \
     > "$WORK/eval.txt" || fail "eval with a simulated fallback"
 check "eval: kernels line names the selected core" grep -q "kernels  $sim (selected by mancs)" "$WORK/eval.txt"
 check "eval --json: blas_core" test "$(field "$WORK/eval.json" blas_core)" = "$sim"

@@ -1,0 +1,29 @@
+# Sourced: sets TORCH_PYTHON to a python with torch and h5py, for the tests that
+# compare with PyTorch. Uses, in order: $MANCS_TORCH_PYTHON; python3 if it has
+# them; launch/parity's venv (~/.cache/mancs-parity/venv) if it has them; else
+# makes ~/.cache/mancs-torch/venv and pip-installs torch (CPU wheels) and h5py.
+# If pip cannot reach PyPI the calling test is skipped with a loud message
+# (exit 0); any other failure fails it.
+torch_python() {
+    local py
+    for py in "${MANCS_TORCH_PYTHON:-}" python3 "$HOME/.cache/mancs-parity/venv/bin/python" \
+              "$HOME/.cache/mancs-torch/venv/bin/python"; do
+        [ -n "$py" ] || continue
+        if "$py" -c "import torch, h5py, numpy" 2>/dev/null; then TORCH_PYTHON="$py"; return 0; fi
+    done
+    local venv="$HOME/.cache/mancs-torch/venv"
+    echo "installing torch (CPU) and h5py into $venv"
+    python3 -m venv "$venv" || { echo "FAIL: python3 -m venv $venv" >&2; exit 1; }
+    if ! "$venv/bin/pip" install --quiet --index-url https://download.pytorch.org/whl/cpu torch \
+         || ! "$venv/bin/pip" install --quiet h5py numpy; then
+        if ! python3 -c "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/h5py/', timeout=20)" 2>/dev/null; then
+            echo "################################################################" >&2
+            echo "SKIPPED $(basename "$0"): pip cannot reach PyPI to install torch;" >&2
+            echo "this comparison with PyTorch did NOT run." >&2
+            echo "################################################################" >&2
+            exit 0
+        fi
+        echo "FAIL: pip install torch h5py failed although PyPI is reachable" >&2; exit 1
+    fi
+    TORCH_PYTHON="$venv/bin/python"
+}
