@@ -59,6 +59,13 @@ final class RunLog: @unchecked Sendable {
         record(line)
     }
 
+    /// A line every rank prints as it is (e.g. its CPU affinity); rank 0's also goes to log.txt.
+    func everyRank(_ line: String) {
+        print(line)
+        fflush(nil)
+        record(line)
+    }
+
     /// A warning, from any rank (tagged with the rank when not 0).
     func warning(_ message: String) {
         let tag = isRoot ? "" : " (rank \(rank))"

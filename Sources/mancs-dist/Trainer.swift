@@ -60,7 +60,7 @@ final class Trainer {
         // Every rank says which CPUs it got: on a cluster, binding is where a
         // launch most often goes wrong (see docs/cluster.md).
         let affinity = NodeShare.affinityReport(rank: comm.rank, host: comm.hostname, threads: settings.threads)
-        print("mancs-dist: \(affinity.line)"); fflush(nil)
+        log.everyRank("mancs-dist: \(affinity.line)")
         if let w = affinity.warning { log.warning(w) }
         let trainer: Trainer
         do {
