@@ -72,8 +72,8 @@ public final class MancsNetwork: @unchecked Sendable {
     public private(set) var lastForwardWasTraining = false
 
     /// Builds the network for batches up to `maxBatch`, with deterministic
-    /// torchvision-style initial weights from `seed`.
-    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0) throws {
+    /// initial weights from `seed` by `initialization` (see `InitScheme`).
+    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0, initialization: InitScheme = .torchvision) throws {
         try config.validate()
         guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
         self.config = config
@@ -155,7 +155,7 @@ public final class MancsNetwork: @unchecked Sendable {
         self.arena = arena
         bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
                            buffers: buffers.values.baseAddress!)
-        initialize(seed: seed)
+        initialize(seed: seed, scheme: initialization)
     }
 
     /// Opt-in timing of every kernel call by layer kind (nil: off).

@@ -118,7 +118,8 @@ final class Trainer {
         config.numClasses = dataset.trainClasses
         try config.validate()
         let microBatch = s.idsPerBatch / shards * s.imagesPerId
-        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed))
+        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed),
+                                   initialization: InitScheme(rawValue: s.initialization)!)
         trainStep = TrainStep(network: network, losses: LossSettings(
             margin: Float(s.margin), gamma: Float(s.gamma), lambdaRank: Float(s.lambdaRank),
             lambdaCls: Float(s.lambdaCls), lambdaAtt: Float(s.lambdaAtt)))
@@ -126,7 +127,7 @@ final class Trainer {
         state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(s.seed), config: try Trainer.checkpointConfig(s, config))
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
-        log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters")
+        log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters, \(s.pretrained == nil ? "" : "layers not in --pretrained ")\(s.initialization) init")
 
         // Start: resume, or initialise (+ pretrained) on rank 0 and broadcast.
         let moments = AdamMoments(m: adam.m, v: adam.v, step: 0)
