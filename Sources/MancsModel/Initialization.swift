@@ -19,18 +19,30 @@ public struct InitRandom: RandomNumberGenerator, Sendable {
     }
 }
 
+/// How layers without pretrained weights are initialised (docs/training.md).
+public enum InitScheme: String, Sendable, Codable, CaseIterable {
+    /// PyTorch's defaults for every layer, as the reference model gets them
+    /// when nothing re-initialises it: `nn.Conv2d` / `nn.Linear` `reset_parameters`,
+    /// weight and bias uniform(+-1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)),
+    /// fan_in = in x kH x kW.
+    case pytorch
+    /// torchvision's ResNet: convs (the FAB convs too) kaiming-normal, mode
+    /// fan_out, ReLU gain, zero conv bias; linears as `pytorch`.
+    case torchvision
+}
+
 extension MancsNetwork {
-    /// torchvision-style initialisation, deterministic for a seed:
-    /// convs kaiming-normal (fan_out, ReLU gain) with zero bias (the FAB convs too),
-    /// BatchNorm weight 1 / bias 0, Linear weight and bias uniform(+-1/sqrt(in)),
-    /// PReLU 0.25; running_mean 0, running_var 1. Gradients are zeroed.
-    public func initialize(seed: UInt64) {
+    /// Deterministic initialisation for a seed, by `scheme`. Both schemes:
+    /// BatchNorm weight 1 / bias 0, running_mean 0 / running_var 1, PReLU 0.25,
+    /// Linear weight and bias uniform(+-1/sqrt(in)). Convs: see `InitScheme`.
+    /// Gradients are zeroed.
+    public func initialize(seed: UInt64, scheme: InitScheme = .torchvision) {
         var rng = InitRandom(seed: seed)
         let v = parameters.values.baseAddress!
         for t in parameters.tensors {
             let p = v + t.offset
             let name = t.name
-            if t.shape.count == 4 {
+            if t.shape.count == 4 && scheme == .torchvision {
                 // Kaiming normal, mode fan_out: std = sqrt(2 / (out * k * k)). Layout-independent (iid).
                 let std = (2.0 / Double(t.shape[0] * t.shape[2] * t.shape[3])).squareRoot()
                 for i in 0..<t.count { p[i] = Float(rng.normal() * std) }
@@ -38,13 +50,12 @@ extension MancsNetwork {
                 p.update(repeating: 0.25, count: t.count)
             } else if isBatchNorm(name) {
                 p.update(repeating: name.hasSuffix(".weight") ? 1 : 0, count: t.count)
-            } else if name.hasPrefix("attention.") {
+            } else if name.hasPrefix("attention.") && name.hasSuffix(".bias") && scheme == .torchvision {
                 p.update(repeating: 0, count: t.count)  // FAB conv bias
             } else {
-                // Linear weight [out, in] or bias [out]: uniform(-1/sqrt(in), 1/sqrt(in)).
-                let weightName = name.hasSuffix(".bias") ? String(name.dropLast(5)) + ".weight" : name
-                let fanIn = parameters.info(weightName)?.shape.last ?? t.shape.last!
-                let bound = 1 / Double(fanIn).squareRoot()
+                // PyTorch's reset_parameters of a conv or linear: weight [out, in(, kH, kW)]
+                // and its bias uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in x kH x kW.
+                let bound = 1 / Double(Self.fanIn(of: name, in: parameters)).squareRoot()
                 for i in 0..<t.count { p[i] = Float((rng.unit() * 2 - 1) * bound) }
             }
         }
@@ -53,6 +64,14 @@ extension MancsNetwork {
             b.advanced(by: t.offset).update(repeating: t.name.hasSuffix("running_var") ? 1 : 0, count: t.count)
         }
         parameters.zeroGradients()
+    }
+
+    /// fan_in of a conv or linear weight, or of the weight a bias belongs to:
+    /// the product of the weight's dimensions after the first.
+    static func fanIn(of name: String, in store: ParameterStore) -> Int {
+        let weightName = name.hasSuffix(".bias") ? String(name.dropLast(5)) + ".weight" : name
+        let shape = store.info(weightName)?.shape ?? store.info(name)!.shape
+        return shape.count > 1 ? shape.dropFirst().reduce(1, *) : shape[0]
     }
 
     private func isBatchNorm(_ name: String) -> Bool {

@@ -72,10 +72,10 @@ public final class MancsNetwork: @unchecked Sendable {
     public private(set) var lastForwardWasTraining = false
 
     /// Builds the network for batches up to `maxBatch`, with deterministic
-    /// torchvision-style initial weights from `seed`.
+    /// initial weights from `seed` by `initialization` (see `InitScheme`).
     /// `rebuildConv3Stages`: stages whose bottlenecks rebuild conv3's output in backward
     /// instead of keeping it (bit-identical gradients; memory for FLOPs, see `Bottleneck`).
-    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0,
+    public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0, initialization: InitScheme = .torchvision,
                 rebuildConv3Stages: Set<Int> = MancsNetwork.defaultRebuildConv3Stages) throws {
         try config.validate()
         guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
@@ -158,7 +158,7 @@ public final class MancsNetwork: @unchecked Sendable {
         self.arena = arena
         bases = StoreBases(values: parameters.values.baseAddress!, grads: parameters.grads!.baseAddress!,
                            buffers: buffers.values.baseAddress!)
-        initialize(seed: seed)
+        initialize(seed: seed, scheme: initialization)
     }
 
     /// conv3's output is rebuilt in backward in stages 1-3 and kept in stage 4, the

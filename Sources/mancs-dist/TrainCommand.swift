@@ -146,11 +146,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Stages followed by a fully attentional block (default 2,3,4).", transform: parseInts) var attentionStages: [Int]?
     @Option(help: "ImageNet weights: a safetensors file with torchvision/timm names, or a Mancs checkpoint.")
     var pretrained: String?
+    @Option(name: .customLong("init"), help: "Initialisation of the layers --pretrained does not cover: pytorch (PyTorch's defaults: conv and linear weights and biases uniform(+-1/sqrt(fan_in))) | torchvision (convs kaiming-normal fan_out, zero conv bias). Default pytorch; see docs/training.md.")
+    var initialization: String?
 
     func apply(to s: inout TrainSettings) {
         if let v = height { s.height = v }; if let v = width { s.width = v }; if let v = baseWidth { s.baseWidth = v }
         if let v = blocks { s.blocks = v }; if let v = lastStride { s.lastStride = v }
         if let v = attentionStages { s.attentionStages = v }; if let v = pretrained { s.pretrained = v }
+        if let v = initialization { s.initialization = v }
     }
 }
 

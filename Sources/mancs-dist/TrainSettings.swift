@@ -1,5 +1,6 @@
 import Foundation
 import MancsTraining
+import MancsModel
 
 /// Every setting of a training run, in one value: the defaults, overridden by
 /// `--config FILE.yaml`, overridden by command-line flags. Written to
@@ -28,6 +29,8 @@ struct TrainSettings: Codable, Equatable {
     var lastStride: Int = 2
     var attentionStages: [Int] = [2, 3, 4]
     var pretrained: String? = nil
+    /// Initialisation of the layers --pretrained does not cover: pytorch | torchvision (`InitScheme`).
+    var initialization: String = "pytorch"
     // Optimisation and losses
     var lr: Double = 3e-4
     var clipNorm: Double = 5
@@ -73,7 +76,7 @@ struct TrainSettings: Codable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data, dataset, runDir = "run-dir", epochs, maxSteps = "max-steps", idsPerBatch = "ids-per-batch",
              imagesPerId = "images-per-id", accumulate, tripletMining = "triplet-mining", batchNorm = "batch-norm", height, width, baseWidth = "base-width", blocks,
-             lastStride = "last-stride", attentionStages = "attention-stages", pretrained, lr,
+             lastStride = "last-stride", attentionStages = "attention-stages", pretrained, initialization = "init", lr,
              clipNorm = "clip-norm", margin, gamma, lambdaRank = "lambda-rank", lambdaCls = "lambda-cls",
              lambdaAtt = "lambda-att", negatives, t0, t1, curriculumA = "curriculum-a", curriculumB = "curriculum-b",
              seed, threads, loaderThreads = "loader-threads", checkpointEvery = "checkpoint-every",
@@ -109,6 +112,7 @@ struct TrainSettings: Codable, Equatable {
         blocks = try v(.blocks, blocks); lastStride = try v(.lastStride, lastStride)
         attentionStages = try v(.attentionStages, attentionStages)
         pretrained = try k.decodeIfPresent(String.self, forKey: .pretrained)
+        initialization = try v(.initialization, initialization)
         lr = try v(.lr, lr); clipNorm = try v(.clipNorm, clipNorm); margin = try v(.margin, margin)
         gamma = try v(.gamma, gamma); lambdaRank = try v(.lambdaRank, lambdaRank)
         lambdaCls = try v(.lambdaCls, lambdaCls); lambdaAtt = try v(.lambdaAtt, lambdaAtt)
@@ -158,6 +162,9 @@ struct TrainSettings: Codable, Equatable {
         if let m = maxSteps, m < 1 { throw bad("--max-steps must be at least 1") }
         if !["curriculum", "hardest", "random"].contains(negatives) {
             throw bad("--negatives must be curriculum, hardest or random, got '\(negatives)'")
+        }
+        if InitScheme(rawValue: initialization) == nil {
+            throw bad("--init must be \(InitScheme.allCases.map(\.rawValue).joined(separator: " or ")), got '\(initialization)'")
         }
         if t1 <= t0 { throw bad("--t1 must be greater than --t0") }
         if lr <= 0 { throw bad("--lr must be positive") }

@@ -165,7 +165,8 @@ final class Trainer {
         config.numClasses = dataset.trainClasses
         try config.validate()
         let microBatch = s.idsPerBatch / shards * s.imagesPerId
-        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed))
+        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed),
+                                   initialization: InitScheme(rawValue: s.initialization)!)
         shardGroup = comm.size > 1 && (s.batchNorm == "sync" || s.tripletMining == "global") ? try ShardGroup(world: comm) : nil
         if s.batchNorm == "sync" { network.batchNormReducer = shardGroup }
         trainStep = TrainStep(network: network, losses: LossSettings(
@@ -176,7 +177,7 @@ final class Trainer {
         state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(s.seed), config: try Trainer.checkpointConfig(s, config))
 
         log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
-        log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters")
+        log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters, \(s.pretrained == nil ? "" : "layers not in --pretrained ")\(s.initialization) init")
         log.info("triplet mining \(s.tripletMining), BatchNorm \(s.batchNorm): \(s.tripletMining == "global" ? s.idsPerBatch / s.accumulate : s.idsPerBatch / shards) identities mined together, BatchNorm statistics over \(s.batchNorm == "sync" ? microBatch * comm.size : microBatch) images")
         try Trainer.logComputeKernels(comm: comm, log: log, threads: s.threads)
 

@@ -102,4 +102,42 @@ func relativeError(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b)
         }
         #expect(checked >= 21)
     }
+
+    /// The negatives `tripletLoss` actually draws, at every epoch and negative
+    /// count the fixtures hold, against the reference's `curriculum_weights`:
+    /// total-variation distance of 20,000 draws (the expected TV of a correct
+    /// sampler is below 0.5 * sqrt(Nn / draws) ~ 0.03 for Nn = 60; a
+    /// distribution shifted by one epoch or one index is 0.1 to 1 away).
+    @Test func curriculumDrawsMatchTheReferenceWeights() throws {
+        let url = try #require(Self.fixtures().first, "no fixture under shared/fixtures")
+        let group = try HDF5File(openForReading: url.path).root.group("curriculum")
+        var checked = 0
+        for negatives in [12, 60] {
+            // Anchor 0 and positive 1 at 0 and 0.01; negative r (0 = hardest) at
+            // 1 + r, placed at batch index 2 + (r * 7) % Nn so ranks are scrambled.
+            let n = negatives + 2
+            var features = [Float](repeating: 0, count: n)
+            features[1] = 0.01
+            var rankOfIndex = [Int](repeating: -1, count: n)
+            for r in 0..<negatives { let i = 2 + (r * 7) % negatives; features[i] = Float(1 + r); rankOfIndex[i] = r }
+            let labels = [0, 0] + (1...negatives).map { $0 }
+            var grad = [Float](repeating: 0, count: n)
+            for epoch in [0, 10, 29, 30, 45, 60, 100] {
+                let expected = try group.read("weights_\(negatives)_\(epoch)", as: Double.self).values
+                var rng = SplitMix64(seed: UInt64(1000 * negatives + epoch))
+                var counts = [Double](repeating: 0, count: negatives)
+                let draws = 20_000
+                for _ in 0..<(draws / 2) {  // two pairs per batch: (0, 1) and (1, 0)
+                    let r = tripletLoss(features: features, count: n, dim: 1, labels: labels, margin: 0.5,
+                                        sampling: .curriculum(CurriculumSchedule(), epoch: epoch), rng: &rng,
+                                        gradFeatures: &grad, gradScale: 1)
+                    for neg in r.negatives { counts[rankOfIndex[neg]] += 1 }
+                }
+                let tv = 0.5 * zip(counts, expected).reduce(0.0) { $0 + abs($1.0 / Double(draws) - $1.1) }
+                #expect(tv < 0.03, "Nn \(negatives), epoch \(epoch): total variation \(tv)")
+                checked += 1
+            }
+        }
+        #expect(checked == 14)
+    }
 }

@@ -20,6 +20,7 @@ echo "mean loss of the first 5 steps $first, of the last 5 $last"
 check "training lowers the loss" awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a)}'
 check "best.h5 kept" test -f "$WORK/a/best.h5"
 check "config.yaml written" grep -q "ids-per-batch: 4" "$WORK/a/config.yaml"
+check "config.yaml records the initialisation" grep -q "^init: pytorch" "$WORK/a/config.yaml"
 check "checkpoint retention keeps 3" test "$(ls "$WORK/a/checkpoints" | wc -l)" -eq 3
 
 # 2. The same command again: bit-identical checkpoints.
