@@ -12,15 +12,14 @@ flags_of() { "$@" --help 2>&1 | grep -o -- '--[a-z][a-z0-9-]*' | sort -u; }
 {
     for c in $subcommands; do flags_of "$MANCS" "$c"; done
     flags_of "$MANCS_DIST"
+    # The launch scripts' own flags (their --help lists them).
+    for script in parity simcluster; do flags_of "$root/launch/$script"; done
 } | sort -u > "$WORK/known.txt"
 # Flags of other programs that the docs quote (mpirun, swift, srun/sbatch, h5dump,
-# pip, tensorboard, curl, the launch scripts' environment; --rate and --delay are
-# launch/simcluster's, a shell script) — not ours to check.
+# pip, tensorboard, curl, the launch scripts' environment) — not ours to check.
 cat > "$WORK/outside.txt" <<'LIST'
 --allow-run-as-root
 --build-path
---delay
---rate
 --bind-to
 --build-tests
 --filter
