@@ -93,11 +93,8 @@ done
 # 8. A second SIGTERM ends the process at once; nothing half-written is left in view.
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/t" --max-steps 100000 --checkpoint-every 3 > "$WORK/t.log" 2>&1 &
 job=$!
-for _ in $(seq 1 600); do
-    [ -f "$WORK/t/metrics.jsonl" ] && [ "$(grep -c train "$WORK/t/metrics.jsonl")" -ge 4 ] && break
-    sleep 0.1
-done
-rank=$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/t " | tail -n 1)
+wait_for_train_lines "$WORK/t" 4
+rank=$(rank_pid "$WORK/t")
 start=$(date +%s%N)
 kill -TERM "$rank"; sleep 0.05; kill -TERM "$rank"
 status=0; timeout 60 tail --pid=$job -f /dev/null || true; wait $job || status=$?

@@ -50,11 +50,8 @@ check "local settings: -np 2 gradient equals -np 1 --accumulate 2 gradient" "$MA
 # 5a. SIGTERM to one rank mid-run: every rank stops after the same step, a checkpoint, exit 0.
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/s" --max-steps 100000 --checkpoint-every 100000 > "$WORK/s.log" 2>&1 &
 job=$!
-for _ in $(seq 1 600); do
-    [ -f "$WORK/s/metrics.jsonl" ] && [ "$(grep -c train "$WORK/s/metrics.jsonl")" -ge 3 ] && break
-    sleep 0.1
-done
-rank=$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/s " | tail -n 1)
+wait_for_train_lines "$WORK/s" 3
+rank=$(rank_pid "$WORK/s")
 kill -TERM "$rank"
 status=0; timeout 60 tail --pid=$job -f /dev/null || true; wait $job || status=$?
 check "SIGTERM: clean exit" test "$status" -eq 0
@@ -77,11 +74,8 @@ check "resumed from the previous checkpoint ($(basename "$previous"))" grep -q "
 # 5c. SIGKILL of one rank ends the whole job, non-zero, within 30 seconds.
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/k" --max-steps 100000 --checkpoint-every 100000 > "$WORK/k.log" 2>&1 &
 job=$!
-for _ in $(seq 1 600); do
-    [ -f "$WORK/k/metrics.jsonl" ] && [ "$(grep -c train "$WORK/k/metrics.jsonl")" -ge 2 ] && break
-    sleep 0.1
-done
-kill -KILL "$(pgrep -f "^$MANCS_DIST .*--run-dir $WORK/k " | tail -n 1)"
+wait_for_train_lines "$WORK/k" 2
+kill -KILL "$(rank_pid "$WORK/k")"
 start=$(date +%s); status=0
 timeout 30 tail --pid=$job -f /dev/null || { kill -KILL $job; fail "job still running 30 s after a rank was killed"; }
 wait $job || status=$?

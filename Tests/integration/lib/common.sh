@@ -25,3 +25,16 @@ train_losses() { grep '"kind":"train"' "$1" | grep -o '"loss":[-0-9.e]*' | cut -
 
 # The newest checkpoint of a run directory.
 newest_checkpoint() { ls "$1"/checkpoints/step-*.h5 2>/dev/null | sort | tail -n 1; }
+
+# Waits (up to 60 s, then goes on) until RUN_DIR/metrics.jsonl holds N train lines:
+# a background run has got that far.
+wait_for_train_lines() {
+    local dir="$1" n="$2"
+    for _ in $(seq 1 600); do
+        [ -f "$dir/metrics.jsonl" ] && [ "$(grep -c train "$dir/metrics.jsonl")" -ge "$n" ] && return 0
+        sleep 0.1
+    done
+}
+
+# The pid of a mancs-dist rank training into RUN_DIR (the last one started).
+rank_pid() { pgrep -f "^$MANCS_DIST .*--run-dir $1 " | tail -n 1; }
