@@ -38,6 +38,13 @@ let package = Package(
         .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit", "MancsModel", "ReIDData", "Checkpoint", "Distributed"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed"]),
+        // The training run's settings as typed values (model, losses, curriculum,
+        // optimiser, data, run, evaluation): parsed from YAML and flags, checked,
+        // converted to the libraries' own types in one place. Checked build.
+        .target(name: "MancsSettings", dependencies: [
+            "MancsModel", "MancsTraining", "ReIDData", "ReIDEval",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // MARK: Executables
         .executableTarget(name: "mancs", dependencies: [
@@ -45,7 +52,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mancs-dist", dependencies: [
-            "Kernels", "MancsModel", "MancsTraining", "ReIDData", "ReIDEval", "Distributed", "Checkpoint", "HDF5Kit",
+            "MancsSettings", "Kernels", "MancsModel", "MancsTraining", "ReIDData", "ReIDEval", "Distributed", "Checkpoint", "HDF5Kit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -60,6 +67,7 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["ReIDEval", "Distributed", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "TestSupport", "CHDF5"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
+        .testTarget(name: "SettingsTests", dependencies: ["MancsSettings", .product(name: "Yams", package: "Yams")]),
     ]
 )
 

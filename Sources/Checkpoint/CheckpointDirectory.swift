@@ -66,13 +66,20 @@ extension Checkpoint {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         removeStaleTemporaries(in: dir)
         let final = dir.appendingPathComponent(fileName(step: state.globalStep))
-        try replaceAtomically(final, temporaryName: ".\(fileName(step: state.globalStep)).tmp-\(getpid())",
-            write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
-            verify: { _ = try verify(URL(fileURLWithPath: $0)) })
+        try save(to: final, parameters: parameters, buffers: buffers, adam: adam, state: state)
         let files = checkpointFiles(in: dir)
         let victims = Set(retention.victims(existing: files.map(\.step), justWritten: state.globalStep))
         for old in files where victims.contains(old.step) { try? FileManager.default.removeItem(at: old.url) }
         return final
+    }
+
+    /// Rank 0 only. Writes a complete checkpoint to `final` (e.g. RUN_DIR/best.h5)
+    /// through `replaceAtomically`, verified by reading it back: a failure
+    /// leaves the previous file untouched.
+    public static func save(to final: URL, parameters: ParameterStore, buffers: ParameterStore, adam: AdamMoments,
+                            state: TrainingState) throws {
+        try replaceAtomically(final, write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
+                              verify: { _ = try verify(URL(fileURLWithPath: $0)) })
     }
 
     /// Temporaries left by a save that was killed (only rank 0 writes here).
@@ -87,10 +94,9 @@ extension Checkpoint {
     /// full disk, a damaged write) leaves the previous file untouched: `write`
     /// fills a temporary beside it, which is fsynced, checked by `verify`
     /// (reading it back), renamed into place; then the directory is fsynced.
-    public static func replaceAtomically(_ final: URL, temporaryName: String? = nil,
-                                         write: (String) throws -> Void, verify: (String) throws -> Void) throws {
+    public static func replaceAtomically(_ final: URL, write: (String) throws -> Void, verify: (String) throws -> Void) throws {
         let dir = final.deletingLastPathComponent()
-        let temp = dir.appendingPathComponent(temporaryName ?? ".\(final.lastPathComponent).tmp-\(getpid())")
+        let temp = dir.appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
         do {
             try write(temp.path)
             try fsyncPath(temp.path, directory: false)

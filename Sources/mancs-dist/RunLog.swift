@@ -1,4 +1,6 @@
+import Distributed
 import Foundation
+import MancsSettings  // SettingsError
 import ReIDEval  // formatDuration
 
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
@@ -22,9 +24,8 @@ final class RunLog: @unchecked Sendable {
         // a file, so under MPI the bar is opt-in (MANCS_PROGRESS=1).
         let env = ProcessInfo.processInfo.environment
         let term = env["TERM"] ?? ""
-        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["SLURM_PROCID"] != nil
         interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
-            && (!underMPI || env["MANCS_PROGRESS"] == "1")
+            && (!MPILaunch.isLaunched || env["MANCS_PROGRESS"] == "1")
         if isRoot, let dir = runDir {
             /// A file of the run directory opened for appending (created if missing).
             func appending(_ name: String) throws -> FileHandle? {
