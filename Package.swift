@@ -8,6 +8,8 @@ let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .
 // One target per concern; dependencies flow one way:
 // system libraries <- Kernels <- MancsModel <- MancsTraining <- executables.
 // Data, evaluation, distribution and checkpoints stand beside each other.
+// MancsSettings (the training run's settings) sits above the libraries whose
+// types its settings convert to, below mancs-dist.
 let package = Package(
     name: "mancs",
     platforms: [.macOS(.v13)],

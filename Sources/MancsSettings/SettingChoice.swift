@@ -7,6 +7,9 @@ import ReIDEval
 /// A setting that is one of a few names (`--triplet-mining local`). The enum
 /// parses itself, from a flag or a config file, with one message that names
 /// the flag and every allowed value, taken from the enum's own cases.
+/// (mancs-dist's flags pass the text to `init(choice:)` rather than declaring
+/// the enum as the option's type: a bad value is then the one settings error
+/// rank 0 prints, exit 2, not a parser usage error from every rank.)
 public protocol SettingChoice: RawRepresentable, CaseIterable, Codable, Sendable, ExpressibleByArgument
 where RawValue == String {
     /// The flag (and config key) without its dashes.
