@@ -73,6 +73,8 @@ public struct ReIDDataset: Sendable {
     public var multiQuery: ReIDSplit?
     /// Files not used, with the reason (junk pid -1 is not listed).
     public var skipped: [SkippedFile]
+    /// What was read, where the name leaves it open (e.g. `MSMT17_V2 at DIR`, `list file FILE`).
+    public var layout: String? = nil
     /// Number of training identities (classifier width).
     public var trainClasses: Int { train.identityCount }
 }
@@ -163,6 +165,8 @@ struct RawDataset {
     var multiQuery: [ReIDImage]?
     var skipped: [SkippedFile]
     var trainDescription: String
+    /// `ReIDDataset.layout`.
+    var layout: String? = nil
 
     /// Decodes every image; moves the undecodable ones to `skipped`.
     mutating func verify() {
@@ -187,7 +191,7 @@ struct RawDataset {
         let relabelled = train.map { var i = $0; i.pid = label[i.originalPID]!; return i }
         return ReIDDataset(name: name, train: ReIDSplit(images: relabelled), query: ReIDSplit(images: query),
                            gallery: ReIDSplit(images: gallery), multiQuery: multiQuery.map { ReIDSplit(images: $0) },
-                           skipped: skipped)
+                           skipped: skipped, layout: layout)
     }
 }
 

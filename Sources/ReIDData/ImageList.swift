@@ -50,5 +50,6 @@ func parseImageListDataset(data: String) throws -> RawDataset {
         splits[e.split, default: []].append(ReIDImage(source: .jpeg(path: path), pid: e.pid, camera: e.camera))
     }
     return RawDataset(train: splits[.train] ?? [], query: splits[.query] ?? [], gallery: splits[.gallery] ?? [],
-                      multiQuery: nil, skipped: skipped, trainDescription: "\(file) (train lines)")
+                      multiQuery: nil, skipped: skipped, trainDescription: "\(file) (train lines)",
+                      layout: "list file \(file)")
 }

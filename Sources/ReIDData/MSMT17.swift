@@ -68,5 +68,6 @@ func parseMSMT17(root: String, trainVal: Bool) throws -> RawDataset {
     let query = images(try entries("query"), "query", folder: layout.testFolder)
     let gallery = images(try entries("gallery"), "gallery", folder: layout.testFolder)
     return RawDataset(train: train, query: query, gallery: gallery, multiQuery: nil, skipped: skipped,
-                      trainDescription: trainVal ? "\(layout.list("train")) + list_val.txt" : layout.list("train"))
+                      trainDescription: trainVal ? "\(layout.list("train")) + list_val.txt" : layout.list("train"),
+                      layout: "MSMT17_V\(layout.version) layout at \(layout.base)")
 }

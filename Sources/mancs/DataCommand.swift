@@ -47,6 +47,7 @@ struct DataCommand: ParsableCommand {
             return
         }
         print("dataset \(d.name) at \(data)\(verify ? " (every image decoded)" : "")")
+        if let layout = d.layout { print("read: \(layout)") }
         print("split        ids   images  cameras")
         for (name, s) in [("train", sum.train), ("query", sum.query), ("gallery", sum.gallery)] {
             print(name.padding(toLength: 8, withPad: " ", startingAt: 0)

@@ -18,7 +18,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Features file (HDF5) to evaluate.")
     var features: String?
 
-    @Option(name: .customLong("protocol"), help: "market (also Duke, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
+    @Option(name: .customLong("protocol"), help: "market (also Duke, MSMT17, list datasets, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
     var evalProtocol: EvalProtocol = .market
 
     @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")

@@ -156,7 +156,7 @@ private struct MiniList {
         let m = MiniList()
         defer { try? FileManager.default.removeItem(atPath: m.root) }
         let d = try loadDataset(name: "list", root: m.root)
-        #expect(d.name == "list")
+        #expect(d.name == "list" && d.layout == "list file \(m.root)/list.txt")
         #expect(d.train.count == 6 && d.trainClasses == 2)
         // Relabelled by sorted original pid: 4 -> 0, 30 -> 1; cameras as listed.
         for image in d.train.images { #expect(image.pid == [4: 0, 30: 1][image.originalPID]) }
@@ -229,7 +229,7 @@ private struct MiniMSMT17 {
             defer { try? FileManager.default.removeItem(atPath: m.root) }
             for root in [m.root, m.root + "/msmt17", m.base] {
                 let d = try loadDataset(name: "msmt17", root: root)
-                #expect(d.name == "msmt17")
+                #expect(d.name == "msmt17" && d.layout == "MSMT17_V\(version) layout at \(m.base)")
                 #expect(d.train.count == 6 && d.trainClasses == 3, "V\(version) from \(root)")
                 #expect(d.train.images.map(\.camera) == [0, 1, 2, 14, 0, 1])
                 #expect(d.train.images.allSatisfy { $0.path.hasPrefix(m.base + (version == 1 ? "/train/" : "/mask_train_v2/")) })
