@@ -1,5 +1,6 @@
 import ArgumentParser
 import MancsModel
+import ReIDData
 import Foundation
 import Kernels
 import Yams
@@ -101,9 +102,9 @@ enum ProcessEnvironment {
 }
 
 struct DataOptions: ParsableArguments {
-    @Option(help: "Dataset root folder (e.g. Market-1501-v15.09.15, or the output of `mancs synth`).")
+    @Option(help: "Dataset root folder (e.g. Market-1501-v15.09.15, or the output of `mancs synth`; --dataset list: the list file, or the folder holding list.txt).")
     var data: String?
-    @Option(help: "market1501 | dukemtmc | cuhk03-labeled | cuhk03-detected (default market1501).")
+    @Option(help: "\(DatasetName.allCases.map(\.rawValue).joined(separator: " | ")) (default market1501).")
     var dataset: String?
     @Option(help: "Run directory: checkpoints/, metrics.jsonl, config.yaml (default runs/mancs).")
     var runDir: String?

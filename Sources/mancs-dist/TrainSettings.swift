@@ -1,6 +1,7 @@
 import Foundation
 import MancsTraining
 import MancsModel
+import ReIDData
 
 /// Every setting of a training run, in one value: the defaults, overridden by
 /// `--config FILE.yaml`, overridden by command-line flags. Written to
@@ -149,7 +150,7 @@ struct TrainSettings: Codable, Equatable {
     func validate() throws {
         func bad(_ s: String) -> SettingsError { SettingsError(s) }
         if data.isEmpty { throw bad("--data is required: the dataset's root folder (try `mancs synth --out DIR` for a synthetic one)") }
-        let datasets = ["market1501", "dukemtmc", "cuhk03-labeled", "cuhk03-detected"]
+        let datasets = DatasetName.allCases.map(\.rawValue)
         if !datasets.contains(dataset) { throw bad("--dataset must be one of \(datasets.joined(separator: ", ")), got '\(dataset)'") }
         if idsPerBatch < 2 { throw bad("--ids-per-batch (P) must be at least 2: triplets need negatives") }
         if imagesPerId < 2 { throw bad("--images-per-id (K) must be at least 2: triplets need positives") }

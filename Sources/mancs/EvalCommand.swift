@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import Kernels
+import ReIDData
 import ReIDEval
 
 /// `mancs eval`: CMC / mAP / mINP from a features file (docs/method.md §5 and §7).
@@ -17,7 +18,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Features file (HDF5) to evaluate.")
     var features: String?
 
-    @Option(name: .customLong("protocol"), help: "market (also Duke, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
+    @Option(name: .customLong("protocol"), help: "market (also Duke, MSMT17, list datasets, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
     var evalProtocol: EvalProtocol = .market
 
     @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")
@@ -44,10 +45,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Checkpoint to extract features with (instead of --features), with --data and --dataset.")
     var checkpoint: String?
 
-    @Option(help: "Dataset root folder, with --checkpoint.")
+    @Option(help: "Dataset root folder, with --checkpoint (--dataset list: the list file, or the folder holding list.txt).")
     var data: String?
 
-    @Option(help: "Dataset name, with --checkpoint: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected.")
+    @Option(help: "Dataset name, with --checkpoint: \(DatasetName.helpList).")
     var dataset: String = "market1501"
 
     @Option(help: "With --checkpoint: images per forward pass.")

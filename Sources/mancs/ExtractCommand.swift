@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import Kernels
+import ReIDData
 import ReIDEval
 
 /// `mancs extract`: f_rank features of a dataset's query and gallery (and
@@ -19,8 +20,8 @@ struct ExtractCommand: ParsableCommand {
             """)
 
     @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
-    @Option(help: "Dataset folder (or its parent).") var data: String
-    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Dataset folder (or its parent; --dataset list: the list file, or the folder holding list.txt).") var data: String
+    @Option(help: "\(DatasetName.helpList).") var dataset = "market1501"
     @Option(help: "Output features file (.h5).") var out: String
     @Option(help: "Images per forward pass.") var batch = 32
     @Option(help: "Compute threads per rank (default: this rank's share of its node: the cores it may run on, at most cores / ranks on the node).") var threads: Int?

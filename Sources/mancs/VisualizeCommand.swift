@@ -17,8 +17,8 @@ struct VisualizeCommand: ParsableCommand {
             """)
 
     @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
-    @Option(help: "Dataset folder (or its parent).") var data: String
-    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Dataset folder (or its parent; --dataset list: the list file, or the folder holding list.txt).") var data: String
+    @Option(help: "\(DatasetName.helpList).") var dataset = "market1501"
     @Option(help: "Output folder.") var out: String
     @Option(help: "Number of queries to draw.") var queries = 8
     @Option(help: "Seed of the query choice.") var seed: UInt64 = 0
