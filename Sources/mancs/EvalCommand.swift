@@ -49,7 +49,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Dataset name, with --checkpoint: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected.")
     var dataset: String = "market1501"
 
-    @Option(help: ArgumentHelp("With --checkpoint: " + BatchFlag.help))
+    @Option(help: ArgumentHelp(BatchFlag.help + " Used with --checkpoint."))
     var batch = 32
 
     @Option(help: "With --checkpoint: also write the extracted features to this file.")

@@ -79,7 +79,7 @@ reference=$(threads_help "$MANCS_DIST")
 for c in extract eval visualize bench check-reference; do
     check "mancs $c --threads: the help of mancs-dist's" test "$(threads_help "$MANCS" "$c")" = "$reference"
 done
-# --batch: one help text in extract and visualize (eval's adds "With --checkpoint:").
+# --batch: one help text in extract and visualize (eval's adds "Used with --checkpoint.").
 batch_help() { "$@" --help | awk '/^  --batch </ {on=1; next} on && /^  --/ {on=0} on' | tr -s ' \n' ' '; }
 check "extract and visualize: the same --batch help" test "$(batch_help "$MANCS" extract)" = "$(batch_help "$MANCS" visualize)"
 check "bench has no --batch of another meaning" test -z "$(batch_help "$MANCS" bench)"
