@@ -135,6 +135,23 @@ import WeightsFiles
         #expect(parse(#"{"__metadata__": {"k": "v"}, "n": {"dtype": "I64", "shape": [], "data_offsets": [0, 8]}}"#, payload: 8) == nil)
     }
 
+    /// A file written by the reference implementation (Python `safetensors.torch.save_file`,
+    /// the fuzz seed Tests/fuzz/corpus/safetensors/metadata.safetensors): metadata,
+    /// F32, F64, BF16 and an I64 scalar, as PyTorch wrote them.
+    @Test func readsTheReferenceWritersFile() throws {
+        let url = SharedFiles.packageRoot.appendingPathComponent("Tests/fuzz/corpus/safetensors/metadata.safetensors")
+        let file = try SafetensorsFile(contentsOf: url)
+        #expect(file.metadata == ["format": "mancs-weights", "config": #"{"base_width": 4, "blocks": [1, 1, 1, 1]}"#, "bn_eps": "1e-05"])
+        #expect(try file.floats(#require(file.entry("backbone.bn1.weight"))) == [1, -2.5])
+        let fc = try #require(file.entry("heads.rank.fc.weight"))
+        let fcValues = try file.floats(fc)
+        #expect(fc.dtype == "F64" && fc.shape == [2, 3] && fcValues == [0, 1, 2, 3, 4, 5])
+        #expect(try file.floats(#require(file.entry("x.bf16"))) == [0.5, 3])
+        let counter = try #require(file.entry("backbone.bn1.num_batches_tracked"))
+        #expect(counter.dtype == "I64" && counter.shape == [] && counter.elementCount == 1 && counter.byteRange.count == 8)
+        #expect(throws: SafetensorsError.self) { try file.floats(counter) }
+    }
+
     // MARK: Export (mancs export) and strict reading (inference)
 
     @Test func exportRoundTripsBitIdenticallyWithTheArchitecture() throws {
