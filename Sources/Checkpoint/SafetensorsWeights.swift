@@ -118,6 +118,33 @@ extension Checkpoint {
         for (p, v) in zip(plan, values) { p.0.load(p.1, from: v) }
     }
 
+    /// `mancs inspect` of a safetensors file: what its metadata says, its tensors
+    /// counted (BatchNorm running statistics as buffers), every float tensor read
+    /// and converted once.
+    public static func summarizeSafetensors(_ url: URL) throws -> CheckpointSummary {
+        let file = try readSafetensors(url)
+        let meta = file.metadata
+        // format: "safetensors", or "safetensors (mancs-weights)" for a mancs export.
+        let format = "safetensors" + (meta[ExportMetadata.format].map { " (\($0))" } ?? "")
+        var s = CheckpointSummary(path: url.path, format: format, version: meta[ExportMetadata.formatVersion].flatMap { Int64($0) },
+                                  globalStep: meta[ExportMetadata.globalStep].flatMap { Int64($0) }, epoch: nil, worldSize: nil, seed: nil,
+                                  config: meta[ExportMetadata.config], parameterTensors: 0, parameterCount: 0, bufferTensors: 0,
+                                  bufferCount: 0, adamStep: nil, hasState: false, datasetsVerified: 0,
+                                  fileBytes: ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? Int) ?? 0)
+        for e in file.entries where !e.name.hasSuffix("num_batches_tracked") {
+            if e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var") {
+                s.bufferTensors += 1; s.bufferCount += e.elementCount
+            } else {
+                s.parameterTensors += 1; s.parameterCount += e.elementCount
+            }
+            if SafetensorsDType(rawValue: e.dtype)?.isFloat == true {
+                do { _ = try file.floats(e) } catch let error as SafetensorsError { throw CheckpointError(error.message) }
+                s.datasetsVerified += 1
+            }
+        }
+        return s
+    }
+
     // MARK: Export
 
     /// Writes the weights of a checkpoint (or weights file) as safetensors:

@@ -31,6 +31,11 @@ cat "$WORK/export.txt"
 check "one line naming the architecture" grep -q "base width 8, blocks 1,2,1,1, attention stages 2,4" "$WORK/export.txt"
 check "only the exported file in the output folder" test "$(ls -A "$WORK/out")" = "model.safetensors"
 
+"$MANCS" inspect "$WORK/out/model.safetensors" > "$WORK/inspect.txt" || fail "mancs inspect model.safetensors"
+check "inspect: the export's format" grep -q "format: *safetensors (mancs-weights) version 1" "$WORK/inspect.txt"
+check "inspect: its step" grep -q "global step: *3$" "$WORK/inspect.txt"
+check "inspect: its architecture" grep -q '"blocks":\[1,2,1,1\]' "$WORK/inspect.txt"
+
 # 2. The same features from the checkpoint and from the export.
 ext=(--data "$WORK/data" --batch 4 --threads 1 --loader-threads 1)
 "$MANCS" extract --checkpoint "$ckpt" --out "$WORK/a.h5" "${ext[@]}" > /dev/null || fail "extract from the checkpoint"
