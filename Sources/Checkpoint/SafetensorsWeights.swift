@@ -55,7 +55,9 @@ extension Checkpoint {
     /// Whether `path` holds a safetensors file rather than HDF5: HDF5 starts with
     /// its 8-byte signature, safetensors with a header length then `{`.
     public static func isSafetensors(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        // Only a regular file is opened here: opening a FIFO would block.
+        guard (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular,
+              let handle = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? handle.close() }
         let head = [UInt8]((try? handle.read(upToCount: 9)) ?? Data())
         guard head.count == 9 else { return false }

@@ -49,6 +49,8 @@ public struct SafetensorsFile: Sendable {
     /// header at 100 MB; no real tensor has more than 8 dims).
     public static let maxHeaderBytes = 100_000_000
     public static let maxRank = 8
+    /// Files are read whole: at most 8 GiB (a ResNet-50 export is 100 MB).
+    public static let maxFileBytes = 8 << 30
 
     public let path: String
     /// Tensors in file-offset order.
@@ -59,6 +61,15 @@ public struct SafetensorsFile: Sendable {
     private let dataStart: Int
 
     public init(contentsOf url: URL) throws {
+        // Only a regular file of sane size is read whole (a FIFO would block, a
+        // terabyte file would be allocated).
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
+            throw SafetensorsError("\(url.path): not a regular file")
+        }
+        if let size = attributes?[.size] as? Int, size > Self.maxFileBytes {
+            throw SafetensorsError("\(url.path): \(size) bytes is over the \(Self.maxFileBytes)-byte limit for a weights file")
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw SafetensorsError("\(url.path): cannot read (\(error.localizedDescription))")

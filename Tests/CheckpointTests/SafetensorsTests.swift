@@ -131,6 +131,11 @@ import WeightsFiles
                       payload: 12)?.contains("overlap") == true)
         #expect(parse(#"{"a": {"dtype": "U8", "shape": [1,1,1,1,1,1,1,1,1], "data_offsets": [0, 1]}}"#, payload: 1) != nil)
         #expect(parse(#"{"a": {"dtype": "I64", "shape": [2], "data_offsets": [0, 8]}}"#, payload: 8)?.contains("needs 16 bytes") == true)
+        // A FIFO is refused without being opened (opening it would block).
+        let fifo = dir.appendingPathComponent("fifo.safetensors")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        #expect(throws: SafetensorsError.self) { _ = try SafetensorsFile(contentsOf: fifo) }
+        #expect(!Checkpoint.isSafetensors(fifo.path))
         // A valid file: metadata and an I64 scalar are read.
         #expect(parse(#"{"__metadata__": {"k": "v"}, "n": {"dtype": "I64", "shape": [], "data_offsets": [0, 8]}}"#, payload: 8) == nil)
     }
