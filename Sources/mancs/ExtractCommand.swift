@@ -25,7 +25,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Output features file (.h5).") var out: String
     @Option(help: ArgumentHelp(BatchFlag.help)) var batch = 32
     @OptionGroup var compute: ThreadsOption
-    @Option(help: "JPEG decoding threads per rank.") var loaderThreads = 2
+    @Option(help: "Image decoding threads per rank.") var loaderThreads = 2
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
     @Flag(help: "Do not store image paths.") var noPaths = false
