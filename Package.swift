@@ -33,11 +33,13 @@ let package = Package(
         .target(name: "MancsModel", dependencies: ["Kernels", "HDF5Kit"], swiftSettings: fast),
         .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel", "HDF5Kit"], swiftSettings: fast),
         // Readers of files from elsewhere (images, listings, MAT-files, features
-        // files) keep Swift's bounds and overflow checks: no -Ounchecked.
+        // files, checkpoints, safetensors weights) keep Swift's bounds and
+        // overflow checks: no -Ounchecked.
         .target(name: "ReIDData", dependencies: ["CTurboJPEG", "CZlib", "HDF5Kit"]),
         .target(name: "ReIDEval", dependencies: ["Kernels", "HDF5Kit", "MancsModel", "ReIDData", "Checkpoint", "Distributed"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed"]),
+        .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed", "WeightsFiles"]),
+        .target(name: "WeightsFiles"),  // the safetensors format
 
         // MARK: Executables
         .executableTarget(name: "mancs", dependencies: [
@@ -51,14 +53,14 @@ let package = Package(
         ]),
 
         // MARK: Tests
-        .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5", "MancsModel"], path: "Tests/TestSupport"),
         .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["MancsTraining", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["ReIDData", "TestSupport"]),
         .testTarget(name: "EvalTests", dependencies: ["ReIDEval", "Distributed", "TestSupport"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "TestSupport", "CHDF5"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "WeightsFiles", "TestSupport", "CHDF5"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
     ]
 )

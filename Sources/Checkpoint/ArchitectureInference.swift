@@ -9,7 +9,10 @@ extension Checkpoint {
     /// base width from `backbone.conv1.weight`, blocks from `backbone.layer<s>.<i>.*`,
     /// attention stages and reduction from `attention.layer<s>.conv1.weight`,
     /// embedding dim, cls hidden width and classes from the heads.
+    /// A safetensors file (`isSafetensors`) gets its architecture the same way,
+    /// from its `__metadata__` and its tensors.
     public static func inferConfig(_ url: URL) throws -> MancsConfig {
+        if isSafetensors(url.path) { return try inferConfig(safetensors: readSafetensors(url)) }
         let file = try openWeights(url.path)
         defer { file.close() }
         let root = file.root

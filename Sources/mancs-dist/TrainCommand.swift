@@ -145,7 +145,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Bottleneck blocks per stage (default 3,4,6,3).", transform: parseInts) var blocks: [Int]?
     @Option(help: "Stride of stage 4 (1 or 2; default 2).") var lastStride: Int?
     @Option(help: "Stages followed by a fully attentional block (default 2,3,4).", transform: parseInts) var attentionStages: [Int]?
-    @Option(help: "ImageNet weights: a safetensors file with torchvision/timm names, or a Mancs checkpoint.")
+    @Option(help: "Initial weights: a safetensors file with torchvision/timm names (ImageNet) or from mancs export, or a Mancs checkpoint.")
     var pretrained: String?
     @Option(name: .customLong("init"), help: "Initialisation of the layers --pretrained does not cover: pytorch (PyTorch's defaults: conv and linear weights and biases uniform(+-1/sqrt(fan_in))) | torchvision (convs kaiming-normal fan_out, zero conv bias). Default pytorch; see docs/training.md.")
     var initialization: String?

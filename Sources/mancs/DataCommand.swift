@@ -25,6 +25,11 @@ struct DataCommand: ParsableCommand {
     @Option(name: .long, help: "Also time N training images decoded + augmented on one thread and print images per second.")
     var benchmark: Int?
 
+    func validate() throws {
+        try FlagCheck.int("cuhk03-classic-split", cuhk03ClassicSplit, 0...19)
+        try FlagCheck.int("benchmark", benchmark, 1...10_000_000)
+    }
+
     struct SplitSummary: Codable { var ids: Int; var images: Int; var cameras: Int }
     struct Summary: Codable { var train: SplitSummary; var query: SplitSummary; var gallery: SplitSummary; var skipped: [SkippedFile] }
 

@@ -33,8 +33,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Keep the CMC up to this rank.")
     var maxRank = 50
 
-    @Option(help: "Threads (OpenBLAS and ranking); default: this process's share of its node (the cores it may run on, at most cores / ranks on the node).")
-    var threads: Int?
+    @OptionGroup var compute: ThreadsOption
 
     @Option(help: "Queries per distance block (default: 2^26 / gallery size, i.e. 256 MiB of distances).")
     var blockRows: Int?
@@ -42,7 +41,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
     var seed: UInt64 = 0
 
-    @Option(help: "Checkpoint to extract features with (instead of --features), with --data and --dataset.")
+    @Option(help: "Checkpoint (or weights file, or mancs export safetensors file) to extract features with (instead of --features), with --data and --dataset.")
     var checkpoint: String?
 
     @Option(help: "Dataset root folder, with --checkpoint (--dataset list: the list file, or the folder holding list.txt).")
@@ -51,7 +50,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Dataset name, with --checkpoint: \(DatasetName.helpList).")
     var dataset: String = "market1501"
 
-    @Option(help: "With --checkpoint: images per forward pass.")
+    @Option(help: ArgumentHelp(BatchFlag.help + " Used with --checkpoint."))
     var batch = 32
 
     @Option(help: "With --checkpoint: also write the extracted features to this file.")
@@ -64,23 +63,22 @@ struct EvalCommand: ParsableCommand {
     var scoring: ScoringFlags
 
     func validate() throws {
-        guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
-        if let b = blockRows, b < 1 { throw ValidationError("--block-rows must be at least 1") }
+        try FlagCheck.int("max-rank", maxRank, 1...1_000_000)
+        try FlagCheck.int("block-rows", blockRows, 1...(1 << 30))
+        try FlagCheck.int("batch", batch, FlagCheck.batch)
         switch (features, checkpoint) {
         case (nil, nil): throw ValidationError("eval: pass --features FILE, or --checkpoint FILE --data DIR [--dataset NAME]")
         case (.some, .some): throw ValidationError("eval: pass either --features or --checkpoint, not both")
         case (nil, .some): if data == nil { throw ValidationError("eval: --checkpoint needs --data DIR (the dataset's root folder)") }
         default: break
         }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if flip && checkpoint == nil {
             throw ValidationError("--flip needs --checkpoint (it changes how features are extracted; for a features file use mancs extract --flip)")
         }
     }
 
     func run() throws {
-        let threads = self.threads ?? NodeShare.defaultComputeThreads
+        let threads = compute.resolved
         setComputeThreads(threads)
         let start = Date()
         let source = features ?? checkpoint!

@@ -31,6 +31,17 @@ struct SynthCommand: ParsableCommand {
     @Option(name: .long, help: "Junk pictures (pid -1) in the gallery (default: a tenth of the genuine gallery).") var junk: Int?
     @Flag(name: .long, help: "Delete what the layout writes under --out (split folders, release folder, list) first.") var force = false
 
+    func validate() throws {
+        try FlagCheck.int("train-ids", trainIds, 0...9_998)
+        try FlagCheck.int("test-ids", testIds, 1...9_999)
+        try FlagCheck.int("images-per-id", imagesPerId, 2...10_000)
+        try FlagCheck.int("cameras", cameras, 2...9)
+        try FlagCheck.int("height", height, 32...2048)
+        try FlagCheck.int("width", width, 16...2048)
+        try FlagCheck.int("distractors", distractors, 0...1_000_000)
+        try FlagCheck.int("junk", junk, 0...1_000_000)
+    }
+
     func run() throws {
         guard let layout = SyntheticDataset.Layout(parsing: layout) else {
             throw ValidationError("synth: --layout must be one of \(SyntheticDataset.Layout.allCases.map(\.rawValue).joined(separator: ", ")) or msmt17, got '\(self.layout)'")

@@ -32,10 +32,7 @@ for t in "${targets[@]}"; do
             -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap -I Sources/CZlib -lz ;;
     jpeg) swiftc_fuzz jpeg Tests/fuzz/jpeg.swift Sources/ReIDData/ImageDecoding.swift \
             -Xcc -fmodule-map-file=Sources/CTurboJPEG/module.modulemap -I Sources/CTurboJPEG -lturbojpeg ;;
-    safetensors)
-        # The reader without the network's loader (which needs the whole model).
-        sed '/^extension MancsNetwork/,$d' Sources/MancsModel/Safetensors.swift > "$bin/SafetensorsReader.swift"
-        swiftc_fuzz safetensors Tests/fuzz/safetensors.swift "$bin/SafetensorsReader.swift" ;;
+    safetensors) swiftc_fuzz safetensors Tests/fuzz/safetensors.swift Sources/WeightsFiles/*.swift ;;
     hdf5) swiftc_fuzz hdf5 Tests/fuzz/hdf5.swift Sources/HDF5Kit/HDF5.swift \
             -Xcc -fmodule-map-file=Sources/CHDF5/module.modulemap -I Sources/CHDF5 "${hdf5_flags[@]}" ;;
     list) swiftc_fuzz list Tests/fuzz/list.swift Sources/ReIDData/ListFile.swift ;;
