@@ -4,6 +4,6 @@
 //   (labeled / detected, new 767/700 or classic 1367/100 protocol).
 // - JPEG decoding (`JPEGDecoder`, TurboJPEG) and PIL-like bilinear resizing.
 // - Training augmentation and the evaluation transform (`ImageTransform`),
-//   driven by a counter-based random generator (`CounterRandom`).
+//   driven by a counter-based random generator (`SplitMix64`, DeterministicRandom).
 // - The PK identity sampler (`PKSampler`) and the prefetching loader
 //   (`BatchLoader`). See docs/data.md.

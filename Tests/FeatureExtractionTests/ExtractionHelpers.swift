@@ -1,5 +1,6 @@
-import CTurboJPEG
 import Checkpoint
+import CTurboJPEG
+import FeatureExtraction
 import Foundation
 import HDF5Kit
 import MancsModel

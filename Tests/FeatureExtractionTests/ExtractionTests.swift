@@ -2,7 +2,8 @@ import Distributed
 import Foundation
 import MancsModel
 import ReIDData
-@testable import ReIDEval
+@testable import FeatureExtraction
+import ReIDEval
 import Testing
 import TestSupport
 
