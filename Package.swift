@@ -5,15 +5,16 @@ import PackageDescription
 /// overflow and bounds traps in release builds; nothing that parses a file is.
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
-// One target per concern; dependencies flow one way (docs/architecture.md):
+// One target per concern; dependencies flow one way (table: docs/architecture.md):
 //   system libraries <- Kernels <- MancsModel <- MancsTraining <- executables
 //   DeterministicRandom (the one generator) sits under everything that draws numbers.
-//   ReIDData (files in), ReIDEval (features in, metrics out), Distributed (MPI) and
-//   Checkpoint stand beside each other; evaluation knows nothing of MPI, checkpoints
-//   or the network.
+//   ReIDData (files in), ReIDEval (features in, metrics out) and Distributed (MPI)
+//   import none of each other, the model or checkpoints: evaluation knows nothing of
+//   MPI, checkpoints or the network. Checkpoint = HDF5Kit + MancsModel's stores +
+//   Distributed (rank 0 reads, every rank receives).
 //   FeatureExtraction runs a network over a dataset (split over MPI ranks) for the
-//   evaluation: it is the one library that joins MancsModel, ReIDData, ReIDEval,
-//   Distributed and Checkpoint, and both executables use it.
+//   evaluation: the one library that joins MancsModel, ReIDData, ReIDEval,
+//   Distributed and Checkpoint; both executables use it.
 let package = Package(
     name: "mancs",
     platforms: [.macOS(.v13)],
