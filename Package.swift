@@ -67,6 +67,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5", "DeterministicRandom"], path: "Tests/TestSupport"),
         .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport"]),
+        .testTarget(name: "DeterministicRandomTests", dependencies: ["DeterministicRandom"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["MancsTraining", "TestSupport"]),
