@@ -66,7 +66,7 @@ extension Checkpoint {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         removeStaleTemporaries(in: dir)
         let final = dir.appendingPathComponent(fileName(step: state.globalStep))
-        try replaceAtomically(final, temporaryName: ".\(fileName(step: state.globalStep)).tmp-\(getpid())",
+        try HDF5File.replaceAtomically(final, temporaryName: ".\(fileName(step: state.globalStep)).tmp-\(getpid())",
             write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
             verify: { _ = try verify(URL(fileURLWithPath: $0)) })
         let files = checkpointFiles(in: dir)
@@ -81,35 +81,6 @@ extension Checkpoint {
         for n in names where n.hasPrefix(".step-") && n.contains(".h5.tmp-") {
             try? FileManager.default.removeItem(at: dir.appendingPathComponent(n))
         }
-    }
-
-    /// Writes `final` so that it is never seen half-written and a failure (a
-    /// full disk, a damaged write) leaves the previous file untouched: `write`
-    /// fills a temporary beside it, which is fsynced, checked by `verify`
-    /// (reading it back), renamed into place; then the directory is fsynced.
-    public static func replaceAtomically(_ final: URL, temporaryName: String? = nil,
-                                         write: (String) throws -> Void, verify: (String) throws -> Void) throws {
-        let dir = final.deletingLastPathComponent()
-        let temp = dir.appendingPathComponent(temporaryName ?? ".\(final.lastPathComponent).tmp-\(getpid())")
-        do {
-            try write(temp.path)
-            try fsyncPath(temp.path, directory: false)
-            try verify(temp.path)
-            guard rename(temp.path, final.path) == 0 else {
-                throw CheckpointError("\(final.path): cannot rename the new file into place: \(String(cString: strerror(errno)))")
-            }
-            try fsyncPath(dir.path, directory: true)
-        } catch {
-            try? FileManager.default.removeItem(at: temp)
-            throw error
-        }
-    }
-
-    static func fsyncPath(_ path: String, directory: Bool) throws {
-        let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError("\(path): cannot open to fsync: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw CheckpointError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
     }
 
     // MARK: Verification

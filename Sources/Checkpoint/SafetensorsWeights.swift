@@ -76,8 +76,7 @@ extension Checkpoint {
     static func inferConfig(safetensors file: SafetensorsFile) throws -> MancsConfig {
         var shapes: [String: [Int]] = [:]
         for e in file.entries { shapes[e.name] = e.shape }
-        var c: MancsConfig
-        do { c = try MancsConfig.inferred(fromShapes: shapes) } catch { throw CheckpointError("\(file.path): \(error)") }
+        var c = try inferConfig(tensorNames: file.entries.map(\.name), shape: { shapes[$0] ?? [] }, source: file.path, prefix: "")
         let meta = file.metadata
         if let json = meta[ExportMetadata.config] { try applySettings(json, to: &c, path: file.path) }
         for (key, target) in [(ExportMetadata.bnEps, \MancsConfig.bnEps), (ExportMetadata.bnMomentum, \.bnMomentum)] {
@@ -87,9 +86,6 @@ extension Checkpoint {
             }
             c[keyPath: target] = v
         }
-        // 0 means "the feature dimension", as in a checkpoint's config.
-        if c.embeddingDim == c.featureDim { c.embeddingDim = 0 }
-        if c.clsHidden == c.featureDim { c.clsHidden = 0 }
         do { try c.validate() } catch { throw CheckpointError("\(file.path): \(error)") }
         return c
     }
@@ -187,7 +183,7 @@ extension Checkpoint {
         do { data = try SafetensorsFile.encode(tensors, metadata: try ExportMetadata.make(config, step: step)) } catch {
             throw CheckpointError("\(out.path): \(error)")
         }
-        try replaceAtomically(out, write: { temp in
+        try HDF5File.replaceAtomically(out, write: { temp in
             do { try data.write(to: URL(fileURLWithPath: temp)) } catch {
                 throw CheckpointError("\(out.path): cannot write (\(error.localizedDescription))")
             }

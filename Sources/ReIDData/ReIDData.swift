@@ -6,6 +6,6 @@
 //   `path pid camid split` lines.
 // - JPEG decoding (`JPEGDecoder`, TurboJPEG) and PIL-like bilinear resizing.
 // - Training augmentation and the evaluation transform (`ImageTransform`),
-//   driven by a counter-based random generator (`CounterRandom`).
+//   driven by a counter-based random generator (`SplitMix64`, DeterministicRandom).
 // - The PK identity sampler (`PKSampler`) and the prefetching loader
 //   (`BatchLoader`). See docs/data.md.

@@ -236,7 +236,7 @@ public struct SafetensorsFile: Sendable {
 
     /// Writes float tensors (values in file layout) in the given dtype. Not
     /// atomic by itself: files others rely on go through a temporary, fsync and
-    /// rename (Checkpoint.replaceAtomically).
+    /// rename (HDF5File.replaceAtomically).
     public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])], to url: URL,
                              dtype: SafetensorsDType = .f32, metadata: [String: String] = [:]) throws {
         let data = try encode(tensors.map { Tensor(name: $0.name, shape: $0.shape, floats: $0.values) },

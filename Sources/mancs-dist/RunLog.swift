@@ -1,5 +1,5 @@
 import Foundation
-import ReIDEval  // formatDuration
+import FeatureExtraction  // formatDuration
 
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
 /// when stdout is a terminal, and one JSON object per log step appended to

@@ -1,5 +1,7 @@
 import Checkpoint
+import DeterministicRandom
 import Distributed
+import FeatureExtraction
 import Foundation
 import HDF5Kit
 import Kernels
@@ -416,7 +418,7 @@ final class Trainer {
             let best = runDir.appendingPathComponent("best.h5")
             let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
             // Like a checkpoint: temporary, fsync, verified, renamed; a failure keeps the previous best.h5.
-            try Checkpoint.replaceAtomically(best, write: {
+            try HDF5File.replaceAtomically(best, write: {
                 try Checkpoint.write(to: $0, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
             }, verify: { _ = try Checkpoint.verify(URL(fileURLWithPath: $0)) })
             state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
@@ -464,11 +466,11 @@ final class Trainer {
     /// With global mining `shard` is the micro-batch (every rank draws the same
     /// negatives over the same gathered batch, whatever the rank count); with
     /// local mining it is the shard's place in the global batch.
-    static func stepRandom(seed: Int, step: Int, shard: Int) -> InitRandom {
+    static func stepRandom(seed: Int, step: Int, shard: Int) -> SplitMix64 {
         var h = UInt64(bitPattern: Int64(seed)) &* 0x9E37_79B9_7F4A_7C15
         h ^= UInt64(step) &* 0xBF58_476D_1CE4_E5B9
         h ^= UInt64(shard) &* 0x94D0_49BB_1331_11EB
-        return InitRandom(seed: h)
+        return SplitMix64(seed: h)
     }
 
     /// Resuming with another mining or BatchNorm setting would continue a run

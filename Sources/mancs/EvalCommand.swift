@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distributed
+import FeatureExtraction
 import Foundation
 import Kernels
 import ReIDData

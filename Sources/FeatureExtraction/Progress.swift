@@ -1,4 +1,5 @@
 import Foundation
+import ReIDEval
 
 /// Progress of a long stage (feature extraction) for people watching: on a
 /// terminal, one line redrawn in place with images/s and the time left; otherwise
@@ -9,7 +10,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
     let total: Int
     let interactive: Bool
     let write: (String) -> Void
-    let start = now()
+    let start = monotonicSeconds()
     var lastDraw = -1.0
 
     /// `write` prints a finished line (default: stdout). `interactive` nil: stdout
@@ -34,7 +35,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
     /// `done` of `total` images finished; redraws at most 4 times a second.
     public func update(_ done: Int) {
         guard interactive else { return }
-        let t = now()
+        let t = monotonicSeconds()
         guard t - lastDraw >= 0.25 || done >= total else { return }
         lastDraw = t
         let elapsed = t - start, rate = Double(done) / max(elapsed, 1e-9)
@@ -46,7 +47,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
 
     /// Ends the stage with one line: images, seconds, images/s.
     public func finish(_ done: Int? = nil) {
-        let n = done ?? total, elapsed = now() - start
+        let n = done ?? total, elapsed = monotonicSeconds() - start
         if interactive { print("\r\u{1B}[K", terminator: "") }
         write("\(label): \(n) images in " + String(format: "%.1f s (%.1f images/s)", elapsed, Double(n) / max(elapsed, 1e-9)))
     }
