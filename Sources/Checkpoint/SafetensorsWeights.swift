@@ -86,6 +86,9 @@ extension Checkpoint {
             }
             c[keyPath: target] = v
         }
+        // The metadata names the resolved widths; 0 means "the feature dimension", as in a checkpoint's config.
+        if c.embeddingDim == c.featureDim { c.embeddingDim = 0 }
+        if c.clsHidden == c.featureDim { c.clsHidden = 0 }
         do { try c.validate() } catch { throw CheckpointError("\(file.path): \(error)") }
         return c
     }
