@@ -74,12 +74,12 @@ extension Checkpoint {
     }
 
     /// Rank 0 only. Writes a complete checkpoint to `final` (e.g. RUN_DIR/best.h5)
-    /// through `replaceAtomically`, verified by reading it back: a failure
+    /// through `HDF5File.replaceAtomically`, verified by reading it back: a failure
     /// leaves the previous file untouched.
     public static func save(to final: URL, parameters: ParameterStore, buffers: ParameterStore, adam: AdamMoments,
                             state: TrainingState) throws {
-        try replaceAtomically(final, write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
-                              verify: { _ = try verify(URL(fileURLWithPath: $0)) })
+        try HDF5File.replaceAtomically(final, write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
+                                       verify: { _ = try verify(URL(fileURLWithPath: $0)) })
     }
 
     /// Temporaries left by a save that was killed (only rank 0 writes here).
@@ -88,34 +88,6 @@ extension Checkpoint {
         for n in names where n.hasPrefix(".step-") && n.contains(".h5.tmp-") {
             try? FileManager.default.removeItem(at: dir.appendingPathComponent(n))
         }
-    }
-
-    /// Writes `final` so that it is never seen half-written and a failure (a
-    /// full disk, a damaged write) leaves the previous file untouched: `write`
-    /// fills a temporary beside it, which is fsynced, checked by `verify`
-    /// (reading it back), renamed into place; then the directory is fsynced.
-    public static func replaceAtomically(_ final: URL, write: (String) throws -> Void, verify: (String) throws -> Void) throws {
-        let dir = final.deletingLastPathComponent()
-        let temp = dir.appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
-        do {
-            try write(temp.path)
-            try fsyncPath(temp.path, directory: false)
-            try verify(temp.path)
-            guard rename(temp.path, final.path) == 0 else {
-                throw CheckpointError("\(final.path): cannot rename the new file into place: \(String(cString: strerror(errno)))")
-            }
-            try fsyncPath(dir.path, directory: true)
-        } catch {
-            try? FileManager.default.removeItem(at: temp)
-            throw error
-        }
-    }
-
-    static func fsyncPath(_ path: String, directory: Bool) throws {
-        let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError("\(path): cannot open to fsync: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw CheckpointError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
     }
 
     // MARK: Verification

@@ -135,9 +135,15 @@ public enum Checkpoint {
     }
 
     /// Loads only `/model` and `/buffers` (enough for inference; files written by
-    /// other tools such as h5py qualify). Returns the `config` attribute if present.
+    /// other tools such as h5py qualify), or every tensor of a safetensors file
+    /// (`mancs export`). Returns the `config` attribute (metadata) if present.
     @discardableResult
     public static func loadWeights(_ url: URL, parameters: ParameterStore, buffers: ParameterStore) throws -> String? {
+        if isSafetensors(url.path) {
+            let file = try readSafetensors(url)
+            try loadWeights(safetensors: file, parameters: parameters, buffers: buffers)
+            return file.metadata[ExportMetadata.config]
+        }
         let file = try openWeights(url.path)
         defer { file.close() }
         let root = file.root

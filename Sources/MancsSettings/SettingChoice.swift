@@ -26,7 +26,7 @@ extension SettingChoice {
     }
     public static var mustBe: String { "must be \(choiceList)" }
     /// "a | b | c", for help texts.
-    public static var helpList: String { allCases.map(\.rawValue).joined(separator: " | ") }
+    public static var alternatives: String { allCases.map(\.rawValue).joined(separator: " | ") }
 
     public init(choice text: String) throws {
         guard let value = Self(rawValue: text) else { throw SettingsError("--\(Self.flag) \(Self.mustBe), got '\(text)'") }

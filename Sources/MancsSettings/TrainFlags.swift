@@ -30,9 +30,9 @@ public struct TrainFlags: ParsableArguments {
 }
 
 public struct DataFlags: ParsableArguments {
-    @Option(help: "Dataset root folder (e.g. Market-1501-v15.09.15, or the output of `mancs synth`).")
+    @Option(help: "Dataset root folder (e.g. Market-1501-v15.09.15, or the output of `mancs synth`; --dataset list: the list file, or the folder holding list.txt).")
     var data: String?
-    @Option(help: ArgumentHelp("\(DatasetName.helpList) (default \(DataSettings().dataset.rawValue))."))
+    @Option(help: ArgumentHelp("\(DatasetName.alternatives) (default \(DataSettings().dataset.rawValue))."))
     var dataset: String?
     @Option(help: "Run directory: checkpoints/, metrics.jsonl, config.yaml (default runs/mancs).")
     var runDir: String?
@@ -78,7 +78,7 @@ public struct ModelFlags: ParsableArguments {
     @Option(help: "Bottleneck blocks per stage (default 3,4,6,3).", transform: parseInts) var blocks: [Int]?
     @Option(help: "Stride of stage 4 (1 or 2; default 2).") var lastStride: Int?
     @Option(help: "Stages followed by a fully attentional block (default 2,3,4).", transform: parseInts) var attentionStages: [Int]?
-    @Option(help: "ImageNet weights: a safetensors file with torchvision/timm names, or a Mancs checkpoint.")
+    @Option(help: "Initial weights: a safetensors file with torchvision/timm names (ImageNet) or from mancs export, or a Mancs checkpoint.")
     var pretrained: String?
     @Option(name: .customLong("init"), help: "Initialisation of the layers --pretrained does not cover: pytorch (PyTorch's defaults: conv and linear weights and biases uniform(+-1/sqrt(fan_in))) | torchvision (convs kaiming-normal fan_out, zero conv bias). Default pytorch; see docs/training.md.")
     var initialization: String?
@@ -101,7 +101,7 @@ public struct ObjectiveFlags: ParsableArguments {
     @Option(help: "Weight of the triplet loss (default 1).") var lambdaRank: Double?
     @Option(help: "Weight of the focal loss (default 1).") var lambdaCls: Double?
     @Option(help: "Weight of the attention loss (default 0.2).") var lambdaAtt: Double?
-    @Option(help: ArgumentHelp("Negative sampling: \(NegativesChoice.helpList) (default \(ObjectiveSettings().negatives.rawValue)).")) var negatives: String?
+    @Option(help: ArgumentHelp("Negative sampling: \(NegativesChoice.alternatives) (default \(ObjectiveSettings().negatives.rawValue)).")) var negatives: String?
     @Option(help: "Curriculum: epoch at which mu reaches 0 (default 30).") var t0: Double?
     @Option(help: "Curriculum: epoch at which sigma reaches a*b (default 60).") var t1: Double?
     @Option(name: .customLong("curriculum-a"), help: "Curriculum: initial sigma (default 15).") var curriculumA: Double?
@@ -150,7 +150,7 @@ public struct RunFlags: ParsableArguments {
 /// `--lr-schedule` and friends, and `--weight-decay` (see docs/training.md). The
 /// defaults are the paper's: a constant rate, no warm-up, no decay.
 public struct LearningRateFlags: ParsableArguments {
-    @Option(help: ArgumentHelp("\(LearningRateSchedule.Kind.helpList), stepped once per epoch as PyTorch's MultiStepLR / CosineAnnealingLR (default constant)."))
+    @Option(help: ArgumentHelp("\(LearningRateSchedule.Kind.alternatives), stepped once per epoch as PyTorch's MultiStepLR / CosineAnnealingLR (default constant)."))
     var lrSchedule: String?
     @Option(help: "With --lr-schedule step: epochs at which the rate is multiplied by --lr-gamma, e.g. 40,70.", transform: parseInts)
     var lrMilestones: [Int]?

@@ -1,5 +1,5 @@
-import Checkpoint
 import Foundation
+import HDF5Kit  // HDF5File.replaceAtomically: the one atomic writer
 import MancsSettings
 
 /// RUN_DIR: created, locked against a second job, and given the run's config.yaml (rank 0).
@@ -15,9 +15,9 @@ extension Trainer {
         }
         try lockRunDirectory(dir)
         let text = try settings.configFileText()
-        try Checkpoint.replaceAtomically(dir.appendingPathComponent("config.yaml"),
-                                         write: { try text.write(toFile: $0, atomically: false, encoding: .utf8) },
-                                         verify: { _ = try TrainSettings(contentsOfConfig: $0) })
+        try HDF5File.replaceAtomically(dir.appendingPathComponent("config.yaml"),
+                                       write: { try text.write(toFile: $0, atomically: false, encoding: .utf8) },
+                                       verify: { _ = try TrainSettings(contentsOfConfig: $0) })
         return dir.path
     }
 

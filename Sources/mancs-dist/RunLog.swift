@@ -1,7 +1,7 @@
 import Distributed
 import Foundation
+import FeatureExtraction  // formatDuration
 import MancsSettings  // SettingsError
-import ReIDEval  // formatDuration
 
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
 /// when stdout is a terminal, and one JSON object per log step appended to

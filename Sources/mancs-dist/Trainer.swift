@@ -1,5 +1,7 @@
 import Checkpoint
+import DeterministicRandom
 import Distributed
+import FeatureExtraction
 import Foundation
 import HDF5Kit
 import Kernels
@@ -471,11 +473,11 @@ final class Trainer {
     /// With global mining `shard` is the micro-batch (every rank draws the same
     /// negatives over the same gathered batch, whatever the rank count); with
     /// local mining it is the shard's place in the global batch.
-    static func stepRandom(seed: Int, step: Int, shard: Int) -> InitRandom {
+    static func stepRandom(seed: Int, step: Int, shard: Int) -> SplitMix64 {
         var h = UInt64(bitPattern: Int64(seed)) &* 0x9E37_79B9_7F4A_7C15
         h ^= UInt64(step) &* 0xBF58_476D_1CE4_E5B9
         h ^= UInt64(shard) &* 0x94D0_49BB_1331_11EB
-        return InitRandom(seed: h)
+        return SplitMix64(seed: h)
     }
 
     /// The checkpoint's `config` attribute: `{"model": MancsConfig, "train": TrainSettings}`, keys sorted.

@@ -22,6 +22,13 @@ struct MPICheckCommand: ParsableCommand {
     @Option(help: .hidden) var bucketMegabytes: Int = 25
     @Option(help: .hidden) var checkpointRun: String?
 
+    func validate() throws {
+        try FlagCheck.int("megabytes", megabytes, 1...65_536)
+        try FlagCheck.int("steps", steps, 1...1_000_000)
+        try FlagCheck.int("step-ms", stepMs, 0...600_000)
+        try FlagCheck.int("bucket-megabytes", bucketMegabytes, 1...65_536)
+    }
+
     func run() throws {
         // Before MPI_Init, as the trainer does: the handlers must survive it.
         if stopTest { StopSignal.install() }

@@ -382,6 +382,40 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
         #expect(Checkpoint.latestValidCheckpoint(in: dir).url?.lastPathComponent == "step-00000002.h5")
     }
 
+    @Test func architectureIsRecoveredFromTheReferenceFixtures() throws {
+        // Weights-only files (no `config` string): the architecture comes from the
+        // tensor shapes alone, and must be the one the fixture's /config records.
+        for url in SharedFiles.fixtures {
+            let c = try Checkpoint.inferConfig(url)
+            let file = try HDF5File(openForReading: url.path)
+            defer { file.close() }
+            let g = try file.root.group("config")
+            func ints(_ k: String) throws -> [Int] { try g.attribute(k, as: Int64.self).map { Int($0) } }
+            let name = url.lastPathComponent
+            #expect(c.baseWidth == (try ints("base_width"))[0], "\(name)")
+            #expect(c.blocks == (try ints("blocks")), "\(name)")
+            #expect(c.attentionStages == (try ints("attention_stages")), "\(name)")
+            #expect(c.reduction == (try ints("reduction"))[0], "\(name)")
+            #expect(c.numClasses == (try ints("num_classes"))[0], "\(name)")
+            var recorded = c
+            recorded.embeddingDim = try ints("embedding_dim")[0]
+            recorded.clsHidden = try ints("cls_hidden")[0]
+            #expect(c.resolvedEmbeddingDim == recorded.resolvedEmbeddingDim, "\(name)")
+            #expect(c.resolvedClsHidden == recorded.resolvedClsHidden, "\(name)")
+            // And a network of that architecture loads every tensor of the file.
+            let net = try MancsNetwork(config: c, maxBatch: 2)
+            _ = try Checkpoint.loadWeights(url, parameters: net.parameters, buffers: net.buffers)
+        }
+        // Too little to infer from: one error naming the file and the missing tensor.
+        let path = SharedFiles.temporaryDirectory("ckpt").appendingPathComponent("stem-only.h5").path
+        do {
+            let f = try HDF5File(creating: path)
+            try f.root.write("model/backbone.conv1.weight", [Float](repeating: 0, count: 8 * 3 * 7 * 7), shape: [8, 3, 7, 7])
+        }
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.inferConfig(URL(fileURLWithPath: path)) }
+        #expect(error?.message.contains("stem-only.h5") == true, "\(String(describing: error))")
+    }
+
     @Test func absurdArchitectureInAFileIsRefused() throws {
         let dir = SharedFiles.temporaryDirectory("ckpt")
         for (label, name) in [("many", "backbone.layer1.99999999.conv1.weight"), ("overflow", "backbone.layer2.9223372036854775807.bn1.weight")] {

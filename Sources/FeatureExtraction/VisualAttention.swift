@@ -1,5 +1,6 @@
 import MancsModel
 import ReIDData
+import ReIDEval
 
 // MARK: - Attention masks as heat maps
 

@@ -3,6 +3,7 @@ import Distributed
 import Foundation
 import MancsModel
 import ReIDData
+import ReIDEval
 
 // Feature extraction (docs/method.md §1, §5, §7): f_rank of every query, gallery
 // and multi-query image, with the evaluation transform and the network in

@@ -1,5 +1,6 @@
 import Foundation
 import ReIDData
+import ReIDEval
 
 // MARK: - An RGB picture to draw on
 

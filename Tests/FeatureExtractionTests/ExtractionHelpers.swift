@@ -1,5 +1,6 @@
-import CTurboJPEG
 import Checkpoint
+import CTurboJPEG
+import FeatureExtraction
 import Foundation
 import HDF5Kit
 import MancsModel
@@ -8,6 +9,21 @@ import ReIDEval
 import TestSupport
 
 // MARK: - A tiny dataset and a tiny model for the extraction tests
+
+/// The tiny dataset written into a fresh temporary folder, which goes with the object.
+final class TinyDatasetFolder {
+    let root: URL
+    let dataset: ReIDDataset
+    var dataPath: String { root.appendingPathComponent("data").path }
+
+    init(_ label: String) throws {
+        root = SharedFiles.temporaryDirectory(label)
+        TinyReID.writeDataset(root.appendingPathComponent("data"))
+        dataset = try loadDataset(name: "market1501", root: root.appendingPathComponent("data").path)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: root) }
+}
 
 enum TinyReID {
     /// Base width 8, blocks 1,1,1,1, 64x32 input, 4 classes: E = 256.

@@ -1,7 +1,8 @@
 import Foundation
 import MancsModel
 import ReIDData
-@testable import ReIDEval
+@testable import FeatureExtraction
+import ReIDEval
 import Testing
 import TestSupport
 
@@ -10,16 +11,9 @@ import TestSupport
 /// and two plain forward passes.
 @Suite("Flip-averaged features", .serialized)
 final class FlipTests {
-    let root: URL
-    let dataset: ReIDDataset
+    let folder: TinyDatasetFolder
 
-    init() throws {
-        root = SharedFiles.temporaryDirectory("mancs-flip")
-        TinyReID.writeDataset(root.appendingPathComponent("data"))
-        dataset = try loadDataset(name: "market1501", root: root.appendingPathComponent("data").path)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: root) }
+    init() throws { folder = try TinyDatasetFolder("mancs-flip") }
 
     @Test("mirroredImages reverses each row's pixels and keeps channels")
     func mirror() {
@@ -36,7 +30,7 @@ final class FlipTests {
     @Test("flip features are the mean of two plain passes, on the original and the mirrored pixels")
     func flipAverage() throws {
         let net = try TinyReID.network(seed: 5, maxBatch: 4)
-        let images = Array(dataset.query.images.prefix(4))
+        let images = Array(folder.dataset.query.images.prefix(4))
         let flipped = try FeatureExtractor(network: net, batchSize: 4, flip: true).extract(images: images)
         let plainExtractor = FeatureExtractor(network: net, batchSize: 4)
         let plain = try plainExtractor.extract(images: images)
@@ -60,14 +54,14 @@ final class FlipTests {
     @Test("ExtractionOptions.flip reaches the features file")
     func flipThroughOptions() throws {
         let net = try TinyReID.network(seed: 6)
-        let ckpt = root.appendingPathComponent("ckpt.h5").path
+        let ckpt = folder.root.appendingPathComponent("ckpt.h5").path
         try TinyReID.writeCheckpoint(net, to: ckpt)
-        let data = root.appendingPathComponent("data").path
+        let data = folder.dataPath
         let plain = try #require(try extractFeatures(checkpoint: ckpt, data: data, dataset: "market1501",
                                                      options: ExtractionOptions(batchSize: 4)))
         let flip = try #require(try extractFeatures(checkpoint: ckpt, data: data, dataset: "market1501",
                                                     options: ExtractionOptions(batchSize: 4, flip: true)))
-        let direct = try FeatureExtractor(network: net, batchSize: 4, flip: true).extract(images: dataset.gallery.images)
+        let direct = try FeatureExtractor(network: net, batchSize: 4, flip: true).extract(images: folder.dataset.gallery.images)
         #expect(zip(direct, flip.gallery.features).map { abs($0 - $1) }.max()! <= 1e-5)  // other chunk positions: rounding
         #expect(zip(plain.gallery.features, flip.gallery.features).map { abs($0 - $1) }.max()! > 1e-3)
     }

@@ -1,6 +1,8 @@
+import DeterministicRandom
 import Foundation
 import MancsModel
 import ReIDData
+import ReIDEval
 
 // `mancs visualize`: ranking strips and attention heat maps for a few queries,
 // and an index.html listing them. See docs/visual.md.
@@ -81,7 +83,7 @@ func chooseQueries(_ query: ReIDSplit, gallery: ReIDSplit, count: Int, seed: UIn
         return camerasOfPid[q.pid].map { !$0.subtracting([q.camera]).isEmpty } ?? false
     }
     // Partial Fisher-Yates with SplitMix64.
-    var rng = CounterRandom(key: seed)
+    var rng = SplitMix64(seed: seed)
     let n = min(count, valid.count)
     for i in 0..<n {
         let j = i + Int(rng.next() % UInt64(valid.count - i))
@@ -196,11 +198,6 @@ public func writeVisualization(network: MancsNetwork, dataset: ReIDDataset, dire
 }
 
 // MARK: - index.html
-
-func htmlEscape(_ s: String) -> String {
-    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-}
 
 func visualizationIndexHTML(_ queries: [VisualizedQuery], dataset: String, topK: Int) -> String {
     var h = """

@@ -1,4 +1,6 @@
+import Distributed  // MPILaunch
 import Foundation
+import ReIDEval
 
 /// Progress of a long stage (feature extraction) for people watching: on a
 /// terminal, one line redrawn in place with images/s and the time left; otherwise
@@ -9,7 +11,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
     let total: Int
     let interactive: Bool
     let write: (String) -> Void
-    let start = now()
+    let start = monotonicSeconds()
     var lastDraw = -1.0
 
     /// `write` prints a finished line (default: stdout). `interactive` nil: stdout
@@ -27,14 +29,13 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
         let env = ProcessInfo.processInfo.environment
         if env["MANCS_PROGRESS"] == "1" { return true }
         let term = env["TERM"] ?? ""
-        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["SLURM_PROCID"] != nil
-        return isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb" && !underMPI
+        return isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb" && !MPILaunch.isLaunched
     }
 
     /// `done` of `total` images finished; redraws at most 4 times a second.
     public func update(_ done: Int) {
         guard interactive else { return }
-        let t = now()
+        let t = monotonicSeconds()
         guard t - lastDraw >= 0.25 || done >= total else { return }
         lastDraw = t
         let elapsed = t - start, rate = Double(done) / max(elapsed, 1e-9)
@@ -46,7 +47,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
 
     /// Ends the stage with one line: images, seconds, images/s.
     public func finish(_ done: Int? = nil) {
-        let n = done ?? total, elapsed = now() - start
+        let n = done ?? total, elapsed = monotonicSeconds() - start
         if interactive { print("\r\u{1B}[K", terminator: "") }
         write("\(label): \(n) images in " + String(format: "%.1f s (%.1f images/s)", elapsed, Double(n) / max(elapsed, 1e-9)))
     }

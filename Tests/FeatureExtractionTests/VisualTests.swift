@@ -1,7 +1,8 @@
 import Foundation
 @testable import MancsModel
 import ReIDData
-@testable import ReIDEval
+@testable import FeatureExtraction
+import ReIDEval
 import Testing
 import TestSupport
 

@@ -2,24 +2,19 @@ import Distributed
 import Foundation
 import MancsModel
 import ReIDData
-@testable import ReIDEval
+@testable import FeatureExtraction
+import ReIDEval
 import Testing
 import TestSupport
 
 @Suite("Feature extraction", .serialized)
 final class ExtractionTests {
-    let root: URL
-    let dataset: ReIDDataset
+    let folder: TinyDatasetFolder
+    var root: URL { folder.root }
+    var dataset: ReIDDataset { folder.dataset }
+    var dataPath: String { folder.dataPath }
 
-    init() throws {
-        root = SharedFiles.temporaryDirectory("mancs-extract")
-        TinyReID.writeDataset(root.appendingPathComponent("data"))
-        dataset = try loadDataset(name: "market1501", root: root.appendingPathComponent("data").path)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: root) }
-
-    var dataPath: String { root.appendingPathComponent("data").path }
+    init() throws { folder = try TinyDatasetFolder("mancs-extract") }
 
     func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count)
