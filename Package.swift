@@ -15,6 +15,8 @@ let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .
 //   FeatureExtraction runs a network over a dataset (split over MPI ranks) for the
 //   evaluation: the one library that joins MancsModel, ReIDData, ReIDEval,
 //   Distributed and Checkpoint; both executables use it.
+//   MancsSettings (the training run's settings) sits above the libraries whose
+//   types its settings convert to, below mancs-dist.
 let package = Package(
     name: "mancs",
     platforms: [.macOS(.v13)],
@@ -52,6 +54,14 @@ let package = Package(
         .target(name: "FeatureExtraction", dependencies: [
             "MancsModel", "ReIDData", "ReIDEval", "Distributed", "Checkpoint", "DeterministicRandom",
         ]),
+        // The training run's settings as typed values (model, losses, curriculum,
+        // optimiser, data, run, evaluation): parsed from YAML and flags, checked,
+        // converted to the libraries' own types in one place. Checked build.
+        .target(name: "MancsSettings", dependencies: [
+            "MancsModel", "MancsTraining", "ReIDData", "ReIDEval",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
 
         // MARK: Executables
         .executableTarget(name: "mancs", dependencies: [
@@ -60,8 +70,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "mancs-dist", dependencies: [
-            "Kernels", "MancsModel", "MancsTraining", "ReIDData", "ReIDEval", "FeatureExtraction", "Distributed", "Checkpoint",
-            "HDF5Kit", "DeterministicRandom",
+            "MancsSettings", "Kernels", "MancsModel", "MancsTraining", "ReIDData", "ReIDEval", "FeatureExtraction", "Distributed",
+            "Checkpoint", "HDF5Kit", "DeterministicRandom",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -81,6 +91,7 @@ let package = Package(
         ]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "MancsModel", "WeightsFiles", "TestSupport", "CHDF5"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
+        .testTarget(name: "SettingsTests", dependencies: ["MancsSettings", .product(name: "Yams", package: "Yams")]),
     ]
 )
 

@@ -1,3 +1,4 @@
+import Distributed  // MPILaunch
 import Foundation
 import ReIDEval
 
@@ -28,8 +29,7 @@ public final class StageProgress: @unchecked Sendable {  // updated from one thr
         let env = ProcessInfo.processInfo.environment
         if env["MANCS_PROGRESS"] == "1" { return true }
         let term = env["TERM"] ?? ""
-        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["SLURM_PROCID"] != nil
-        return isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb" && !underMPI
+        return isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb" && !MPILaunch.isLaunched
     }
 
     /// `done` of `total` images finished; redraws at most 4 times a second.

@@ -246,9 +246,8 @@ struct MPICheckCommand: ParsableCommand {
         try Checkpoint.broadcastWeights(comm: comm, parameters: params, buffers: buffers)
         for i in m.indices { m[i] = params.values[i] * 0.1; v[i] = params.values[i] * params.values[i] }
         let saved = (params.values.map(\.bitPattern), buffers.values.map(\.bitPattern), m.map(\.bitPattern), v.map(\.bitPattern))
-        var state = TrainingState(globalStep: 17, epoch: 2, batchInEpoch: 5, worldSize: Int64(comm.size), seed: 99,
-                                  rngState: [7, 8, 9], config: #"{"model":{"baseWidth":2}}"#)
-        state.extra["order"] = [4, 2]
+        let state = TrainingState(globalStep: 17, epoch: 2, batchInEpoch: 5, worldSize: Int64(comm.size), seed: 99,
+                                  config: #"{"model":{"baseWidth":2}}"#, best: BestEvaluation(mAP: 0.25, step: 12))
         let url = try Checkpoint.saveOnRoot(comm: comm, parameters: params, buffers: buffers,
                                             adam: AdamMoments(m: m, v: v, step: 17), state: state, runDirectory: runDirectory)
         params.values.update(repeating: 0); buffers.values.update(repeating: 0); m.update(repeating: 0); v.update(repeating: 0)

@@ -5,7 +5,7 @@ import Foundation
 /// keys as in config.yaml); resuming compares them key by key and refuses,
 /// listing every difference, before any tensor is read. Tensor shapes alone
 /// miss a changed input size, split, P or K.
-enum ResumeContract {
+public enum ResumeContract {
     /// Settings whose change makes the checkpoint another run's: always refused.
     /// (A flag that changes what a step computes belongs here.)
     static let fixed: [String] = [
@@ -15,6 +15,9 @@ enum ResumeContract {
     ]
     /// Settings a user may change on purpose, with --resume-force.
     static let forceable: [String] = ["train.lr", "train.epochs"]
+    /// The training algorithm's choices, also changeable with --resume-force. A
+    /// checkpoint from before these settings existed was trained with local ones.
+    static let algorithm: [(key: String, absent: String)] = [("train.triplet-mining", "local"), ("train.batch-norm", "local")]
 
     /// The keys (of `keys`) whose values differ, each as `key: stored -> current`.
     /// A key missing from either side (an older checkpoint) is not compared.
@@ -38,8 +41,25 @@ enum ResumeContract {
         }
     }
 
-    /// Throws, listing the differing keys, when `current` may not continue `stored`.
-    static func check(stored: String, current: String, force: Bool, checkpoint: String) throws {
+    /// The algorithm choices (`algorithm`) that differ, each as `--key stored (this run: current)`;
+    /// a key the checkpoint lacks has its `absent` value.
+    static func algorithmDifferences(stored: String, current: String) -> [String] {
+        func train(_ text: String) -> [String: Any] {
+            let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+            return o?["train"] as? [String: Any] ?? [:]
+        }
+        let (theirs, mine) = (train(stored), train(current))
+        return algorithm.compactMap { key, absent in
+            let name = String(key.split(separator: ".")[1])
+            let (a, b) = (theirs[name] as? String ?? absent, mine[name] as? String ?? absent)
+            return a == b ? nil : "--\(name) \(a) (this run: \(b))"
+        }
+    }
+
+    /// Throws, listing the differing keys, when `current` may not continue
+    /// `stored`; returns the warnings of what --resume-force let through.
+    @discardableResult
+    public static func check(stored: String, current: String, force: Bool, checkpoint: String) throws -> [String] {
         let hard = differences(stored: stored, current: current, keys: fixed)
         let soft = differences(stored: stored, current: current, keys: forceable)
         if !hard.isEmpty {
@@ -51,5 +71,12 @@ enum ResumeContract {
             throw SettingsError("\(checkpoint) was written with \(soft.joined(separator: "; ")); "
                                 + "add --resume-force to continue with the new value(s)")
         }
+        let changed = algorithmDifferences(stored: stored, current: current)
+        guard !changed.isEmpty else { return [] }
+        let what = "checkpoint \(checkpoint) was trained with \(changed.joined(separator: " and "))"
+        guard force else {
+            throw SettingsError("\(what). Resume with the checkpoint's settings, or pass --resume-force to change them from here.")
+        }
+        return ["\(what); continuing with this run's settings (--resume-force)"]
     }
 }
