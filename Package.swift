@@ -52,7 +52,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5"], path: "Tests/TestSupport"),
-        .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport"]),
+        .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport", "CHDF5"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["MancsTraining", "TestSupport"]),

@@ -77,6 +77,8 @@ public final class HDF5File: @unchecked Sendable {
     private var closed = false
     /// The file's size when opened: no dataset may claim more storage.
     let fileBytes: Int
+    /// Opened for writing: libhdf5 may hold data not yet in the file.
+    let writable: Bool
 
     /// Opens an existing file read-only (or read-write).
     public init(openForReading path: String, writable: Bool = false) throws {
@@ -87,6 +89,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fopen(path, writable ? mancs_h5f_acc_rdwr() : mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): not a readable HDF5 file (truncated or damaged?)") }
         id = fid
+        self.writable = writable
         fileBytes = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? Int.max
     }
 
@@ -96,6 +99,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fcreate(path, mancs_h5f_acc_trunc(), mancs_h5p_default(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): cannot create HDF5 file") }
         id = fid
+        writable = true
         fileBytes = Int.max
     }
 
@@ -275,9 +279,14 @@ public struct HDF5Group: Sendable {
 
     /// Opens a dataset whose data lives in this file (the lock held): external
     /// raw files and virtual datasets (data drawn from other files) are refused.
-    private func openDataset(_ full: String) throws -> hid_t {
+    func openDataset(_ full: String) throws -> hid_t {
         let d = H5Dopen2(file.id, full, mancs_h5p_default())
         guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+        return try checkedStorage(d, full)
+    }
+
+    /// `d` if its data lives in this file; else closes it and throws.
+    func checkedStorage(_ d: hid_t, _ full: String) throws -> hid_t {
         let dcpl = H5Dget_create_plist(d)
         defer { H5Pclose(dcpl) }
         if H5Pget_external_count(dcpl) != 0 {
@@ -291,7 +300,7 @@ public struct HDF5Group: Sendable {
         return d
     }
 
-    private func shape(of d: hid_t, _ full: String) throws -> [Int] {
+    func shape(of d: hid_t, _ full: String) throws -> [Int] {
         let sp = H5Dget_space(d)
         guard sp >= 0 else { throw HDF5Error("\(file.path): \(full) has no readable dataspace") }
         defer { H5Sclose(sp) }
@@ -310,7 +319,7 @@ public struct HDF5Group: Sendable {
     /// bytes to read (`elementSize` each in memory) stay under
     /// `HDF5Limits.maxReadBytes`, and the dataset's storage in the file (no more
     /// than the file's size) can hold what the dims claim.
-    private func checkedCount(_ d: hid_t, _ full: String, _ shape: [Int], elementSize: Int, readCount: Int? = nil) throws -> Int {
+    func checkedCount(_ d: hid_t, _ full: String, _ shape: [Int], elementSize: Int, readCount: Int? = nil) throws -> Int {
         var n = 1
         for x in shape {
             let (p, overflow) = n.multipliedReportingOverflow(by: x)
@@ -359,13 +368,18 @@ public struct HDF5Group: Sendable {
         return try locked {
             let d = try openDataset(full)
             defer { H5Dclose(d) }
-            let shape = try shape(of: d, full)
-            let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
-            var out = [T](repeating: T.zeroValue, count: n)
-            let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
-            guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
-            return (out, shape)
+            return try read(d, full, as: T.self)
         }
+    }
+
+    /// Reads the whole open dataset `d` (the lock held), sizes checked first.
+    func read<T: HDF5Element>(_ d: hid_t, _ full: String, as: T.Type) throws -> (values: [T], shape: [Int]) {
+        let shape = try shape(of: d, full)
+        let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
+        var out = [T](repeating: T.zeroValue, count: n)
+        let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
+        guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
+        return (out, shape)
     }
 
     /// Reads a contiguous slab of rows [start, start+count) of a dataset whose
@@ -473,15 +487,11 @@ public struct HDF5Group: Sendable {
             guard H5Tget_class(ft) == H5T_STRING else { throw HDF5Error("\(file.path): \(full) is not a string dataset") }
             if n == 0 { return [] }
             if H5Tis_variable_str(ft) > 0 {
-                // The memory type copies the file's (including its character set).
-                let t = H5Tget_native_type(ft, H5T_DIR_DEFAULT)
-                defer { H5Tclose(t) }
-                var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
-                guard H5Dread(d, t, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &ptrs) >= 0 else {
-                    throw HDF5Error("\(file.path): cannot read \(full)")
+                // Descriptors stored per string (checked like numbers), then the text.
+                _ = try checkedCount(d, full, shape, elementSize: 1)
+                return try file.readVariableStrings(count: n, what: full) { type, buf in
+                    H5Dread(d, type, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), buf)
                 }
-                defer { ptrs.forEach { free($0) } }
-                return ptrs.map { $0.map { String(cString: $0) } ?? "" }
             } else {
                 let size = H5Tget_size(ft)
                 guard size > 0, size <= HDF5Limits.maxStringBytes else {
@@ -566,10 +576,9 @@ public struct HDF5Group: Sendable {
                 throw HDF5Error("\(file.path): attribute \(name) of \(path) holds \(count) strings; expected one")
             }
             if H5Tis_variable_str(ft) > 0 {
-                var p: UnsafeMutablePointer<CChar>? = nil
-                guard H5Aread(a, ft, &p) >= 0 else { throw HDF5Error("\(file.path): cannot read attribute \(name)") }
-                defer { free(p) }
-                return p.map { String(cString: $0) } ?? ""
+                return try file.readVariableStrings(count: 1, what: "attribute \(name) of \(path)") { type, buf in
+                    H5Aread(a, type, buf)
+                }[0]
             }
             let size = H5Tget_size(ft)
             guard size > 0, size <= HDF5Limits.maxStringBytes else {
