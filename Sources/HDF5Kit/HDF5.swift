@@ -36,6 +36,8 @@ public enum HDF5Limits {
     public static let maxStringBytes = 1 << 20
     /// Groups nested inside one another.
     public static let maxDepth = 64
+    /// Links in one group (a checkpoint has a few hundred).
+    public static let maxLinks = 1 << 20
     /// The worst expansion of a compression filter (deflate's is about 1032:1).
     static let maxCompressionRatio = 1100
 }
@@ -235,24 +237,29 @@ public struct HDF5Group: Sendable {
         return HDF5Group(file: file, path: full)
     }
 
-    /// Names of the links directly in this group, sorted.
+    /// Names of the links directly in this group, sorted. Listed with
+    /// H5Literate: H5Gget_info on a damaged symbol table crashes libhdf5 1.10.8
+    /// (Tests/fuzz/regressions/hdf5/h5g-stab-count-null-memcpy.h5) where the
+    /// iteration reports an error.
     public func members() throws -> [String] {
+        final class Names { var list: [String] = [] }
+        let names = Names()
         try locked {
             let g = H5Gopen2(file.id, path, mancs_h5p_default())
             guard g >= 0 else { throw HDF5Error("\(file.path): cannot open group \(path)") }
             defer { H5Gclose(g) }
-            var info = H5G_info_t()
-            H5Gget_info(g, &info)
-            var names: [String] = []
-            for i in 0..<info.nlinks {
-                let n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, mancs_h5p_default())
-                guard n >= 0 else { continue }
-                var buf = [CChar](repeating: 0, count: Int(n) + 1)
-                H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, Int(n) + 1, mancs_h5p_default())
-                names.append(String(cString: buf))
+            var index: hsize_t = 0
+            let r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &index, { _, name, _, op in
+                let names = Unmanaged<Names>.fromOpaque(op!).takeUnretainedValue()
+                guard let name, names.list.count < HDF5Limits.maxLinks else { return -1 }
+                names.list.append(String(cString: name))
+                return 0
+            }, Unmanaged.passUnretained(names).toOpaque())
+            guard r >= 0 else {
+                throw HDF5Error("\(file.path): cannot list group \(path) (damaged, or more than \(HDF5Limits.maxLinks) links)")
             }
-            return names.sorted()
         }
+        return names.list.sorted()
     }
 
     /// Whether the named member is a group (false for datasets).
@@ -511,25 +518,8 @@ public struct HDF5Group: Sendable {
     }
 
     // MARK: Attributes (on this group)
-
-    public func attributeNames() throws -> [String] {
-        try locked {
-            let o = H5Oopen(file.id, path, mancs_h5p_default())
-            guard o >= 0 else { throw HDF5Error("\(file.path): cannot open \(path)") }
-            defer { H5Oclose(o) }
-            var info = H5O_info_t()
-            H5Oget_info2(o, &info, UInt32(H5O_INFO_NUM_ATTRS))
-            var names: [String] = []
-            for i in 0..<info.num_attrs {
-                let n = H5Aget_name_by_idx(o, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, mancs_h5p_default())
-                guard n >= 0 else { continue }
-                var buf = [CChar](repeating: 0, count: n + 1)
-                H5Aget_name_by_idx(o, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, n + 1, mancs_h5p_default())
-                names.append(String(cString: buf))
-            }
-            return names
-        }
-    }
+    // Read by name only: listing a damaged header's attributes (H5Aget_name_by_idx,
+    // H5Aiterate) crashes libhdf5 1.10.8 (Tests/fuzz/regressions/hdf5/h5a-attribute-table-segv.h5).
 
     public func hasAttribute(_ name: String) -> Bool {
         locked { H5Aexists_by_name(file.id, path, name, mancs_h5p_default()) > 0 }
