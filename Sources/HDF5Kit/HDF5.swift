@@ -400,9 +400,14 @@ public struct HDF5Group: Sendable {
             guard !shape.isEmpty, start >= 0, count >= 0, start <= shape[0] - count else {
                 throw HDF5Error("\(file.path): \(count) rows from \(start) out of range for \(full) \(shape)")
             }
-            let rowSize = shape.dropFirst().reduce(1, *)  // a factor of the checked total
-            let total = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: count * max(rowSize, 0))
-            _ = total
+            // Not a factor of a checked total when the first dim is 0: checked here.
+            var rowSize = 1, overflow = false
+            for x in shape.dropFirst() where !overflow { (rowSize, overflow) = rowSize.multipliedReportingOverflow(by: x) }
+            let (toRead, over2) = count.multipliedReportingOverflow(by: rowSize)
+            guard !overflow, !over2 else {
+                throw HDF5Error("\(file.path): \(full) has dims \(shape): their product overflows")
+            }
+            _ = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: toRead)
             var out = [T](repeating: T.zeroValue, count: count * rowSize)
             let fs = H5Dget_space(d)
             defer { H5Sclose(fs) }

@@ -139,6 +139,7 @@ import TestSupport
                 record { try file.root.walkDatasets { g, n in
                     record { _ = try g.read(n, as: Double.self) }
                     record { _ = try g.readStrings(n) }
+                    record { _ = try g.readRows(n, start: 0, count: 1, as: Float.self) }
                 } }
                 for a in ["format", "version", "global_step", "epoch", "world_size", "seed", "config"] where file.root.hasAttribute(a) {
                     record { _ = try file.root.stringAttribute(a) }
