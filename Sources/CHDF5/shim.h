@@ -24,5 +24,6 @@ static inline unsigned mancs_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned mancs_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline size_t mancs_h5t_variable(void) { return H5T_VARIABLE; }
 static inline hid_t mancs_h5fd_sec2(void) { return H5FD_SEC2; }
+static inline hsize_t mancs_h5s_unlimited(void) { return H5S_UNLIMITED; }
 // Silence HDF5's own error printing; failures become Swift errors instead.
 static inline void mancs_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

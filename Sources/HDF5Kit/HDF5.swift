@@ -313,9 +313,14 @@ public struct HDF5Group: Sendable {
         defer { H5Sclose(sp) }
         let rank = Int(H5Sget_simple_extent_ndims(sp))
         guard rank >= 0 else { throw HDF5Error("\(file.path): \(full) has a damaged dataspace") }
-        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
-        H5Sget_simple_extent_dims(sp, &dims, nil)
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1)), maxDims = dims
+        H5Sget_simple_extent_dims(sp, &dims, &maxDims)
         if rank == 0 { return [] }
+        // A dataspace larger than its own maximum is damaged (libhdf5 1.10.8
+        // then converts past its buffers: Tests/fuzz/regressions/hdf5/h5d-dims-beyond-maxdims.h5).
+        for (x, m) in zip(dims, maxDims) where m != mancs_h5s_unlimited() && x > m {
+            throw HDF5Error("\(file.path): \(full) has dims \(dims) beyond its maximum \(maxDims): damaged dataspace")
+        }
         return try dims.map {
             guard let x = Int(exactly: $0) else { throw HDF5Error("\(file.path): \(full) has a dimension of \($0): refused") }
             return x
@@ -356,6 +361,24 @@ public struct HDF5Group: Sendable {
         return n
     }
 
+    /// Closes `t` after checking it is an integer or floating-point type whose
+    /// bit fields lie within its bytes: libhdf5 1.10.8's conversions
+    /// (`H5T__bit_copy`) trust them.
+    func checkNumericType(_ t: hid_t, _ what: String) throws {
+        guard t >= 0 else { throw HDF5Error("\(file.path): \(what) has no readable type") }
+        defer { H5Tclose(t) }
+        let cls = H5Tget_class(t)
+        guard cls == H5T_INTEGER || cls == H5T_FLOAT else { throw HDF5Error("\(file.path): \(what) is not numeric") }
+        let bits = H5Tget_size(t) * 8, precision = H5Tget_precision(t), offset = H5Tget_offset(t)
+        var ok = (8...128).contains(bits) && precision > 0 && offset >= 0 && Int(offset) + precision <= bits
+        if ok && cls == H5T_FLOAT {
+            var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+            ok = H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && esize > 0 && msize > 0
+                && spos < bits && epos + esize <= bits && mpos + msize <= bits && esize <= 64 && msize <= 128
+        }
+        guard ok else { throw HDF5Error("\(file.path): \(what) has a damaged number type (\(bits / 8) bytes, precision \(precision), offset \(offset))") }
+    }
+
     /// Whether a filter of the dataset can shrink its data (Fletcher32 and
     /// shuffle cannot).
     private func compresses(_ d: hid_t) throws -> Bool {
@@ -383,6 +406,7 @@ public struct HDF5Group: Sendable {
     func read<T: HDF5Element>(_ d: hid_t, _ full: String, as: T.Type) throws -> (values: [T], shape: [Int]) {
         let shape = try shape(of: d, full)
         let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
+        try checkNumericType(H5Dget_type(d), full)
         var out = [T](repeating: T.zeroValue, count: n)
         let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
         guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
@@ -408,6 +432,7 @@ public struct HDF5Group: Sendable {
                 throw HDF5Error("\(file.path): \(full) has dims \(shape): their product overflows")
             }
             _ = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: toRead)
+            try checkNumericType(H5Dget_type(d), full)
             var out = [T](repeating: T.zeroValue, count: count * rowSize)
             let fs = H5Dget_space(d)
             defer { H5Sclose(fs) }
@@ -545,6 +570,7 @@ public struct HDF5Group: Sendable {
             guard n >= 0, n <= HDF5Limits.maxAttributeElements else {
                 throw HDF5Error("\(file.path): attribute \(name) of \(path) claims \(n) elements: refused")
             }
+            try checkNumericType(H5Aget_type(a), "attribute \(name) of \(path)")
             var out = [T](repeating: T.zeroValue, count: n)
             let r = out.withUnsafeMutableBytes { H5Aread(a, T.hdf5Type.nativeType, $0.baseAddress) }
             guard r >= 0 else { throw HDF5Error("\(file.path): attribute \(name) of \(path) is not numeric") }

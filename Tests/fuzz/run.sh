@@ -107,4 +107,4 @@ for t in "${targets[@]}"; do
         echo "FAIL: fuzz $t (exit $status): see $out/$t/log and $out/$t/crash-*" >&2; exit 1
     fi
 done
-echo "fuzzing: no crashes ($out)"
+echo "fuzzing: no crashes in our code ($out)"
