@@ -78,7 +78,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["HDF5Kit", "CHDF5", "MancsModel", "DeterministicRandom"], path: "Tests/TestSupport"),
-        .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport"]),
+        .testTarget(name: "HDF5KitTests", dependencies: ["HDF5Kit", "TestSupport", "CHDF5"]),
         .testTarget(name: "DeterministicRandomTests", dependencies: ["DeterministicRandom"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernels", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["MancsModel", "MancsTraining", "TestSupport"]),

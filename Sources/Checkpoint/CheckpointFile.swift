@@ -160,8 +160,10 @@ public enum Checkpoint {
     static func openCheckpoint(_ path: String) throws -> HDF5File {
         let file = try HDF5File(openForReading: path)
         let root = file.root
-        guard root.hasAttribute("format"), let format = try? root.stringAttribute("format") else {
-            throw CheckpointError("\(path): not a Mancs checkpoint (no format attribute)")
+        guard root.hasAttribute("format") else { throw CheckpointError("\(path): not a Mancs checkpoint (no format attribute)") }
+        let format: String
+        do { format = try root.stringAttribute("format") } catch let e as HDF5Error {
+            throw CheckpointError("\(e.message) (not a Mancs checkpoint, or a damaged one)")  // names file and attribute
         }
         guard format == formatName else { throw CheckpointError("\(path): not a Mancs checkpoint (format \"\(format)\")") }
         let version = try root.attribute("version", as: Int64.self).first ?? -1

@@ -36,6 +36,8 @@ public enum HDF5Limits {
     public static let maxStringBytes = 1 << 20
     /// Groups nested inside one another.
     public static let maxDepth = 64
+    /// Links in one group (a checkpoint has a few hundred).
+    public static let maxLinks = 1 << 20
     /// The worst expansion of a compression filter (deflate's is about 1032:1).
     static let maxCompressionRatio = 1100
 }
@@ -77,6 +79,8 @@ public final class HDF5File: @unchecked Sendable {
     private var closed = false
     /// The file's size when opened: no dataset may claim more storage.
     let fileBytes: Int
+    /// Opened for writing: libhdf5 may hold data not yet in the file.
+    let writable: Bool
 
     /// Opens an existing file read-only (or read-write).
     public init(openForReading path: String, writable: Bool = false) throws {
@@ -87,6 +91,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fopen(path, writable ? mancs_h5f_acc_rdwr() : mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): not a readable HDF5 file (truncated or damaged?)") }
         id = fid
+        self.writable = writable
         fileBytes = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? Int.max
     }
 
@@ -96,6 +101,7 @@ public final class HDF5File: @unchecked Sendable {
         let fid = locked { H5Fcreate(path, mancs_h5f_acc_trunc(), mancs_h5p_default(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): cannot create HDF5 file") }
         id = fid
+        writable = true
         fileBytes = Int.max
     }
 
@@ -231,24 +237,29 @@ public struct HDF5Group: Sendable {
         return HDF5Group(file: file, path: full)
     }
 
-    /// Names of the links directly in this group, sorted.
+    /// Names of the links directly in this group, sorted. Listed with
+    /// H5Literate: H5Gget_info on a damaged symbol table crashes libhdf5 1.10.8
+    /// (Tests/fuzz/regressions/hdf5/h5g-stab-count-null-memcpy.h5) where the
+    /// iteration reports an error.
     public func members() throws -> [String] {
+        final class Names { var list: [String] = [] }
+        let names = Names()
         try locked {
             let g = H5Gopen2(file.id, path, mancs_h5p_default())
             guard g >= 0 else { throw HDF5Error("\(file.path): cannot open group \(path)") }
             defer { H5Gclose(g) }
-            var info = H5G_info_t()
-            H5Gget_info(g, &info)
-            var names: [String] = []
-            for i in 0..<info.nlinks {
-                let n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, mancs_h5p_default())
-                guard n >= 0 else { continue }
-                var buf = [CChar](repeating: 0, count: Int(n) + 1)
-                H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, Int(n) + 1, mancs_h5p_default())
-                names.append(String(cString: buf))
+            var index: hsize_t = 0
+            let r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &index, { _, name, _, op in
+                let names = Unmanaged<Names>.fromOpaque(op!).takeUnretainedValue()
+                guard let name, names.list.count < HDF5Limits.maxLinks else { return -1 }
+                names.list.append(String(cString: name))
+                return 0
+            }, Unmanaged.passUnretained(names).toOpaque())
+            guard r >= 0 else {
+                throw HDF5Error("\(file.path): cannot list group \(path) (damaged, or more than \(HDF5Limits.maxLinks) links)")
             }
-            return names.sorted()
         }
+        return names.list.sorted()
     }
 
     /// Whether the named member is a group (false for datasets).
@@ -275,9 +286,14 @@ public struct HDF5Group: Sendable {
 
     /// Opens a dataset whose data lives in this file (the lock held): external
     /// raw files and virtual datasets (data drawn from other files) are refused.
-    private func openDataset(_ full: String) throws -> hid_t {
+    func openDataset(_ full: String) throws -> hid_t {
         let d = H5Dopen2(file.id, full, mancs_h5p_default())
         guard d >= 0 else { throw HDF5Error("\(file.path): missing dataset \(full)") }
+        return try checkedStorage(d, full)
+    }
+
+    /// `d` if its data lives in this file; else closes it and throws.
+    func checkedStorage(_ d: hid_t, _ full: String) throws -> hid_t {
         let dcpl = H5Dget_create_plist(d)
         defer { H5Pclose(dcpl) }
         if H5Pget_external_count(dcpl) != 0 {
@@ -291,15 +307,20 @@ public struct HDF5Group: Sendable {
         return d
     }
 
-    private func shape(of d: hid_t, _ full: String) throws -> [Int] {
+    func shape(of d: hid_t, _ full: String) throws -> [Int] {
         let sp = H5Dget_space(d)
         guard sp >= 0 else { throw HDF5Error("\(file.path): \(full) has no readable dataspace") }
         defer { H5Sclose(sp) }
         let rank = Int(H5Sget_simple_extent_ndims(sp))
         guard rank >= 0 else { throw HDF5Error("\(file.path): \(full) has a damaged dataspace") }
-        var dims = [hsize_t](repeating: 0, count: max(rank, 1))
-        H5Sget_simple_extent_dims(sp, &dims, nil)
+        var dims = [hsize_t](repeating: 0, count: max(rank, 1)), maxDims = dims
+        H5Sget_simple_extent_dims(sp, &dims, &maxDims)
         if rank == 0 { return [] }
+        // A dataspace larger than its own maximum is damaged (libhdf5 1.10.8
+        // then converts past its buffers: Tests/fuzz/regressions/hdf5/h5d-dims-beyond-maxdims.h5).
+        for (x, m) in zip(dims, maxDims) where m != mancs_h5s_unlimited() && x > m {
+            throw HDF5Error("\(file.path): \(full) has dims \(dims) beyond its maximum \(maxDims): damaged dataspace")
+        }
         return try dims.map {
             guard let x = Int(exactly: $0) else { throw HDF5Error("\(file.path): \(full) has a dimension of \($0): refused") }
             return x
@@ -310,7 +331,7 @@ public struct HDF5Group: Sendable {
     /// bytes to read (`elementSize` each in memory) stay under
     /// `HDF5Limits.maxReadBytes`, and the dataset's storage in the file (no more
     /// than the file's size) can hold what the dims claim.
-    private func checkedCount(_ d: hid_t, _ full: String, _ shape: [Int], elementSize: Int, readCount: Int? = nil) throws -> Int {
+    func checkedCount(_ d: hid_t, _ full: String, _ shape: [Int], elementSize: Int, readCount: Int? = nil) throws -> Int {
         var n = 1
         for x in shape {
             let (p, overflow) = n.multipliedReportingOverflow(by: x)
@@ -340,6 +361,24 @@ public struct HDF5Group: Sendable {
         return n
     }
 
+    /// Closes `t` after checking it is an integer or floating-point type whose
+    /// bit fields lie within its bytes: libhdf5 1.10.8's conversions
+    /// (`H5T__bit_copy`) trust them.
+    func checkNumericType(_ t: hid_t, _ what: String) throws {
+        guard t >= 0 else { throw HDF5Error("\(file.path): \(what) has no readable type") }
+        defer { H5Tclose(t) }
+        let cls = H5Tget_class(t)
+        guard cls == H5T_INTEGER || cls == H5T_FLOAT else { throw HDF5Error("\(file.path): \(what) is not numeric") }
+        let bits = H5Tget_size(t) * 8, precision = H5Tget_precision(t), offset = H5Tget_offset(t)
+        var ok = (8...128).contains(bits) && precision > 0 && offset >= 0 && Int(offset) + precision <= bits
+        if ok && cls == H5T_FLOAT {
+            var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+            ok = H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && esize > 0 && msize > 0
+                && spos < bits && epos + esize <= bits && mpos + msize <= bits && esize <= 64 && msize <= 128
+        }
+        guard ok else { throw HDF5Error("\(file.path): \(what) has a damaged number type (\(bits / 8) bytes, precision \(precision), offset \(offset))") }
+    }
+
     /// Whether a filter of the dataset can shrink its data (Fletcher32 and
     /// shuffle cannot).
     private func compresses(_ d: hid_t) throws -> Bool {
@@ -359,13 +398,19 @@ public struct HDF5Group: Sendable {
         return try locked {
             let d = try openDataset(full)
             defer { H5Dclose(d) }
-            let shape = try shape(of: d, full)
-            let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
-            var out = [T](repeating: T.zeroValue, count: n)
-            let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
-            guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
-            return (out, shape)
+            return try read(d, full, as: T.self)
         }
+    }
+
+    /// Reads the whole open dataset `d` (the lock held), sizes checked first.
+    func read<T: HDF5Element>(_ d: hid_t, _ full: String, as: T.Type) throws -> (values: [T], shape: [Int]) {
+        let shape = try shape(of: d, full)
+        let n = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride)
+        try checkNumericType(H5Dget_type(d), full)
+        var out = [T](repeating: T.zeroValue, count: n)
+        let r = out.withUnsafeMutableBytes { H5Dread(d, T.hdf5Type.nativeType, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), $0.baseAddress) }
+        guard r >= 0 else { throw HDF5Error("\(file.path): cannot read \(full) (damaged data or checksum mismatch)") }
+        return (out, shape)
     }
 
     /// Reads a contiguous slab of rows [start, start+count) of a dataset whose
@@ -379,9 +424,15 @@ public struct HDF5Group: Sendable {
             guard !shape.isEmpty, start >= 0, count >= 0, start <= shape[0] - count else {
                 throw HDF5Error("\(file.path): \(count) rows from \(start) out of range for \(full) \(shape)")
             }
-            let rowSize = shape.dropFirst().reduce(1, *)  // a factor of the checked total
-            let total = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: count * max(rowSize, 0))
-            _ = total
+            // Not a factor of a checked total when the first dim is 0: checked here.
+            var rowSize = 1, overflow = false
+            for x in shape.dropFirst() where !overflow { (rowSize, overflow) = rowSize.multipliedReportingOverflow(by: x) }
+            let (toRead, over2) = count.multipliedReportingOverflow(by: rowSize)
+            guard !overflow, !over2 else {
+                throw HDF5Error("\(file.path): \(full) has dims \(shape): their product overflows")
+            }
+            _ = try checkedCount(d, full, shape, elementSize: MemoryLayout<T>.stride, readCount: toRead)
+            try checkNumericType(H5Dget_type(d), full)
             var out = [T](repeating: T.zeroValue, count: count * rowSize)
             let fs = H5Dget_space(d)
             defer { H5Sclose(fs) }
@@ -473,15 +524,11 @@ public struct HDF5Group: Sendable {
             guard H5Tget_class(ft) == H5T_STRING else { throw HDF5Error("\(file.path): \(full) is not a string dataset") }
             if n == 0 { return [] }
             if H5Tis_variable_str(ft) > 0 {
-                // The memory type copies the file's (including its character set).
-                let t = H5Tget_native_type(ft, H5T_DIR_DEFAULT)
-                defer { H5Tclose(t) }
-                var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
-                guard H5Dread(d, t, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &ptrs) >= 0 else {
-                    throw HDF5Error("\(file.path): cannot read \(full)")
+                // Descriptors stored per string (checked like numbers), then the text.
+                _ = try checkedCount(d, full, shape, elementSize: 1)
+                return try file.readVariableStrings(count: n, what: full) { type, buf in
+                    H5Dread(d, type, mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), buf)
                 }
-                defer { ptrs.forEach { free($0) } }
-                return ptrs.map { $0.map { String(cString: $0) } ?? "" }
             } else {
                 let size = H5Tget_size(ft)
                 guard size > 0, size <= HDF5Limits.maxStringBytes else {
@@ -501,25 +548,8 @@ public struct HDF5Group: Sendable {
     }
 
     // MARK: Attributes (on this group)
-
-    public func attributeNames() throws -> [String] {
-        try locked {
-            let o = H5Oopen(file.id, path, mancs_h5p_default())
-            guard o >= 0 else { throw HDF5Error("\(file.path): cannot open \(path)") }
-            defer { H5Oclose(o) }
-            var info = H5O_info_t()
-            H5Oget_info2(o, &info, UInt32(H5O_INFO_NUM_ATTRS))
-            var names: [String] = []
-            for i in 0..<info.num_attrs {
-                let n = H5Aget_name_by_idx(o, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, mancs_h5p_default())
-                guard n >= 0 else { continue }
-                var buf = [CChar](repeating: 0, count: n + 1)
-                H5Aget_name_by_idx(o, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, n + 1, mancs_h5p_default())
-                names.append(String(cString: buf))
-            }
-            return names
-        }
-    }
+    // Read by name only: listing a damaged header's attributes (H5Aget_name_by_idx,
+    // H5Aiterate) crashes libhdf5 1.10.8 (Tests/fuzz/regressions/hdf5/h5a-attribute-table-segv.h5).
 
     public func hasAttribute(_ name: String) -> Bool {
         locked { H5Aexists_by_name(file.id, path, name, mancs_h5p_default()) > 0 }
@@ -540,6 +570,7 @@ public struct HDF5Group: Sendable {
             guard n >= 0, n <= HDF5Limits.maxAttributeElements else {
                 throw HDF5Error("\(file.path): attribute \(name) of \(path) claims \(n) elements: refused")
             }
+            try checkNumericType(H5Aget_type(a), "attribute \(name) of \(path)")
             var out = [T](repeating: T.zeroValue, count: n)
             let r = out.withUnsafeMutableBytes { H5Aread(a, T.hdf5Type.nativeType, $0.baseAddress) }
             guard r >= 0 else { throw HDF5Error("\(file.path): attribute \(name) of \(path) is not numeric") }
@@ -566,10 +597,9 @@ public struct HDF5Group: Sendable {
                 throw HDF5Error("\(file.path): attribute \(name) of \(path) holds \(count) strings; expected one")
             }
             if H5Tis_variable_str(ft) > 0 {
-                var p: UnsafeMutablePointer<CChar>? = nil
-                guard H5Aread(a, ft, &p) >= 0 else { throw HDF5Error("\(file.path): cannot read attribute \(name)") }
-                defer { free(p) }
-                return p.map { String(cString: $0) } ?? ""
+                return try file.readVariableStrings(count: 1, what: "attribute \(name) of \(path)") { type, buf in
+                    H5Aread(a, type, buf)
+                }[0]
             }
             let size = H5Tget_size(ft)
             guard size > 0, size <= HDF5Limits.maxStringBytes else {

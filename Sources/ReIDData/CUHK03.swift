@@ -1,27 +1,25 @@
-import CHDF5
 import Foundation
 import HDF5Kit
 
 // MARK: CUHK03 (cuhk-03.mat, MATLAB v7.3 = HDF5)
 
-/// Object-reference access to a MATLAB v7.3 file. Every call holds HDF5Kit's
-/// lock (the Debian HDF5 build is not thread-safe).
+/// Object-reference access to a MATLAB v7.3 file through HDF5Kit (which holds
+/// its lock around every call, refuses links and external storage, and checks
+/// sizes against the file before allocating).
 final class MatV73File: @unchecked Sendable {
     let path: String
-    private let fid: hid_t
+    private let file: HDF5File
 
     init(path: String) throws {
         self.path = path
-        let id = withHDF5Lock { H5Fopen(path, mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
-        guard id >= 0 else { throw DatasetError("\(path): not a readable MATLAB v7.3 (HDF5) file") }
-        fid = id
+        do { file = try HDF5File(openForReading: path) } catch {
+            throw DatasetError("\(path): not a readable MATLAB v7.3 (HDF5) file")
+        }
     }
-
-    deinit { _ = withHDF5Lock { H5Fclose(fid) } }
 
     /// A dataset's dims (HDF5 order, i.e. MATLAB's reversed), class and contents.
     enum Contents {
-        case references(dims: [Int], [hobj_ref_t])
+        case references(dims: [Int], [HDF5Reference])
         case numbers(dims: [Int], [Double])
         case bytes(dims: [Int], [UInt8])
     }
@@ -30,87 +28,40 @@ final class MatV73File: @unchecked Sendable {
     /// detected images' references, is far below).
     static let maxElements = 1 << 27
 
-    private func read(_ d: hid_t, what: String) throws -> Contents {
-        let space = H5Dget_space(d)
-        defer { H5Sclose(space) }
-        let rank = Int(H5Sget_simple_extent_ndims(space))
-        var hd = [hsize_t](repeating: 0, count: max(rank, 1))
-        H5Sget_simple_extent_dims(space, &hd, nil)
-        guard rank >= 0, rank <= 8 else { throw DatasetError("\(path): \(what) has a damaged dataspace") }
+    private func read(_ d: HDF5Dataset) throws -> Contents {
+        let dims = try d.shape()
+        guard dims.count <= 8 else { throw DatasetError("\(path): \(d.what) has a damaged dataspace") }
         // Sizes come from the file: checked before anything is allocated.
         var n = 1
-        let dims = try (rank == 0 ? [] : hd).map { x -> Int in
-            guard let v = Int(exactly: x), v <= Self.maxElements else { throw DatasetError("\(path): \(what) has a dimension of \(x)") }
+        for v in dims {
             let (p, overflow) = n.multipliedReportingOverflow(by: v)
-            guard !overflow, p <= Self.maxElements else { throw DatasetError("\(path): \(what) has dims \(hd): too large") }
+            guard !overflow, p <= Self.maxElements else { throw DatasetError("\(path): \(d.what) has dims \(dims): too large") }
             n = p
-            return v
         }
-        let type = H5Dget_type(d)
-        defer { H5Tclose(type) }
-        let cls = H5Tget_class(type)
-        if cls == H5T_REFERENCE {
-            var refs = [hobj_ref_t](repeating: 0, count: n)
-            guard H5Dread(d, mancs_h5t_std_ref_obj(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &refs) >= 0 else {
-                throw DatasetError("\(path): cannot read the references of \(what)")
-            }
-            return .references(dims: dims, refs)
+        switch try d.dataClass() {
+        case .objectReferences: return .references(dims: dims, try d.readReferences().references)
+        case .integer(bytes: 1): return .bytes(dims: dims, try d.read(as: UInt8.self).values)
+        case .integer, .float: return .numbers(dims: dims, try d.read(as: Double.self).values)
+        default: throw DatasetError("\(path): \(d.what) is neither numbers nor references")
         }
-        if cls == H5T_INTEGER && H5Tget_size(type) == 1 {
-            var bytes = [UInt8](repeating: 0, count: n)
-            guard H5Dread(d, mancs_h5t_native_uint8(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &bytes) >= 0 else {
-                throw DatasetError("\(path): cannot read \(what)")
-            }
-            return .bytes(dims: dims, bytes)
-        }
-        guard cls == H5T_INTEGER || cls == H5T_FLOAT else { throw DatasetError("\(path): \(what) is neither numbers nor references") }
-        var values = [Double](repeating: 0, count: n)
-        guard H5Dread(d, mancs_h5t_native_double(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &values) >= 0 else {
-            throw DatasetError("\(path): cannot read \(what)")
-        }
-        return .numbers(dims: dims, values)
     }
 
     /// The dataset at an absolute path.
     func dataset(_ name: String) throws -> Contents {
-        try withHDF5Lock {
-            guard H5Lexists(fid, name, mancs_h5p_default()) > 0 else {
-                throw DatasetError("\(path): no variable '\(name.dropFirst())' (expected a CUHK03 cuhk-03.mat)")
-            }
-            let d = H5Dopen2(fid, name, mancs_h5p_default())
-            guard d >= 0 else { throw DatasetError("\(path): '\(name)' is not a dataset") }
-            defer { H5Dclose(d) }
-            return try read(d, what: name)
+        guard file.root.exists(name) else {
+            throw DatasetError("\(path): no variable '\(name.dropFirst())' (expected a CUHK03 cuhk-03.mat)")
         }
+        return try read(try file.dataset(name))
     }
 
     /// The dataset an object reference points to.
-    func dereference(_ ref: hobj_ref_t, what: String) throws -> Contents {
-        try withHDF5Lock {
-            var r = ref
-            let d = H5Rdereference2(fid, mancs_h5p_default(), H5R_OBJECT, &r)
-            guard d >= 0 else { throw DatasetError("\(path): dangling reference in \(what)") }
-            defer { H5Oclose(d) }
-            guard H5Iget_type(d) == H5I_DATASET else { throw DatasetError("\(path): \(what) refers to a group, not an array") }
-            return try read(d, what: what)
-        }
+    func dereference(_ ref: HDF5Reference, what: String) throws -> Contents {
+        try read(file.dataset(ref, what: what))
     }
 
     /// Only the dims of the referenced dataset (cheap: no data read).
-    func dimensions(_ ref: hobj_ref_t, what: String) throws -> [Int] {
-        try withHDF5Lock {
-            var r = ref
-            let d = H5Rdereference2(fid, mancs_h5p_default(), H5R_OBJECT, &r)
-            guard d >= 0 else { throw DatasetError("\(path): dangling reference in \(what)") }
-            defer { H5Oclose(d) }
-            guard H5Iget_type(d) == H5I_DATASET else { return [] }
-            let space = H5Dget_space(d)
-            defer { H5Sclose(space) }
-            let rank = Int(H5Sget_simple_extent_ndims(space))
-            var hd = [hsize_t](repeating: 0, count: max(rank, 1))
-            H5Sget_simple_extent_dims(space, &hd, nil)
-            return rank == 0 ? [] : hd.map { Int($0) }
-        }
+    func dimensions(_ ref: HDF5Reference, what: String) throws -> [Int] {
+        try file.dataset(ref, what: what).shape()
     }
 }
 
@@ -119,7 +70,7 @@ final class MatV73File: @unchecked Sendable {
 final class CUHK03Store: RawImageStore, @unchecked Sendable {
     let file: MatV73File
     let kind: String
-    var refs: [hobj_ref_t] = []
+    var refs: [HDF5Reference] = []
     var names: [String] = []   // torchreid's names: campair_pid_view_imgid (1-based)
 
     init(file: MatV73File, kind: String) { self.file = file; self.kind = kind }

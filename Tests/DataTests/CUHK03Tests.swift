@@ -278,6 +278,54 @@ enum TestMatV5 {
         #expect(message(deep).contains("nested"), "\(message(deep))")
     }
 
+    /// Replaces the link `name` of a cuhk-03.mat by a [1, 1] cell whose one
+    /// reference has the given address (the lock held).
+    static func replaceByCell(_ f: hid_t, _ name: String, address: hobj_ref_t) {
+        precondition(H5Ldelete(f, name, mancs_h5p_default()) >= 0)
+        var dims: [hsize_t] = [1, 1], ref = address
+        let sp = H5Screate_simple(2, &dims, nil); defer { H5Sclose(sp) }
+        let d = H5Dcreate2(f, name, mancs_h5t_std_ref_obj(), sp, mancs_h5p_default(), mancs_h5p_default(), mancs_h5p_default())
+        precondition(d >= 0); defer { H5Dclose(d) }
+        precondition(H5Dwrite(d, mancs_h5t_std_ref_obj(), mancs_h5s_all(), mancs_h5s_all(), mancs_h5p_default(), &ref) >= 0)
+    }
+
+    @Test func hostileV73FilesGiveOneClearError() throws {
+        func message(_ root: String, detected: Bool, _ proto: CUHK03Protocol = .classic(split: 0)) -> String {
+            do { _ = try parseCUHK03(root: root, detected: detected, protocol: proto); return "no error" } catch { return "\(error)" }
+        }
+        let root = CUHK03Tests().makeRoot(withConfig: false)
+        let mat = root + "/cuhk03_release/cuhk-03.mat"
+        HostileHDF5.edit(mat) { f in
+            // labeled: an external link (the reader must not open another file).
+            precondition(H5Lmove(f, "/labeled", f, "/#refs#/labeled", mancs_h5p_default(), mancs_h5p_default()) >= 0)
+            HostileHDF5.externalLink(f, file: root + "/elsewhere.mat", object: "/labeled", "/labeled")
+            // detected: a cell of camera pairs whose one pair claims 10 x 10^7
+            // references and stores none (a reader trusting the dims allocates 800 MB).
+            var dims: [hsize_t] = [10, 10_000_000], chunk: [hsize_t] = [10, 1024]
+            let sp = H5Screate_simple(2, &dims, nil); defer { H5Sclose(sp) }
+            let dcpl = H5Pcreate(mancs_h5p_dataset_create()); defer { H5Pclose(dcpl) }
+            H5Pset_chunk(dcpl, 2, &chunk)
+            let d = H5Dcreate2(f, "/#refs#/huge", mancs_h5t_std_ref_obj(), sp, mancs_h5p_default(), dcpl, mancs_h5p_default())
+            precondition(d >= 0); H5Dclose(d)
+            var ref = hobj_ref_t()
+            precondition(H5Rcreate(&ref, f, "/#refs#/huge", H5R_OBJECT, -1) >= 0)
+            Self.replaceByCell(f, "/detected", address: ref)
+            // testsets: a reference far beyond the end of the file.
+            Self.replaceByCell(f, "/testsets", address: 1 << 40)
+        }
+        let labeled = message(root, detected: false)
+        #expect(labeled.contains(mat) && labeled.contains("/labeled is an external link"), "\(labeled)")
+        let detected = message(root, detected: true)
+        #expect(detected.contains(mat) && detected.contains("detected{1}") && detected.contains("holds no data"), "\(detected)")
+        // With labeled restored, the classic protocol reaches testsets.
+        HostileHDF5.edit(mat) { f in
+            precondition(H5Ldelete(f, "/labeled", mancs_h5p_default()) >= 0)
+            precondition(H5Lmove(f, "/#refs#/labeled", f, "/labeled", mancs_h5p_default(), mancs_h5p_default()) >= 0)
+        }
+        let testsets = message(root, detected: false)
+        #expect(testsets.contains(mat) && testsets.contains("outside the file"), "\(testsets)")
+    }
+
     @Test func inflationIsCapped() throws {
         // zlib.compress(bytes(5000)): 24 bytes that inflate to 5,000.
         let bomb = [UInt8](Data(base64Encoded: "eJztwTEBAAAAwqD1T20KP6AAAAAAgLcBE4gAAQ==")!)

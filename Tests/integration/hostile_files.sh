@@ -50,6 +50,15 @@ timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$WORK/format64.h5" > "$WORK/f
 check "inspect of a 64-string format attribute: exit 1, no crash (got $status)" test "$status" = 1
 check "the error names the attribute" grep -q "format" "$WORK/f.log"
 
+# 2b. A fuzzer's find: a variable-length string attribute whose global-heap
+# object claims 4 GiB (libhdf5 1.10.8's own reader copied past its buffers: a
+# segmentation fault in `mancs inspect`). One error line naming the file.
+bad="$(cd "$(dirname "$0")/../.." && pwd)/Tests/fuzz/regressions/hdf5/h5hg-read-vlen-attribute-segfault.h5"
+status=0
+timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$bad" > "$WORK/h.log" 2>&1 || status=$?
+check "inspect of a damaged global heap: exit 1, no crash (got $status)" test "$status" = 1
+check "one error line naming the file and the heap" bash -c "[ \$(wc -l < '$WORK/h.log') = 1 ] && grep -q 'h5hg-read-vlen-attribute-segfault.h5.*heap' '$WORK/h.log'"
+
 # 3. A fresh run in a directory trained further keeps the checkpoint it writes.
 rm "$ckpts/step-00000010.h5"
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --resume none --max-steps 2 > "$WORK/c.log" 2>&1 || { cat "$WORK/c.log"; fail "fresh run"; }
