@@ -41,7 +41,9 @@ swiftc_fuzz_target() {
         || { tail -n 20 "$bin/$name.swift-build.log" >&2; echo "FAIL: release build of $target" >&2; exit 1; }
     local rel; rel=$(swift build "${build[@]}" --show-bin-path)
     local objects=() c
-    for dep in "$@"; do objects+=("$rel/$dep.build/"*.o); done
+    # The objects of the target's current sources (a build folder may hold stale ones of renamed files).
+    local src
+    for dep in "$@"; do for src in Sources/"$dep"/*.swift; do objects+=("$rel/$dep.build/$(basename "$src").o"); done; done
     local cflags=() libs=()
     for c in CBLAS CMPI CHDF5 CTurboJPEG CZlib; do cflags+=(-Xcc -fmodule-map-file=Sources/$c/module.modulemap); done
     for pc in openblas ompi-c hdf5 libturbojpeg zlib; do
