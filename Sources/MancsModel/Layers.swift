@@ -95,9 +95,12 @@ struct Conv {
     let bias: Int?
     /// Flat offsets of this layer's parameters (weight, then bias).
     let range: Range<Int>
+    /// im2col + GEMM, or Winograd for eligible 3x3 convs (`MANCS_CONV_ALGORITHM`).
+    let algorithm: ConvAlgorithm
 
     init(_ layout: inout StoreLayout, _ name: String, _ shape: Conv2DShape, bias: Bool) {
         self.shape = shape
+        algorithm = ConvAlgorithm.chosen(for: shape)
         weight = layout.add("\(name).weight", [shape.outChannels, shape.inChannels, shape.kernel, shape.kernel])
         self.bias = bias ? layout.add("\(name).bias", [shape.outChannels]) : nil
         range = weight..<layout.count
@@ -114,7 +117,7 @@ struct Conv {
                  workspace: UnsafeMutablePointer<Float>) {
         t.timed(kind) {
             conv2DForward(at(n), input: input, weight: t.values + weight, bias: bias.map { UnsafePointer(t.values + $0) },
-                          output: output, workspace: workspace)
+                          output: output, workspace: workspace, algorithm: algorithm)
         }
     }
 
@@ -122,7 +125,8 @@ struct Conv {
                   gradInput: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>) {
         t.timed(kind) {
             conv2DBackward(at(n), input: input, weight: t.values + weight, gradOutput: gradOutput, gradInput: gradInput,
-                           gradWeight: t.grads + weight, gradBias: bias.map { t.grads + $0 }, workspace: workspace)
+                           gradWeight: t.grads + weight, gradBias: bias.map { t.grads + $0 }, workspace: workspace,
+                           algorithm: algorithm)
         }
     }
 }
