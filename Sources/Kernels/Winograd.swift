@@ -47,14 +47,26 @@ public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// The `MANCS_CONV_ALGORITHM` values.
     public enum Policy: String, Sendable, CaseIterable { case gemm, winograd, auto }
 
-    /// `MANCS_CONV_ALGORITHM`, read once; an unknown value stops with a message naming it.
-    public static let policy: Policy = {
+    /// `MANCS_CONV_ALGORITHM` (unset or empty: `auto`); throws on any other value.
+    public static func policyFromEnvironment() throws -> Policy {
         guard let raw = ProcessInfo.processInfo.environment["MANCS_CONV_ALGORITHM"], !raw.isEmpty else { return .auto }
-        guard let p = Policy(rawValue: raw.lowercased()) else {
-            fatalError("MANCS_CONV_ALGORITHM=\(raw): expected one of gemm, winograd, auto")
-        }
+        guard let p = Policy(rawValue: raw.lowercased()) else { throw ConvAlgorithmError(value: raw) }
         return p
+    }
+
+    /// `policyFromEnvironment()`, read once. `MancsNetwork` checks it first, so a bad
+    /// value is a readable error there rather than a stop here.
+    public static let policy: Policy = {
+        do { return try policyFromEnvironment() } catch { fatalError("\(error)") }
     }()
+}
+
+/// An unknown `MANCS_CONV_ALGORITHM` value.
+public struct ConvAlgorithmError: Error, CustomStringConvertible {
+    public let value: String
+    public var description: String {
+        "MANCS_CONV_ALGORITHM=\(value): expected one of \(ConvAlgorithm.Policy.allCases.map(\.rawValue).joined(separator: ", "))"
+    }
 }
 
 extension Conv2DShape {
@@ -69,14 +81,22 @@ extension Conv2DShape {
     public var tilesHigh: Int { (outHeight + 1) / 2 }
     public var tilesWide: Int { (outWidth + 1) / 2 }
 
-    /// Images per Winograd chunk: enough for `winogradMinimumTiles` GEMM rows, at most the batch.
+    /// Images per Winograd chunk: as many as keep the 17 tile slots within
+    /// `winogradSlotBudget` floats (fewer, larger GEMMs: each of the 16 per chunk
+    /// is one handoff between the threads), but at least `winogradMinimumTiles`
+    /// GEMM rows; at least one image, at most the batch.
     public var winogradImagesPerChunk: Int {
         let perImage = max(1, tilesHigh * tilesWide)
-        return max(1, min(batch, (Conv2DShape.winogradMinimumTiles + perImage - 1) / perImage))
+        let byBudget = Conv2DShape.winogradSlotBudget / (17 * perImage * max(inChannels, outChannels))
+        let forRows = (Conv2DShape.winogradMinimumTiles + perImage - 1) / perImage
+        return max(1, min(batch, max(byBudget, forRows)))
     }
 
     /// Fewest tiles (GEMM rows) per Winograd chunk.
     static let winogradMinimumTiles = 256
+    /// Floats the tile slots of a chunk aim to stay under (8 MiB): what 256 tiles of
+    /// 512 channels need, so narrower layers get more tiles for the same memory.
+    static let winogradSlotBudget = 1 << 21
 
     /// Floats of workspace one Winograd pass over `images` images needs: a row of
     /// zeros (the padding), the transformed filter [16, Cout, Cin], and 17 slots of

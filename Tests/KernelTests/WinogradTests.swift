@@ -189,8 +189,46 @@ func winogradTiming() {
             } } }
             outputs.append(y + gX)
             line += " \(algorithm.rawValue) forward \(String(format: "%.1f", best.0)) ms, input gradient \(String(format: "%.1f", best.1)) ms;"
+            if algorithm == .winograd {
+                // The forward's 16 GEMMs per chunk alone: the rest is the transforms.
+                var gemmOnly = Double.infinity
+                withScratch(s.workspaceCount(.winograd)) { ws in
+                    ws.update(repeating: 0.01, count: s.workspaceCount(.winograd))
+                    let chunk = s.winogradImagesPerChunk, c = s.inChannels
+                    let slot = chunk * s.tilesHigh * s.tilesWide * c
+                    for _ in 0..<4 {
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        var n0 = 0
+                        while n0 < s.batch {
+                            let tiles = min(chunk, s.batch - n0) * s.tilesHigh * s.tilesWide
+                            for p in 0..<16 {
+                                sgemm(transA: false, transB: true, m: tiles, n: c, k: c, alpha: 1, a: ws + c + 16 * c * c + (p + 1) * slot,
+                                      lda: c, b: ws + c + p * c * c, ldb: c, beta: 0, c: ws + c + 16 * c * c + p * slot, ldc: c)
+                            }
+                            n0 += chunk
+                        }
+                        gemmOnly = min(gemmOnly, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6)
+                    }
+                }
+                line += " (forward GEMMs alone \(String(format: "%.1f", gemmOnly)) ms)"
+            }
         }
         print(line)
         #expect(relativeWorst(outputs[1], outputs[0]) < 1e-4)
     }
+}
+
+@Test("MANCS_CONV_ALGORITHM: unset or empty is auto, names any case, anything else a readable error")
+func convAlgorithmEnvironment() throws {
+    let saved = ProcessInfo.processInfo.environment["MANCS_CONV_ALGORITHM"]
+    defer { if let saved { setenv("MANCS_CONV_ALGORITHM", saved, 1) } else { unsetenv("MANCS_CONV_ALGORITHM") } }
+    unsetenv("MANCS_CONV_ALGORITHM")
+    #expect(try ConvAlgorithm.policyFromEnvironment() == .auto)
+    for (value, expected) in [("", ConvAlgorithm.Policy.auto), ("gemm", .gemm), ("Winograd", .winograd), ("auto", .auto)] {
+        setenv("MANCS_CONV_ALGORITHM", value, 1)
+        #expect(try ConvAlgorithm.policyFromEnvironment() == expected, "\(value)")
+    }
+    setenv("MANCS_CONV_ALGORITHM", "fast", 1)
+    #expect(throws: ConvAlgorithmError.self) { try ConvAlgorithm.policyFromEnvironment() }
+    #expect("\(ConvAlgorithmError(value: "fast"))" == "MANCS_CONV_ALGORITHM=fast: expected one of gemm, winograd, auto")
 }
