@@ -81,13 +81,13 @@ extension Conv2DShape {
     public var tilesHigh: Int { (outHeight + 1) / 2 }
     public var tilesWide: Int { (outWidth + 1) / 2 }
 
-    /// Images per Winograd chunk: as many as keep the 17 tile slots within
+    /// Images per Winograd chunk: as many as keep the tile slots within
     /// `winogradSlotBudget` floats (fewer, larger GEMMs: each of the 16 per chunk
     /// is one handoff between the threads), but at least `winogradMinimumTiles`
     /// GEMM rows; at least one image, at most the batch.
     public var winogradImagesPerChunk: Int {
         let perImage = max(1, tilesHigh * tilesWide)
-        let byBudget = Conv2DShape.winogradSlotBudget / (17 * perImage * max(inChannels, outChannels))
+        let byBudget = Conv2DShape.winogradSlotBudget / (winogradSlotCount * perImage * max(inChannels, outChannels))
         let forRows = (Conv2DShape.winogradMinimumTiles + perImage - 1) / perImage
         return max(1, min(batch, max(byBudget, forRows)))
     }
@@ -99,13 +99,15 @@ extension Conv2DShape {
     static let winogradSlotBudget = 1 << 21
 
     /// Floats of workspace one Winograd pass over `images` images needs: a row of
-    /// zeros (the padding), the transformed filter [16, Cout, Cin], and 17 slots of
-    /// tiles x max(Cin, Cout): V_p sits in slot p + 1 and M_p is written to slot p,
-    /// whose V was consumed by the previous point's GEMM.
+    /// zeros (the padding), the transformed filter [16, Cout, Cin], and
+    /// `winogradSlotCount` slots of tiles x max(Cin, Cout) (see `winogradConv3x3`).
     func winogradPassCount(images: Int) -> Int {
         let tiles = images * tilesHigh * tilesWide
-        return inChannels + 16 * inChannels * outChannels + 17 * tiles * max(inChannels, outChannels)
+        return inChannels + 16 * inChannels * outChannels + winogradSlotCount * tiles * max(inChannels, outChannels)
     }
+
+    /// Tile slots: one per transform point, plus one spare per thread that runs points.
+    var winogradSlotCount: Int { 16 + winogradMaximumPointParts }
 
     /// Floats of one Winograd GEMM operand or result at most (`mancs bench`'s GEMM replay).
     public var winogradReplayFloats: Int {
@@ -151,23 +153,46 @@ func winogradConv3x3(
     let tilesPerImage = s.tilesHigh * s.tilesWide
     let slot = max(cin, cout) * chunk * tilesPerImage
     let imageIn = s.inHeight * s.inWidth * cin, imageOut = s.outHeight * s.outWidth * cout
+    // The 16 GEMMs are split over the threads by points, each a single-threaded GEMM
+    // (one handoff per chunk instead of one per GEMM), up to `winogradMaximumPointParts`
+    // threads; with more, each GEMM is split by `sgemm` instead. The slots form one ring
+    // per part: part q's points p read V_p from slot p + q + 1 and write M_p to slot
+    // p + q, which held its previous point's V (or is the part's spare slot), so a
+    // part never overwrites a V that it or another part has still to read.
+    let pointParts = (2...winogradMaximumPointParts).contains(computeThreads) ? computeThreads : 1
+    let partOf = (0..<16).map { p in (0..<pointParts).first { partRange(16, part: $0, parts: pointParts).contains(p) }! }
     var n0 = 0
     while n0 < s.batch {
         let images = min(chunk, s.batch - n0)
         let tiles = images * tilesPerImage
-        winogradInputTransform(s, images: images, input: input + n0 * imageIn, zeros: zeros,
-                               into: slots + slot, pointStride: slot)
-        for p in 0..<16 {
+        winogradInputTransform(s, images: images, input: input + n0 * imageIn, zeros: zeros, into: slots,
+                               pointSlot: { p in (p + partOf[p] + 1) * slot })
+        func gemm(_ p: Int, split: Bool) {
             // U_p is [Cout, Cin] forward; flipped, the filter transform leaves it [Cin, Cout].
-            sgemm(transA: false, transB: !flipped, m: tiles, n: cout, k: cin,
-                  alpha: 1, a: slots + (p + 1) * slot, lda: cin, b: u + p * cin * cout, ldb: flipped ? cout : cin,
-                  beta: 0, c: slots + p * slot, ldc: cout)
+            let a = slots + (p + partOf[p] + 1) * slot, b = u + p * cin * cout, c = slots + (p + partOf[p]) * slot
+            if split {
+                sgemm(transA: false, transB: !flipped, m: tiles, n: cout, k: cin, alpha: 1, a: a, lda: cin,
+                      b: b, ldb: flipped ? cout : cin, beta: 0, c: c, ldc: cout)
+            } else {
+                blasSgemm(false, !flipped, tiles, cout, cin, 1, a, cin, b, flipped ? cout : cin, 0, c, cout)
+            }
         }
-        winogradOutputTransform(s, images: images, from: slots, pointStride: slot, bias: bias,
+        if pointParts == 1 {
+            for p in 0..<16 { gemm(p, split: true) }
+        } else {
+            forEachPart(work: 16 * tiles * cin * cout) { part, parts in
+                // parts is 1 when the pool is busy: then one thread runs every point, in order.
+                for p in parts == pointParts ? partRange(16, part: part, parts: parts) : 0..<16 { gemm(p, split: false) }
+            }
+        }
+        winogradOutputTransform(s, images: images, from: slots, pointSlot: { p in (p + partOf[p]) * slot }, bias: bias,
                                 output: output + n0 * imageOut)
         n0 += images
     }
 }
+
+/// Most threads the 16 Winograd GEMMs of a chunk are split over by points.
+let winogradMaximumPointParts = 4
 
 // MARK: Transforms
 
@@ -246,9 +271,10 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
 
 /// V[p, t, c] = (B^T d B)[p] for each 2x2 output tile t of `images` images, d the
 /// 4x4 input patch at (2ty - 1, 2tx - 1) (out-of-image pixels read `zeros`).
-/// V_p starts at into + p * pointStride, rows of C.
+/// V_p starts at into + pointSlot(p), rows of C.
 func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<Float>, zeros: UnsafePointer<Float>,
-                            into v: UnsafeMutablePointer<Float>, pointStride: Int) {
+                            into v: UnsafeMutablePointer<Float>, pointSlot: (Int) -> Int) {
+    let at = (0..<16).map { v + pointSlot($0) }
     let H = s.inHeight, W = s.inWidth, c = s.inChannels
     let th = s.tilesHigh, tw = s.tilesWide
     parallelRanges(images * th * tw, workPerItem: 64 * c, align: 1) { tiles in
@@ -261,10 +287,9 @@ func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<
                         rows[i * 4 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : zeros
                     }
                 }
-                let out = v + t * c
                 var c0 = 0
                 while c0 < c {
-                    let cnt = min(8, c - c0)
+                    let cnt = min(8, c - c0), offset = t * c + c0
                     @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { load(rows[i * 4 + j] + c0, cnt) }
                     // r = B^T d, column by column; then each row of r times B.
                     let (r00, r10, r20, r30) = bt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
@@ -273,11 +298,10 @@ func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<
                     let (r03, r13, r23, r33) = bt(d(0, 3), d(1, 3), d(2, 3), d(3, 3))
                     @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ e: SIMD8<Float>, _ f: SIMD8<Float>) {
                         let (x0, x1, x2, x3) = bt(a, b, e, f)
-                        let at = out + c0 + (i * 4) * pointStride
-                        store(x0, at, cnt)
-                        store(x1, at + pointStride, cnt)
-                        store(x2, at + 2 * pointStride, cnt)
-                        store(x3, at + 3 * pointStride, cnt)
+                        store(x0, at[i * 4] + offset, cnt)
+                        store(x1, at[i * 4 + 1] + offset, cnt)
+                        store(x2, at[i * 4 + 2] + offset, cnt)
+                        store(x3, at[i * 4 + 3] + offset, cnt)
                     }
                     row(0, r00, r01, r02, r03)
                     row(1, r10, r11, r12, r13)
@@ -291,9 +315,10 @@ func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<
 }
 
 /// Output tile t = A^T M A (+ bias), with M[p] the row t of M_p (M_p starts at
-/// from + p * pointStride, rows of Cout); the parts of a 2x2 tile outside the map are dropped.
-func winogradOutputTransform(_ s: Conv2DShape, images: Int, from m: UnsafePointer<Float>, pointStride: Int,
+/// from + pointSlot(p), rows of Cout); the parts of a 2x2 tile outside the map are dropped.
+func winogradOutputTransform(_ s: Conv2DShape, images: Int, from m: UnsafePointer<Float>, pointSlot: (Int) -> Int,
                              bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let at = (0..<16).map { m + pointSlot($0) }
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
     let th = s.tilesHigh, tw = s.tilesWide
     parallelRanges(images * th * tw, workPerItem: 64 * k, align: 1) { tiles in
@@ -301,11 +326,10 @@ func winogradOutputTransform(_ s: Conv2DShape, images: Int, from m: UnsafePointe
             let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
             let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
             let out = output + ((n * oh + 2 * ty) * ow + 2 * tx) * k
-            let src = m + t * k
             var c0 = 0
             while c0 < k {
                 let cnt = min(8, k - c0)
-                @inline(__always) func mp(_ i: Int, _ j: Int) -> SIMD8<Float> { load(src + (i * 4 + j) * pointStride + c0, cnt) }
+                @inline(__always) func mp(_ i: Int, _ j: Int) -> SIMD8<Float> { load(at[i * 4 + j] + (t * k + c0), cnt) }
                 // r = A^T M (2 x 4), column by column; then each row of r times A.
                 let (r00, r10) = at2(mp(0, 0), mp(1, 0), mp(2, 0), mp(3, 0))
                 let (r01, r11) = at2(mp(0, 1), mp(1, 1), mp(2, 1), mp(3, 1))
