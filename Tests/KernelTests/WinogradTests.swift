@@ -118,17 +118,19 @@ func winogradPublicEntryPoints() {
     }
 }
 
-@Test("algorithm choice: Winograd only for 3x3/1 pad 1; gemm policy turns it off; auto by channels")
+@Test("algorithm choice: Winograd only for 3x3/1 pad 1; gemm policy turns it off; auto from 64 channels")
 func winogradChoice() {
     let eligible = Conv2DShape(batch: 64, inHeight: 16, inWidth: 8, inChannels: 256, outChannels: 256, kernel: 3, stride: 1, padding: 1)
     var strided = eligible; strided.stride = 2
     var pointwise = eligible; pointwise.kernel = 1; pointwise.padding = 0
-    var narrow = eligible; narrow.inChannels = 64; narrow.outChannels = 64
+    var narrow = eligible; narrow.inChannels = 32; narrow.outChannels = 64
+    var stage1 = eligible; stage1.inChannels = 64; stage1.outChannels = 64
     #expect(ConvAlgorithm.chosen(for: eligible, policy: .winograd) == .winograd)
     #expect(ConvAlgorithm.chosen(for: eligible, policy: .gemm) == .gemm)
     #expect(ConvAlgorithm.chosen(for: eligible, policy: .auto) == .winograd)
     #expect(ConvAlgorithm.chosen(for: narrow, policy: .winograd) == .winograd)
     #expect(ConvAlgorithm.chosen(for: narrow, policy: .auto) == .gemm)
+    #expect(ConvAlgorithm.chosen(for: stage1, policy: .auto) == .winograd)
     for s in [strided, pointwise] {
         for policy in ConvAlgorithm.Policy.allCases { #expect(ConvAlgorithm.chosen(for: s, policy: policy) == .gemm) }
         #expect(s.workspaceCount(.winograd) == s.workspaceCount)
