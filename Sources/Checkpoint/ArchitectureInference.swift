@@ -9,40 +9,57 @@ extension Checkpoint {
     /// base width from `backbone.conv1.weight`, blocks from `backbone.layer<s>.<i>.*`,
     /// attention stages and reduction from `attention.layer<s>.conv1.weight`,
     /// embedding dim, cls hidden width and classes from the heads.
+    /// A safetensors file (`isSafetensors`) gets its architecture the same way,
+    /// from its `__metadata__` and its tensors.
     public static func inferConfig(_ url: URL) throws -> MancsConfig {
+        if isSafetensors(url.path) { return try inferConfig(safetensors: readSafetensors(url)) }
         let file = try openWeights(url.path)
         defer { file.close() }
         let root = file.root
         let model = try root.group("model")
-        let names = try model.members()
-        func shape(_ n: String) throws -> [Int] {
-            guard names.contains(n) else { throw CheckpointError("\(url.path): /model/\(n) is missing: cannot infer the architecture") }
-            return try model.shape(n)
+        var c = try inferConfig(tensorNames: try model.members(), shape: { try model.shape($0) }, source: url.path, prefix: "/model/")
+        if root.hasAttribute("config") { try applySettings(try root.stringAttribute("config"), to: &c, path: url.path) }
+        do { try c.validate() } catch { throw CheckpointError("\(url.path): \(error)") }
+        return c
+    }
+
+    /// The architecture implied by tensor names and shapes alone (the one
+    /// inference for HDF5 and safetensors files). Block indices are bounded, as
+    /// the names come from an untrusted file; the last stride and the input size
+    /// leave no trace in the shapes and keep their defaults.
+    static func inferConfig(tensorNames names: [String], shape read: (String) throws -> [Int], source: String,
+                            prefix: String) throws -> MancsConfig {
+        let present = Set(names)
+        func shape(_ n: String, rank: Int) throws -> [Int] {
+            guard present.contains(n) else { throw CheckpointError("\(source): \(prefix)\(n) is missing: cannot infer the architecture") }
+            let s = try read(n)
+            guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
+                throw CheckpointError("\(source): \(prefix)\(n) has shape \(s): cannot infer the architecture")
+            }
+            return s
         }
         var c = MancsConfig()
-        c.baseWidth = try shape("backbone.conv1.weight")[0]
+        c.baseWidth = try shape("backbone.conv1.weight", rank: 4)[0]
         c.blocks = try (1...4).map { s in
-            let prefix = "backbone.layer\(s)."
-            let indices = Set(names.filter { $0.hasPrefix(prefix) }.compactMap { Int($0.dropFirst(prefix.count).split(separator: ".").first ?? "") })
+            let stage = "backbone.layer\(s)."
+            let indices = Set(names.filter { $0.hasPrefix(stage) }.compactMap { Int($0.dropFirst(stage.count).split(separator: ".").first ?? "") })
             if let absurd = indices.first(where: { !(0..<64).contains($0) }) {
-                throw CheckpointError("\(url.path): /model/backbone.layer\(s).\(absurd).*: block index out of range (at most 64 blocks per stage)")
+                throw CheckpointError("\(source): \(prefix)backbone.layer\(s).\(absurd).*: block index out of range (at most 64 blocks per stage)")
             }
-            guard let top = indices.max() else { throw CheckpointError("\(url.path): no tensors of backbone.layer\(s): cannot infer the architecture") }
+            guard let top = indices.max() else { throw CheckpointError("\(source): no tensors of backbone.layer\(s): cannot infer the architecture") }
             return top + 1
         }
-        c.attentionStages = (1...4).filter { names.contains("attention.layer\($0).conv1.weight") }
+        c.attentionStages = (1...4).filter { present.contains("attention.layer\($0).conv1.weight") }
         if let s = c.attentionStages.first {
-            let w = try shape("attention.layer\(s).conv1.weight")  // [C/r, C, 1, 1]
-            c.reduction = w[1] / max(w[0], 1)
+            let w = try shape("attention.layer\(s).conv1.weight", rank: 4)  // [C/r, C, 1, 1]
+            c.reduction = w[1] / w[0]
         }
-        let rank = try shape("heads.rank.fc.weight")  // [E, D]
-        let hidden = try shape("heads.cls.fc.weight")  // [H, D]
-        let classes = try shape("heads.cls.classifier.weight")  // [classes, H]
+        let rank = try shape("heads.rank.fc.weight", rank: 2)  // [E, D]
+        let hidden = try shape("heads.cls.fc.weight", rank: 2)  // [H, D]
+        let classes = try shape("heads.cls.classifier.weight", rank: 2)  // [classes, H]
         c.numClasses = classes[0]
         c.embeddingDim = rank[0] == c.featureDim ? 0 : rank[0]
         c.clsHidden = hidden[0] == c.featureDim ? 0 : hidden[0]
-        if root.hasAttribute("config") { try applySettings(try root.stringAttribute("config"), to: &c, path: url.path) }
-        do { try c.validate() } catch { throw CheckpointError("\(url.path): \(error)") }
         return c
     }
 

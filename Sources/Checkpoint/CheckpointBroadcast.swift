@@ -4,24 +4,13 @@ import Foundation
 import MancsModel
 
 /// Collective helpers for the trainer: rank 0 touches the file system, every
-/// rank ends with the same values. A failure on rank 0 is sent to every rank
-/// and thrown there too, so all ranks stop with the same one-line error.
+/// rank ends with the same values (`Communicator.onRootThenShare`): a failure
+/// on rank 0 is thrown on every rank, so all stop with the same one-line error.
 extension Checkpoint {
-    /// Runs `body` on rank 0 and broadcasts its result (or its error) to every rank.
-    static func onRootThenShare(_ comm: Communicator, _ body: () throws -> Data) throws -> Data {
-        var status = Data(), payload = Data()
-        if comm.isRoot {
-            do { payload = try body() } catch { status = Data("\(error)".utf8) }
-        }
-        status = try comm.broadcast(data: status)
-        if !status.isEmpty { throw CheckpointError(String(decoding: status, as: UTF8.self)) }
-        return try comm.broadcast(data: payload)
-    }
-
     /// `--resume auto`: rank 0 looks for the newest valid checkpoint in
     /// `RUN_DIR/checkpoints`; every rank gets its path (nil: start fresh) and rank 0's warnings.
     public static func latestValidCheckpoint(runDirectory: URL, comm: Communicator) throws -> (url: URL?, warnings: [String]) {
-        let shared = try onRootThenShare(comm) {
+        let shared = try comm.onRootThenShare {
             let (url, warnings) = latestValidCheckpoint(in: directory(runDirectory: runDirectory))
             return try JSONEncoder().encode([url?.path ?? ""] + warnings)
         }
@@ -31,7 +20,7 @@ extension Checkpoint {
 
     /// Rank 0 reads a checkpoint's `config` attribute ("{}" when absent); every rank gets it.
     public static func storedConfig(_ url: URL, comm: Communicator) throws -> String {
-        let shared = try onRootThenShare(comm) {
+        let shared = try comm.onRootThenShare {
             let file = try openWeights(url.path)
             defer { file.close() }
             return Data((file.root.hasAttribute("config") ? try file.root.stringAttribute("config") : "{}").utf8)
@@ -43,7 +32,7 @@ extension Checkpoint {
     /// buffers, Adam moments and training state.
     public static func loadAndBroadcast(_ url: URL, comm: Communicator, parameters: ParameterStore,
                                         buffers: ParameterStore, adam: AdamMoments) throws -> Loaded {
-        let shared = try onRootThenShare(comm) {
+        let shared = try comm.onRootThenShare {
             let loaded = try load(url, parameters: parameters, buffers: buffers, adam: adam)
             return try JSONEncoder().encode(SharedHeader(state: loaded.state, adamStep: loaded.adamStep, path: loaded.path))
         }
@@ -60,7 +49,7 @@ extension Checkpoint {
     @discardableResult
     public static func loadWeightsAndBroadcast(_ url: URL, comm: Communicator, parameters: ParameterStore,
                                                buffers: ParameterStore) throws -> String? {
-        let shared = try onRootThenShare(comm) {
+        let shared = try comm.onRootThenShare {
             Data((try loadWeights(url, parameters: parameters, buffers: buffers) ?? "").utf8)
         }
         try broadcastWeights(comm: comm, parameters: parameters, buffers: buffers)
@@ -78,7 +67,7 @@ extension Checkpoint {
     public static func saveOnRoot(comm: Communicator, parameters: ParameterStore, buffers: ParameterStore,
                                   adam: AdamMoments, state: TrainingState, runDirectory: URL,
                                   retention: CheckpointRetention = CheckpointRetention()) throws -> URL {
-        let shared = try onRootThenShare(comm) {
+        let shared = try comm.onRootThenShare {
             Data(try save(parameters: parameters, buffers: buffers, adam: adam, state: state,
                           runDirectory: runDirectory, retention: retention).path.utf8)
         }

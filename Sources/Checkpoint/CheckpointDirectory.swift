@@ -66,13 +66,20 @@ extension Checkpoint {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         removeStaleTemporaries(in: dir)
         let final = dir.appendingPathComponent(fileName(step: state.globalStep))
-        try replaceAtomically(final, temporaryName: ".\(fileName(step: state.globalStep)).tmp-\(getpid())",
-            write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
-            verify: { _ = try verify(URL(fileURLWithPath: $0)) })
+        try save(to: final, parameters: parameters, buffers: buffers, adam: adam, state: state)
         let files = checkpointFiles(in: dir)
         let victims = Set(retention.victims(existing: files.map(\.step), justWritten: state.globalStep))
         for old in files where victims.contains(old.step) { try? FileManager.default.removeItem(at: old.url) }
         return final
+    }
+
+    /// Rank 0 only. Writes a complete checkpoint to `final` (e.g. RUN_DIR/best.h5)
+    /// through `HDF5File.replaceAtomically`, verified by reading it back: a failure
+    /// leaves the previous file untouched.
+    public static func save(to final: URL, parameters: ParameterStore, buffers: ParameterStore, adam: AdamMoments,
+                            state: TrainingState) throws {
+        try HDF5File.replaceAtomically(final, write: { try write(to: $0, parameters: parameters, buffers: buffers, adam: adam, state: state) },
+                                       verify: { _ = try verify(URL(fileURLWithPath: $0)) })
     }
 
     /// Temporaries left by a save that was killed (only rank 0 writes here).
@@ -81,35 +88,6 @@ extension Checkpoint {
         for n in names where n.hasPrefix(".step-") && n.contains(".h5.tmp-") {
             try? FileManager.default.removeItem(at: dir.appendingPathComponent(n))
         }
-    }
-
-    /// Writes `final` so that it is never seen half-written and a failure (a
-    /// full disk, a damaged write) leaves the previous file untouched: `write`
-    /// fills a temporary beside it, which is fsynced, checked by `verify`
-    /// (reading it back), renamed into place; then the directory is fsynced.
-    public static func replaceAtomically(_ final: URL, temporaryName: String? = nil,
-                                         write: (String) throws -> Void, verify: (String) throws -> Void) throws {
-        let dir = final.deletingLastPathComponent()
-        let temp = dir.appendingPathComponent(temporaryName ?? ".\(final.lastPathComponent).tmp-\(getpid())")
-        do {
-            try write(temp.path)
-            try fsyncPath(temp.path, directory: false)
-            try verify(temp.path)
-            guard rename(temp.path, final.path) == 0 else {
-                throw CheckpointError("\(final.path): cannot rename the new file into place: \(String(cString: strerror(errno)))")
-            }
-            try fsyncPath(dir.path, directory: true)
-        } catch {
-            try? FileManager.default.removeItem(at: temp)
-            throw error
-        }
-    }
-
-    static func fsyncPath(_ path: String, directory: Bool) throws {
-        let fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError("\(path): cannot open to fsync: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw CheckpointError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
     }
 
     // MARK: Verification
@@ -121,39 +99,39 @@ extension Checkpoint {
         let file = try openWeights(path)
         defer { file.close() }
         let root = file.root
-        var s = CheckpointSummary(path: path, format: nil, version: nil, globalStep: nil, epoch: nil, worldSize: nil,
-                                  seed: nil, config: nil, parameterTensors: 0, parameterCount: 0, bufferTensors: 0,
-                                  bufferCount: 0, adamStep: nil, hasState: root.exists("state"), datasetsVerified: 0,
-                                  fileBytes: ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0)
+        var summary = CheckpointSummary(path: path, format: nil, version: nil, globalStep: nil, epoch: nil, worldSize: nil,
+                                        seed: nil, config: nil, parameterTensors: 0, parameterCount: 0, bufferTensors: 0,
+                                        bufferCount: 0, adamStep: nil, hasState: root.exists("state"), datasetsVerified: 0,
+                                        fileBytes: ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0)
         if root.hasAttribute("format") {
-            s.format = try root.stringAttribute("format")
-            s.version = try root.attribute("version", as: Int64.self).first
-            s.globalStep = try root.attribute("global_step", as: Int64.self).first
-            s.epoch = try root.attribute("epoch", as: Int64.self).first
-            s.worldSize = try root.attribute("world_size", as: Int64.self).first
-            s.seed = try root.attribute("seed", as: Int64.self).first.map { UInt64(bitPattern: $0) }
+            summary.format = try root.stringAttribute("format")
+            summary.version = try root.attribute("version", as: Int64.self).first
+            summary.globalStep = try root.attribute("global_step", as: Int64.self).first
+            summary.epoch = try root.attribute("epoch", as: Int64.self).first
+            summary.worldSize = try root.attribute("world_size", as: Int64.self).first
+            summary.seed = try root.attribute("seed", as: Int64.self).first.map { UInt64(bitPattern: $0) }
         }
-        if root.hasAttribute("config") { s.config = try root.stringAttribute("config") }
+        if root.hasAttribute("config") { summary.config = try root.stringAttribute("config") }
         if root.exists("optimizer"), try root.group("optimizer").hasAttribute("step") {
-            s.adamStep = try root.group("optimizer").attribute("step", as: Int64.self).first
+            summary.adamStep = try root.group("optimizer").attribute("step", as: Int64.self).first
         }
         // The walk refuses link cycles and links or storage in other files.
         func visit(_ g: HDF5Group, _ name: String) throws {
             let (values, _) = try g.read(name, as: Double.self)
-            s.datasetsVerified += 1
-            if g.path == "/model" { s.parameterTensors += 1; s.parameterCount += values.count }
-            if g.path == "/buffers" { s.bufferTensors += 1; s.bufferCount += values.count }
+            summary.datasetsVerified += 1
+            if g.path == "/model" { summary.parameterTensors += 1; summary.parameterCount += values.count }
+            if g.path == "/buffers" { summary.bufferTensors += 1; summary.bufferCount += values.count }
         }
         do { try root.walkDatasets(visit) } catch let e as HDF5Error {
             throw CheckpointError(e.message)  // already names the file and the dataset
         }
-        if s.format != nil {
+        if summary.format != nil {
             for required in ["model", "buffers", "optimizer/exp_avg", "optimizer/exp_avg_sq", "state/sampler", "state/rng"]
             where !root.exists(required) {
                 throw CheckpointError("\(path): incomplete checkpoint: /\(required) is missing")
             }
         }
-        return s
+        return summary
     }
 
     /// For `--resume auto`: the newest checkpoint of `dir` that opens and verifies.
@@ -162,9 +140,9 @@ extension Checkpoint {
         var warnings: [String] = []
         for candidate in checkpointFiles(in: dir).reversed() {
             do {
-                let s = try verify(candidate.url)
-                guard s.format == formatName, s.globalStep == candidate.step else {
-                    warnings.append("skipping \(candidate.url.path): its global_step \(s.globalStep.map(String.init) ?? "none") does not match its name")
+                let summary = try verify(candidate.url)
+                guard summary.format == formatName, summary.globalStep == candidate.step else {
+                    warnings.append("skipping \(candidate.url.path): its global_step \(summary.globalStep.map(String.init) ?? "none") does not match its name")
                     continue
                 }
                 return (candidate.url, warnings)

@@ -10,8 +10,9 @@ import MancsModel
 ///     /model/<name>     float32 parameters, PyTorch names and layouts (conv OIHW)
 ///     /buffers/<name>   float32 BatchNorm running statistics
 ///     /optimizer        attr step; exp_avg/<name>, exp_avg_sq/<name> (as their parameter)
-///     /state            attr json; sampler [epoch, batch_in_epoch] int64, rng int64
-///                       (UInt64 bit patterns), extra/<name> int64
+///     /state            attrs best_map, best_step (once evaluated); sampler
+///                       [epoch, batch_in_epoch] int64; rng int64 [0] (kept empty: the
+///                       trainer's random streams are functions of seed, step and shard)
 ///
 /// Every dataset carries HDF5's Fletcher32 checksum, so reading it detects damage.
 public enum Checkpoint {
@@ -64,12 +65,12 @@ public enum Checkpoint {
         }
 
         let st = try root.createGroup("state")
-        try st.setAttribute("json", string: state.json)
-        try st.write("sampler", [state.epoch, state.batchInEpoch], shape: [2], checksum: true)
-        try st.write("rng", state.rngState.map { Int64(bitPattern: $0) }, shape: [state.rngState.count], checksum: true)
-        for (name, values) in state.extra.sorted(by: { $0.key < $1.key }) {
-            try st.write("extra/\(name)", values, shape: [values.count], checksum: true)
+        if let best = state.best {
+            try st.setAttribute("best_map", [best.mAP])
+            if let step = best.step { try st.setAttribute("best_step", [step]) }
         }
+        try st.write("sampler", [state.epoch, state.batchInEpoch], shape: [2], checksum: true)
+        try st.write("rng", [Int64](), shape: [0], checksum: true)  // format version 1 readers require it
         try file.flush()
     }
 
@@ -106,15 +107,10 @@ public enum Checkpoint {
         state.seed = UInt64(bitPattern: try root.attribute("seed", as: Int64.self).first ?? 0)
         state.config = root.hasAttribute("config") ? try root.stringAttribute("config") : "{}"
         let st = try root.group("state")
-        state.json = st.hasAttribute("json") ? try st.stringAttribute("json") : "{}"
+        state.best = try bestEvaluation(st)
         let sampler = try st.read("sampler", as: Int64.self).values
         guard sampler.count == 2 else { throw CheckpointError("\(url.path): /state/sampler must hold [epoch, batch_in_epoch]") }
         state.batchInEpoch = sampler[1]
-        state.rngState = try st.read("rng", as: Int64.self).values.map { UInt64(bitPattern: $0) }
-        if st.exists("extra") {
-            let ex = try st.group("extra")
-            for name in try ex.members() { state.extra[name] = try ex.read(name, as: Int64.self).values }
-        }
         // Counters index the sampler and the schedule: refuse what no run writes.
         guard (0..<(1 << 40)).contains(state.globalStep), (0..<(1 << 40)).contains(step), state.epoch >= 0,
               state.batchInEpoch >= 0, (1...1 << 20).contains(state.worldSize) else {
@@ -124,10 +120,30 @@ public enum Checkpoint {
         return Loaded(state: state, adamStep: Int(step), path: url.path)
     }
 
+    /// The best evaluation a checkpoint's `/state` records: attributes `best_map`
+    /// and `best_step`, or (files written before them) the `json` attribute's `best_map`.
+    static func bestEvaluation(_ st: HDF5Group) throws -> BestEvaluation? {
+        if st.hasAttribute("best_map"), let mAP = try st.attribute("best_map", as: Double.self).first {
+            let step = st.hasAttribute("best_step") ? try st.attribute("best_step", as: Int64.self).first : nil
+            return BestEvaluation(mAP: mAP, step: step)
+        }
+        struct Legacy: Decodable { var best_map: Double? }
+        guard st.hasAttribute("json"),
+              let legacy = try? JSONDecoder().decode(Legacy.self, from: Data(try st.stringAttribute("json").utf8)),
+              let mAP = legacy.best_map else { return nil }
+        return BestEvaluation(mAP: mAP, step: nil)
+    }
+
     /// Loads only `/model` and `/buffers` (enough for inference; files written by
-    /// other tools such as h5py qualify). Returns the `config` attribute if present.
+    /// other tools such as h5py qualify), or every tensor of a safetensors file
+    /// (`mancs export`). Returns the `config` attribute (metadata) if present.
     @discardableResult
     public static func loadWeights(_ url: URL, parameters: ParameterStore, buffers: ParameterStore) throws -> String? {
+        if isSafetensors(url.path) {
+            let file = try readSafetensors(url)
+            try loadWeights(safetensors: file, parameters: parameters, buffers: buffers)
+            return file.metadata[ExportMetadata.config]
+        }
         let file = try openWeights(url.path)
         defer { file.close() }
         let root = file.root

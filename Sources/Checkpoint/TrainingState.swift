@@ -10,24 +10,27 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var batchInEpoch: Int64 = 0
     public var worldSize: Int64 = 1
     public var seed: UInt64 = 0
-    /// The random generator's state words, whatever generator the trainer uses.
-    public var rngState: [UInt64] = []
     /// JSON text of the effective settings (root attribute `config`). The model
     /// settings are read back from its `model` object, or from the top level,
     /// with MancsConfig's property names.
     public var config: String = "{}"
-    /// Named int64 arrays for anything else (e.g. a data-order permutation).
-    public var extra: [String: [Int64]] = [:]
-    /// Small JSON text for anything else (`/state` attribute `json`).
-    public var json: String = "{}"
+    /// The best evaluation of the run so far (the model in RUN_DIR/best.h5), nil before the first.
+    public var best: BestEvaluation? = nil
 
     public init(globalStep: Int64 = 0, epoch: Int64 = 0, batchInEpoch: Int64 = 0, worldSize: Int64 = 1,
-                seed: UInt64 = 0, rngState: [UInt64] = [], config: String = "{}",
-                extra: [String: [Int64]] = [:], json: String = "{}") {
+                seed: UInt64 = 0, config: String = "{}", best: BestEvaluation? = nil) {
         self.globalStep = globalStep; self.epoch = epoch; self.batchInEpoch = batchInEpoch
-        self.worldSize = worldSize; self.seed = seed; self.rngState = rngState; self.config = config
-        self.extra = extra; self.json = json
+        self.worldSize = worldSize; self.seed = seed; self.config = config; self.best = best
     }
+}
+
+/// An evaluation's mAP and the global step it was taken at (`/state` attributes
+/// `best_map`, `best_step`). Checkpoints written before the step was kept hold
+/// only the mAP, in the `/state` attribute `json` (`{"best_map": 0.61}`): their step is nil.
+public struct BestEvaluation: Codable, Equatable, Sendable {
+    public var mAP: Double
+    public var step: Int64?
+    public init(mAP: Double, step: Int64?) { self.mAP = mAP; self.step = step }
 }
 
 /// Adam's moments: flat buffers the size of the parameter store, in its

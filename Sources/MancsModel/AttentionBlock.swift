@@ -36,52 +36,34 @@ final class AttentionBlock {
     // MARK: Forward
 
     /// `scratch` holds at least one activation of this size.
-    func forward(_ n: Int, _ t: StoreBases, input f: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+    func forward(_ n: Int, _ stores: StoreBases, input f: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                  workspace: UnsafeMutablePointer<Float>) {
         let spatial = height * width
-        conv1.forward(n, t, input: f, output: hidden, workspace: workspace)
-        t.timed(.activation) {
-            reluForward(count: n * spatial * conv1.shape.outChannels, input: hidden, output: hidden)
-        }
-        conv2.forward(n, t, input: hidden, output: scratch, workspace: workspace)
-        t.timed(.activation) {
-            sigmoidForward(count: n * spatial * channels, input: scratch, output: mask)
-        }
-        t.timed(.elementwise) {
-            attentionCombineForward(count: n * spatial * channels, f: f, m: mask, attended: scratch, output: output)
-        }
-        t.timed(.pooling) {
-            globalAvgPoolForward(batch: n, spatial: spatial, channels: channels, input: scratch, output: pooled)
-        }
+        conv1.forward(n, stores, input: f, output: hidden, workspace: workspace)
+        Activation.relu.forward(stores, count: n * spatial * conv1.shape.outChannels, input: hidden, output: hidden)
+        conv2.forward(n, stores, input: hidden, output: scratch, workspace: workspace)
+        Activation.sigmoid.forward(stores, count: n * spatial * channels, input: scratch, output: mask)
+        Elementwise.attentionCombineForward(stores, count: n * spatial * channels, f: f, m: mask, attended: scratch, output: output)
+        Pooling.globalAvgPoolForward(stores, batch: n, spatial: spatial, channels: channels, input: scratch, output: pooled)
     }
 
     // MARK: Backward
 
     /// gradInput (overwritten) = d/dF from gradOutput and `gradPooled`; t1, t2 are free
     /// scratch buffers of at least this block's activation size.
-    func backward(_ n: Int, _ t: StoreBases, input f: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+    func backward(_ n: Int, _ stores: StoreBases, input f: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>, t1: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
                   workspace: UnsafeMutablePointer<Float>, ready: GradientReadiness) {
         let spatial = height * width, count = n * spatial * channels
-        t.timed(.pooling) {
-            globalAvgPoolBackward(batch: n, spatial: spatial, channels: channels, gradOutput: gradPooled, gradInput: t1)
-        }
-        t.timed(.elementwise) {
-            attentionCombineBackward(count: count, f: f, m: mask, gradOutput: gradOutput, gradAttended: t1,
-                                     gradF: gradInput, gradM: t2)
-        }
-        t.timed(.activation) {
-            sigmoidBackward(count: count, output: mask, gradOutput: t2, gradInput: t1)
-        }
-        conv2.backward(n, t, input: hidden, gradOutput: t1, gradInput: t2, workspace: workspace)
+        Pooling.globalAvgPoolBackward(stores, batch: n, spatial: spatial, channels: channels, gradOutput: gradPooled, gradInput: t1)
+        Elementwise.attentionCombineBackward(stores, count: count, f: f, m: mask, gradOutput: gradOutput, gradAttended: t1,
+                                             gradF: gradInput, gradM: t2)
+        Activation.sigmoid.backward(stores, count: count, output: mask, gradOutput: t2, gradInput: t1)
+        conv2.backward(n, stores, input: hidden, gradOutput: t1, gradInput: t2, workspace: workspace)
         ready.complete(conv2.range)
-        t.timed(.activation) {
-            reluBackward(count: n * spatial * conv1.shape.outChannels, output: hidden, gradOutput: t2, gradInput: t2)
-        }
-        conv1.backward(n, t, input: f, gradOutput: t2, gradInput: t1, workspace: workspace)
+        Activation.relu.backward(stores, count: n * spatial * conv1.shape.outChannels, output: hidden, gradOutput: t2, gradInput: t2)
+        conv1.backward(n, stores, input: f, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv1.range)
-        t.timed(.elementwise) {
-            addInPlace(count: count, t1, into: gradInput)
-        }
+        Elementwise.addInPlace(stores, count: count, t1, into: gradInput)
     }
 }

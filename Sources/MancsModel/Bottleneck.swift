@@ -1,73 +1,12 @@
 import Kernels
 
-/// Shared state while a network is being built: the two store layouts, the
-/// arena, and the largest activation / workspace seen (the size of the shared
-/// gradient scratch buffers and the conv workspace).
-final class NetworkBuilder {
-    var params = StoreLayout()
-    var buffers = StoreLayout()
-    let arena = Arena()
-    let config: MancsConfig
-    let maxBatch: Int
-    private(set) var maxActivationPerImage = 0
-    private(set) var maxWorkspace = 0
-    /// Largest activation rebuilt during backward instead of kept (floats per image).
-    private(set) var maxRecomputePerImage = 0
-
-    init(config: MancsConfig, maxBatch: Int) {
-        self.config = config
-        self.maxBatch = maxBatch
-    }
-
-    /// An activation buffer of `perImage` floats per image, for the maximum batch.
-    func activation(_ perImage: Int) -> UnsafeMutablePointer<Float> {
-        maxActivationPerImage = max(maxActivationPerImage, perImage)
-        return arena.floats(perImage * maxBatch)
-    }
-
-    /// Notes an activation of `perImage` floats that lives only in the shared scratch
-    /// buffers (`Scratch.g`), which must be large enough.
-    func scratchActivation(_ perImage: Int) {
-        maxActivationPerImage = max(maxActivationPerImage, perImage)
-    }
-
-    /// Notes an activation of `perImage` floats that backward rebuilds in `Scratch.recompute`.
-    func recomputed(_ perImage: Int) {
-        maxRecomputePerImage = max(maxRecomputePerImage, perImage)
-    }
-
-    func conv(_ name: String, height: Int, width: Int, in inC: Int, out outC: Int, kernel: Int, stride: Int,
-              padding: Int, bias: Bool = false) -> Conv {
-        let s = Conv2DShape(batch: maxBatch, inHeight: height, inWidth: width, inChannels: inC, outChannels: outC,
-                            kernel: kernel, stride: stride, padding: padding)
-        let conv = Conv(&params, name, s, bias: bias)
-        maxWorkspace = max(maxWorkspace, s.workspaceCount(conv.algorithm))
-        return conv
-    }
-
-    func batchNorm(_ name: String, channels: Int) -> BatchNorm {
-        return BatchNorm(&params, &buffers, arena, name, channels: channels, config: config)
-    }
-}
-
-/// Buffers shared by every layer: three of the largest activation size (gradients
-/// in backward; short-lived activations in forward), the conv workspace, and room
-/// for the activations backward rebuilds.
-struct Scratch {
-    let g: [UnsafeMutablePointer<Float>]
-    let workspace: UnsafeMutablePointer<Float>
-    /// Holds one rebuilt activation (`NetworkBuilder.maxRecomputePerImage` per image).
-    let recompute: UnsafeMutablePointer<Float>
-}
-
 /// torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), with an
 /// optional 1x1 projection shortcut and, for the very last block, a PReLU in
 /// place of the final ReLU.
 final class Bottleneck {
     let conv1: Conv, bn1: BatchNorm, conv2: Conv, bn2: BatchNorm, conv3: Conv, bn3: BatchNorm
     let downsample: (conv: Conv, bn: BatchNorm)?
-    /// Offset of the per-channel PReLU weight.
-    let prelu: Int?
+    let prelu: PReLU?
     let inHeight: Int, inWidth: Int, inChannels: Int
     let outHeight: Int, outWidth: Int, outChannels: Int
 
@@ -110,7 +49,7 @@ final class Bottleneck {
         } else {
             downsample = nil
         }
-        prelu = lastPReLU ? b.params.add("\(name).prelu.weight", [out]) : nil
+        prelu = lastPReLU ? PReLU(&b.params, "\(name).prelu", channels: out) : nil
 
         c1 = b.activation(conv1.outPerImage)
         c2 = b.activation(conv2.outPerImage)
@@ -131,32 +70,30 @@ final class Bottleneck {
 
     // MARK: Forward
 
-    /// Uses s.g[0...2] for b1, b2, a c3 that is not kept, and the shortcut's conv and
+    /// Uses scratch.g[0...2] for b1, b2, a c3 that is not kept, and the shortcut's conv and
     /// BN outputs (c3 is consumed before the shortcut starts).
-    func forward(_ n: Int, _ t: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ s: Scratch) {
+    func forward(_ n: Int, _ stores: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ scratch: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
-        let b1 = s.g[0], b2 = s.g[1], c3 = self.c3 ?? s.g[2]
-        conv1.forward(n, t, input: x, output: c1, workspace: s.workspace)
-        bn1.forwardReLU(rows: inRows, t, training: training, input: c1, output: b1)
-        conv2.forward(n, t, input: b1, output: c2, workspace: s.workspace)
-        bn2.forwardReLU(rows: outRows, t, training: training, input: c2, output: b2)
-        conv3.forward(n, t, input: b2, output: c3, workspace: s.workspace)
-        bn3.forward(rows: outRows, t, training: training, input: c3, output: sum)
+        let b1 = scratch.g[0], b2 = scratch.g[1], c3 = self.c3 ?? scratch.g[2]
+        conv1.forward(n, stores, input: x, output: c1, workspace: scratch.workspace)
+        bn1.forwardReLU(rows: inRows, stores, training: training, input: c1, output: b1)
+        conv2.forward(n, stores, input: b1, output: c2, workspace: scratch.workspace)
+        bn2.forwardReLU(rows: outRows, stores, training: training, input: c2, output: b2)
+        conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
+        bn3.forward(rows: outRows, stores, training: training, input: c3, output: sum)
         let count = outRows * outChannels
         if let (dconv, dbn) = downsample {
-            let dc = self.dc ?? s.g[2], db = s.g[0]  // b1 is dead by now
-            dconv.forward(n, t, input: x, output: dc, workspace: s.workspace)
-            dbn.forward(rows: outRows, t, training: training, input: dc, output: db)
-            t.timed(.elementwise) { add(count: count, sum, db, into: sum) }
+            let dc = self.dc ?? scratch.g[2], db = scratch.g[0]  // b1 is dead by now
+            dconv.forward(n, stores, input: x, output: dc, workspace: scratch.workspace)
+            dbn.forward(rows: outRows, stores, training: training, input: dc, output: db)
+            Elementwise.add(stores, count: count, sum, db, into: sum)
         } else {
-            t.timed(.elementwise) { add(count: count, sum, x, into: sum) }
+            Elementwise.add(stores, count: count, sum, x, into: sum)
         }
         if let prelu, let preluOut {
-            t.timed(.activation) {
-                preluForward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu, output: preluOut)
-            }
+            prelu.forward(rows: outRows, stores, input: sum, output: preluOut)
         } else {
-            t.timed(.activation) { reluForward(count: count, input: sum, output: sum) }
+            Activation.relu.forward(stores, count: count, input: sum, output: sum)
         }
     }
 
@@ -164,62 +101,57 @@ final class Bottleneck {
 
     /// gradInput (overwritten) from gradOutput, which is consumed (used as scratch);
     /// t2 is a free scratch buffer. Three activation-sized buffers in all.
-    func backward(_ n: Int, _ t: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafeMutablePointer<Float>,
+    func backward(_ n: Int, _ stores: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafeMutablePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
-                  _ s: Scratch, ready: GradientReadiness) {
+                  _ scratch: Scratch, ready: GradientReadiness) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let count = outRows * outChannels
-        let workspace = s.workspace, rebuilt = s.recompute
+        let workspace = scratch.workspace, rebuilt = scratch.recompute
         // Final activation: t1 = d(sum), formed in gradOutput's buffer.
         let t1 = gradOutput
         if let prelu {
-            t.timed(.activation) {
-                preluBackward(rows: outRows, channels: outChannels, input: sum, weight: t.values + prelu,
-                              gradOutput: gradOutput, gradInput: t2, gradWeight: t.grads + prelu)
-                copy(count: count, t2, into: t1)
-            }
-            ready.complete(prelu..<(prelu + outChannels))
+            prelu.backward(rows: outRows, stores, input: sum, gradOutput: gradOutput, gradInput: t2)
+            Elementwise.copy(stores, count: count, t2, into: t1)
+            ready.complete(prelu.range)
         } else {
-            t.timed(.activation) {
-                reluBackward(count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
-            }
+            Activation.relu.backward(stores, count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
         }
         // Shortcut: gradInput = d(shortcut input). A rebuilt shortcut conv output lives in
         // gradInput's buffer until its BN backward has read it.
         if let (dconv, dbn) = downsample {
             let dc = self.dc ?? gradInput
-            if rebuildsShortcut { dconv.forward(n, t, input: x, output: dc, workspace: workspace) }
-            dbn.backward(rows: outRows, t, input: dc, gradOutput: t1, gradInput: t2)
+            if rebuildsShortcut { dconv.forward(n, stores, input: x, output: dc, workspace: workspace) }
+            dbn.backward(rows: outRows, stores, input: dc, gradOutput: t1, gradInput: t2)
             ready.complete(dbn.range)
-            dconv.backward(n, t, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
+            dconv.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
         } else {
-            t.timed(.elementwise) { copy(count: count, t1, into: gradInput) }
+            Elementwise.copy(stores, count: count, t1, into: gradInput)
         }
         // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`.
         if let c3 {
-            bn3.backward(rows: outRows, t, input: c3, gradOutput: t1, gradInput: t2)
+            bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
-            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt)
+            bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
         } else {
             // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
             // overwrites it with its input gradient (each element reads its own input first).
-            bn2.recomputeReLU(rows: outRows, t, input: c2, output: rebuilt)
-            conv3.forward(n, t, input: rebuilt, output: t2, workspace: workspace)
-            bn3.backward(rows: outRows, t, input: t2, gradOutput: t1, gradInput: t2)
+            bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
+            conv3.forward(n, stores, input: rebuilt, output: t2, workspace: workspace)
+            bn3.backward(rows: outRows, stores, input: t2, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
         }
-        conv3.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
+        conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv3.range)
-        bn2.backwardReLU(rows: outRows, t, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)
+        bn2.backwardReLU(rows: outRows, stores, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn2.range)
-        bn1.recomputeReLU(rows: inRows, t, input: c1, output: rebuilt)
-        conv2.backward(n, t, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
+        bn1.recomputeReLU(rows: inRows, stores, input: c1, output: rebuilt)
+        conv2.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv2.range)
-        bn1.backwardReLU(rows: inRows, t, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)
+        bn1.backwardReLU(rows: inRows, stores, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn1.range)
-        conv1.backward(n, t, input: x, gradOutput: t2, gradInput: t1, workspace: workspace)
+        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv1.range)
-        t.timed(.elementwise) { addInPlace(count: inRows * inChannels, t1, into: gradInput) }
+        Elementwise.addInPlace(stores, count: inRows * inChannels, t1, into: gradInput)
     }
 }

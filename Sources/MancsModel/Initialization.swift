@@ -1,16 +1,8 @@
+import DeterministicRandom
 import Foundation
 
-/// A small deterministic generator (SplitMix64) for weight initialisation.
-public struct InitRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The draws of weight initialisation, from the project's one generator.
+extension SplitMix64 {
     /// Uniform in (0, 1).
     mutating func unit() -> Double { (Double(next() >> 11) + 0.5) / Double(1 << 53) }
     /// Standard normal (Box-Muller).
@@ -37,31 +29,31 @@ extension MancsNetwork {
     /// Linear weight and bias uniform(+-1/sqrt(in)). Convs: see `InitScheme`.
     /// Gradients are zeroed.
     public func initialize(seed: UInt64, scheme: InitScheme = .torchvision) {
-        var rng = InitRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let v = parameters.values.baseAddress!
-        for t in parameters.tensors {
-            let p = v + t.offset
-            let name = t.name
-            if t.shape.count == 4 && scheme == .torchvision {
+        for tensor in parameters.tensors {
+            let p = v + tensor.offset
+            let name = tensor.name
+            if tensor.shape.count == 4 && scheme == .torchvision {
                 // Kaiming normal, mode fan_out: std = sqrt(2 / (out * k * k)). Layout-independent (iid).
-                let std = (2.0 / Double(t.shape[0] * t.shape[2] * t.shape[3])).squareRoot()
-                for i in 0..<t.count { p[i] = Float(rng.normal() * std) }
+                let std = (2.0 / Double(tensor.shape[0] * tensor.shape[2] * tensor.shape[3])).squareRoot()
+                for i in 0..<tensor.count { p[i] = Float(rng.normal() * std) }
             } else if name.hasSuffix("prelu.weight") {
-                p.update(repeating: 0.25, count: t.count)
+                p.update(repeating: 0.25, count: tensor.count)
             } else if isBatchNorm(name) {
-                p.update(repeating: name.hasSuffix(".weight") ? 1 : 0, count: t.count)
+                p.update(repeating: name.hasSuffix(".weight") ? 1 : 0, count: tensor.count)
             } else if name.hasPrefix("attention.") && name.hasSuffix(".bias") && scheme == .torchvision {
-                p.update(repeating: 0, count: t.count)  // FAB conv bias
+                p.update(repeating: 0, count: tensor.count)  // FAB conv bias
             } else {
                 // PyTorch's reset_parameters of a conv or linear: weight [out, in(, kH, kW)]
                 // and its bias uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in x kH x kW.
                 let bound = 1 / Double(Self.fanIn(of: name, in: parameters)).squareRoot()
-                for i in 0..<t.count { p[i] = Float((rng.unit() * 2 - 1) * bound) }
+                for i in 0..<tensor.count { p[i] = Float((rng.unit() * 2 - 1) * bound) }
             }
         }
         let b = buffers.values.baseAddress!
-        for t in buffers.tensors {
-            b.advanced(by: t.offset).update(repeating: t.name.hasSuffix("running_var") ? 1 : 0, count: t.count)
+        for tensor in buffers.tensors {
+            b.advanced(by: tensor.offset).update(repeating: tensor.name.hasSuffix("running_var") ? 1 : 0, count: tensor.count)
         }
         parameters.zeroGradients()
     }

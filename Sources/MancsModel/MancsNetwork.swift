@@ -101,14 +101,14 @@ public final class MancsNetwork: @unchecked Sendable {
         var h = poolHeight, wd = poolWidth, inC = w
         var stages: [[Bottleneck]] = []
         var stageShapes: [(h: Int, w: Int, c: Int)] = []
-        for s in 1...4 {
-            let planes = w << (s - 1)
-            let stride = s == 1 ? 1 : (s == 4 ? config.lastStride : 2)
+        for stage in 1...4 {
+            let planes = w << (stage - 1)
+            let stride = stage == 1 ? 1 : (stage == 4 ? config.lastStride : 2)
             var blocks: [Bottleneck] = []
-            for i in 0..<config.blocks[s - 1] {
-                let block = Bottleneck(b, "backbone.layer\(s).\(i)", height: h, width: wd, inChannels: inC, planes: planes,
-                                       stride: i == 0 ? stride : 1, lastPReLU: s == 4 && i == config.blocks[s - 1] - 1,
-                                       rebuildsConv3: rebuildConv3Stages.contains(s))
+            for i in 0..<config.blocks[stage - 1] {
+                let block = Bottleneck(b, "backbone.layer\(stage).\(i)", height: h, width: wd, inChannels: inC, planes: planes,
+                                       stride: i == 0 ? stride : 1, lastPReLU: stage == 4 && i == config.blocks[stage - 1] - 1,
+                                       rebuildsConv3: rebuildConv3Stages.contains(stage))
                 h = block.outHeight; wd = block.outWidth; inC = block.outChannels
                 blocks.append(block)
             }
@@ -119,10 +119,10 @@ public final class MancsNetwork: @unchecked Sendable {
         finalHeight = h; finalWidth = wd
 
         // FABs after the chosen stages (registered after the whole backbone).
-        attention = (1...4).map { s in
-            guard config.attentionStages.contains(s) else { return nil }
-            let sh = stageShapes[s - 1]
-            return AttentionBlock(b, stage: s, height: sh.h, width: sh.w, channels: sh.c)
+        attention = (1...4).map { stage in
+            guard config.attentionStages.contains(stage) else { return nil }
+            let shape = stageShapes[stage - 1]
+            return AttentionBlock(b, stage: stage, height: shape.h, width: shape.w, channels: shape.c)
         }
 
         // Heads.
@@ -217,54 +217,47 @@ public final class MancsNetwork: @unchecked Sendable {
     public func forward(images input: UnsafePointer<Float>, batch n: Int, training: Bool) -> MancsOutputs {
         precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch) (the network's maximum batch)")
         precondition(!training || n >= 2, "training-mode BatchNorm needs a batch of at least 2, got \(n)")
-        let t = bases, s = scratch
-        let started = t.profiler == nil ? 0 : monotonicNanoseconds()
-        defer { if let p = t.profiler { p.addForward(monotonicNanoseconds() &- started) } }
+        let stores = bases
+        let started = stores.profiler == nil ? 0 : monotonicNanoseconds()
+        defer { if let p = stores.profiler { p.addForward(monotonicNanoseconds() &- started) } }
         lastBatch = n
         lastForwardWasTraining = training
-        t.timed(.elementwise) { copy(count: n * config.height * config.width * 3, input, into: images) }
+        Elementwise.copy(stores, count: n * config.height * config.width * 3, input, into: images)
 
         // Stem.
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
-        let stemConvOut = s.g[1]
-        stemConv.forward(n, t, input: images, output: stemConvOut, workspace: s.workspace)
-        let stemOut = s.g[0]
-        stemBN.forwardReLU(rows: stemRows, t, training: training, input: stemConvOut, output: stemOut)
-        t.timed(.pooling) {
-            maxPool3x3s2Forward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
-                                input: stemOut, output: poolOut, argmax: poolArgmax)
-        }
+        let stemConvOut = scratch.g[1]
+        stemConv.forward(n, stores, input: images, output: stemConvOut, workspace: scratch.workspace)
+        let stemOut = scratch.g[0]
+        stemBN.forwardReLU(rows: stemRows, stores, training: training, input: stemConvOut, output: stemOut)
+        Pooling.maxPool3x3s2Forward(stores, batch: n, height: stemConv.outHeight, width: stemConv.outWidth,
+                                    channels: stemBN.channels, input: stemOut, output: poolOut, argmax: poolArgmax)
 
         // Stages and FABs.
         var x = UnsafePointer(poolOut)
         for (i, blocks) in stages.enumerated() {
             for block in blocks {
-                block.forward(n, t, training: training, input: x, s)
+                block.forward(n, stores, training: training, input: x, scratch)
                 x = UnsafePointer(block.output)
             }
             if let fab = attention[i] {
-                fab.forward(n, t, input: x, scratch: s.g[0], workspace: s.workspace)
+                fab.forward(n, stores, input: x, scratch: scratch.g[0], workspace: scratch.workspace)
                 x = UnsafePointer(fab.output)
             }
         }
 
         // Heads.
         let d = config.featureDim
-        t.timed(.pooling) {
-            globalAvgPoolForward(batch: n, spatial: finalHeight * finalWidth, channels: d, input: x, output: pooledFeature)
-        }
-        rankFC.forward(rows: n, t, input: pooledFeature, output: fRank)
-        clsFC.forward(rows: n, t, input: pooledFeature, output: clsHidden)
-        clsBN.forward(rows: n, t, training: training, input: clsHidden, output: clsNormed)
-        t.timed(.activation) {
-            reluForward(count: n * clsBN.channels, input: clsNormed, output: clsNormed)
-        }
-        clsClassifier.forward(rows: n, t, input: clsNormed, output: clsLogits)
+        Pooling.globalAvgPoolForward(stores, batch: n, spatial: finalHeight * finalWidth, channels: d, input: x, output: pooledFeature)
+        rankFC.forward(rows: n, stores, input: pooledFeature, output: fRank)
+        clsFC.forward(rows: n, stores, input: pooledFeature, output: clsHidden)
+        clsBN.forward(rows: n, stores, training: training, input: clsHidden, output: clsNormed)
+        Activation.relu.forward(stores, count: n * clsBN.channels, input: clsNormed, output: clsNormed)
+        clsClassifier.forward(rows: n, stores, input: clsNormed, output: clsLogits)
         let fabs = attention.compactMap { $0 }
-        t.timed(.elementwise) {
-            concatColumns(rows: n, parts: fabs.map { UnsafePointer($0.pooled) }, widths: fabs.map(\.channels), output: attInput)
-        }
-        attClassifier.forward(rows: n, t, input: attInput, output: attLogits)
+        Elementwise.concatColumns(stores, rows: n, parts: fabs.map { UnsafePointer($0.pooled) }, widths: fabs.map(\.channels),
+                                  output: attInput)
+        attClassifier.forward(rows: n, stores, input: attInput, output: attLogits)
         return outputs
     }
 
@@ -296,54 +289,46 @@ public final class MancsNetwork: @unchecked Sendable {
                          gradImages: UnsafeMutablePointer<Float>? = nil,
                          onGradientsReady: ((Range<Int>) -> Void)? = nil) {
         precondition(lastBatch > 0 && lastForwardWasTraining, "backward needs a training-mode forward first")
-        let n = lastBatch, t = bases, g = scratch.g, ws = scratch.workspace
-        let started = t.profiler == nil ? 0 : monotonicNanoseconds()
-        defer { if let p = t.profiler { p.addBackward(monotonicNanoseconds() &- started) } }
+        let n = lastBatch, stores = bases, g = scratch.g, ws = scratch.workspace
+        let started = stores.profiler == nil ? 0 : monotonicNanoseconds()
+        defer { if let p = stores.profiler { p.addBackward(monotonicNanoseconds() &- started) } }
         let ready = GradientReadiness(count: parameters.count, report: onGradientsReady,
                                       observe: gradientCompletionObserver)
 
         // Heads, last registered first: att classifier, cls classifier, cls BN, cls fc, rank fc.
-        attClassifier.backward(rows: n, t, input: attInput, gradOutput: gradAttLogits, gradInput: gradAttInput)
+        attClassifier.backward(rows: n, stores, input: attInput, gradOutput: gradAttLogits, gradInput: gradAttInput)
         ready.complete(attClassifier.range)
-        clsClassifier.backward(rows: n, t, input: clsNormed, gradOutput: gradClsLogits, gradInput: gradClsNormed)
+        clsClassifier.backward(rows: n, stores, input: clsNormed, gradOutput: gradClsLogits, gradInput: gradClsNormed)
         ready.complete(clsClassifier.range)
-        t.timed(.activation) {
-            reluBackward(count: n * clsBN.channels, output: clsNormed, gradOutput: gradClsNormed, gradInput: gradClsNormed)
-        }
-        clsBN.backward(rows: n, t, input: clsHidden, gradOutput: gradClsNormed, gradInput: gradClsHidden)
+        Activation.relu.backward(stores, count: n * clsBN.channels, output: clsNormed, gradOutput: gradClsNormed, gradInput: gradClsNormed)
+        clsBN.backward(rows: n, stores, input: clsHidden, gradOutput: gradClsNormed, gradInput: gradClsHidden)
         ready.complete(clsBN.range)
-        clsFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradClsHidden, gradInput: gradPooledFeature)
+        clsFC.backward(rows: n, stores, input: pooledFeature, gradOutput: gradClsHidden, gradInput: gradPooledFeature)
         ready.complete(clsFC.range)
-        rankFC.backward(rows: n, t, input: pooledFeature, gradOutput: gradFRank, gradInput: gradPooledFeature2)
+        rankFC.backward(rows: n, stores, input: pooledFeature, gradOutput: gradFRank, gradInput: gradPooledFeature2)
         ready.complete(rankFC.range)
-        t.timed(.elementwise) {
-            addInPlace(count: n * config.featureDim, gradPooledFeature2, into: gradPooledFeature)
-        }
+        Elementwise.addInPlace(stores, count: n * config.featureDim, gradPooledFeature2, into: gradPooledFeature)
         let fabs = attention.compactMap { $0 }
-        t.timed(.elementwise) {
-            splitColumns(rows: n, input: gradAttInput, widths: fabs.map(\.channels), parts: fabs.map(\.gradPooled))
-        }
+        Elementwise.splitColumns(stores, rows: n, input: gradAttInput, widths: fabs.map(\.channels), parts: fabs.map(\.gradPooled))
 
         // Into the final feature map; then stages in reverse. `cur` indexes the
         // scratch buffer holding the gradient of the current activation (of three).
         var cur = 0
-        t.timed(.pooling) {
-            globalAvgPoolBackward(batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
-                                  gradOutput: gradPooledFeature, gradInput: g[cur])
-        }
+        Pooling.globalAvgPoolBackward(stores, batch: n, spatial: finalHeight * finalWidth, channels: config.featureDim,
+                                      gradOutput: gradPooledFeature, gradInput: g[cur])
         for i in stride(from: 3, through: 0, by: -1) {
             let blocks = stages[i]
             let stageOutput = UnsafePointer(blocks.last!.output)
             if let fab = attention[i] {
                 let next = (cur + 1) % 3
-                fab.backward(n, t, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: scratch.recompute,
+                fab.backward(n, stores, input: stageOutput, gradOutput: g[cur], gradInput: g[next], t1: scratch.recompute,
                              t2: g[(cur + 2) % 3], workspace: ws, ready: ready)
                 cur = next
             }
             for j in stride(from: blocks.count - 1, through: 0, by: -1) {
                 let input = j > 0 ? UnsafePointer(blocks[j - 1].output) : blockInput(stage: i)
                 let next = (cur + 1) % 3
-                blocks[j].backward(n, t, input: input, gradOutput: g[cur], gradInput: g[next], t2: g[(cur + 2) % 3],
+                blocks[j].backward(n, stores, input: input, gradOutput: g[cur], gradInput: g[next], t2: g[(cur + 2) % 3],
                                    scratch, ready: ready)
                 cur = next
             }
@@ -352,21 +337,17 @@ public final class MancsNetwork: @unchecked Sendable {
         // Stem.
         let next = (cur + 1) % 3
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
-        t.timed(.pooling) {
-            maxPool3x3s2Backward(batch: n, height: stemConv.outHeight, width: stemConv.outWidth, channels: stemBN.channels,
-                                 gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
-        }
+        Pooling.maxPool3x3s2Backward(stores, batch: n, height: stemConv.outHeight, width: stemConv.outWidth,
+                                     channels: stemBN.channels, gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
         // Rebuild the conv output (in the pooled gradient's buffer, now free) and its ReLU'd
         // BN; mask the gradient in place, then BN backward into the ReLU output's buffer.
         let stemConvOut = g[cur], stemOut = g[(cur + 2) % 3], gradStemOut = g[next]
-        stemConv.forward(n, t, input: images, output: stemConvOut, workspace: ws)
-        stemBN.recomputeReLU(rows: stemRows, t, input: stemConvOut, output: stemOut)
-        t.timed(.activation) {
-            reluBackward(count: stemRows * stemBN.channels, output: stemOut, gradOutput: gradStemOut, gradInput: gradStemOut)
-        }
-        stemBN.backward(rows: stemRows, t, input: stemConvOut, gradOutput: gradStemOut, gradInput: stemOut)
+        stemConv.forward(n, stores, input: images, output: stemConvOut, workspace: ws)
+        stemBN.recomputeReLU(rows: stemRows, stores, input: stemConvOut, output: stemOut)
+        Activation.relu.backward(stores, count: stemRows * stemBN.channels, output: stemOut, gradOutput: gradStemOut, gradInput: gradStemOut)
+        stemBN.backward(rows: stemRows, stores, input: stemConvOut, gradOutput: gradStemOut, gradInput: stemOut)
         ready.complete(stemBN.range)
-        stemConv.backward(n, t, input: images, gradOutput: stemOut, gradInput: gradImages, workspace: ws)
+        stemConv.backward(n, stores, input: images, gradOutput: stemOut, gradInput: gradImages, workspace: ws)
         ready.complete(stemConv.range)
         precondition(onGradientsReady == nil || ready.isFinished, "gradient ranges did not cover the store")
     }

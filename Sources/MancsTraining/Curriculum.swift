@@ -15,6 +15,12 @@ public struct CurriculumSchedule: Sendable, Equatable, Codable {
     public var b: Double = 0.001
     public init() {}
     public init(t0: Double, t1: Double, a: Double, b: Double) { self.t0 = t0; self.t1 = t1; self.a = a; self.b = b }
+
+    /// mu and sigma at a 0-based `epoch` for an anchor with `negatives` negatives.
+    public func muSigma(negatives: Int, epoch: Int) -> (mu: Double, sigma: Double) {
+        let nn = Double(negatives), t = Double(epoch)
+        return (max(nn - nn / t0 * t, 0), a * pow(b, (t - t0) / (t1 - t0)))
+    }
 }
 
 // MARK: - Probabilities
@@ -24,9 +30,7 @@ public struct CurriculumSchedule: Sendable, Equatable, Codable {
 /// mu when every weight underflows.
 public func curriculumProbabilities(negatives: Int, epoch: Int, schedule: CurriculumSchedule) -> [Double] {
     precondition(negatives > 0, "curriculumProbabilities: needs at least one negative, got \(negatives)")
-    let nn = Double(negatives), t = Double(epoch)
-    let mu = max(nn - nn / schedule.t0 * t, 0)
-    let sigma = schedule.a * pow(schedule.b, (t - schedule.t0) / (schedule.t1 - schedule.t0))
+    let (mu, sigma) = schedule.muSigma(negatives: negatives, epoch: epoch)
     let twoSigma2 = 2.0 * sigma * sigma
     var weights = (0..<negatives).map { j -> Double in
         let d = Double(j) - mu

@@ -73,6 +73,8 @@ public struct ReIDDataset: Sendable {
     public var multiQuery: ReIDSplit?
     /// Files not used, with the reason (junk pid -1 is not listed).
     public var skipped: [SkippedFile]
+    /// What was read, where the name leaves it open (e.g. `MSMT17_V2 at DIR`, `list file FILE`).
+    public var layout: String? = nil
     /// Number of training identities (classifier width).
     public var trainClasses: Int { train.identityCount }
 }
@@ -92,6 +94,18 @@ public enum DatasetName: String, CaseIterable, Sendable {
     case dukemtmc
     case cuhk03Labeled = "cuhk03-labeled"
     case cuhk03Detected = "cuhk03-detected"
+    /// MSMT17_V1 or MSMT17_V2; training on list_train.txt.
+    case msmt17
+    /// MSMT17 training on list_train.txt + list_val.txt (torchreid's `combineall`).
+    case msmt17TrainVal = "msmt17-trainval"
+    /// A text file of `path pid camid split` lines.
+    case list
+
+    /// "market1501, dukemtmc, ... or list", for --help texts.
+    public static var helpList: String {
+        let names = allCases.map(\.rawValue)
+        return names.dropLast().joined(separator: ", ") + " or " + names.last!
+    }
 
     public init(parsing text: String) throws {
         guard let n = DatasetName(rawValue: text.lowercased()) else {
@@ -119,18 +133,26 @@ public struct DatasetOptions: Sendable {
     }
 }
 
-/// Loads a dataset by name from `root` (the folder holding it, or its parent).
+/// Loads a dataset by name from `root` (the folder holding it, or its parent;
+/// for `list`, the list file or the folder holding `list.txt`).
 public func loadDataset(name: String, root: String, options: DatasetOptions = DatasetOptions()) throws -> ReIDDataset {
     let which = try DatasetName(parsing: name)
     var raw: RawDataset
-    switch which {
-    case .market1501: raw = try parseMarketLayout(root: root, style: .market1501)
-    case .dukemtmc: raw = try parseMarketLayout(root: root, style: .dukemtmc)
-    case .cuhk03Labeled: raw = try parseCUHK03(root: root, detected: false, protocol: options.cuhk03Protocol)
-    case .cuhk03Detected: raw = try parseCUHK03(root: root, detected: true, protocol: options.cuhk03Protocol)
-    }
+    do { raw = try parse(which, root: root, options: options) } catch let e as ListFileError { throw DatasetError(e.description) }
     if options.verify { raw.verify() }
     return try raw.finish(name: which.rawValue)
+}
+
+private func parse(_ which: DatasetName, root: String, options: DatasetOptions) throws -> RawDataset {
+    switch which {
+    case .market1501: return try parseMarketLayout(root: root, style: .market1501)
+    case .dukemtmc: return try parseMarketLayout(root: root, style: .dukemtmc)
+    case .cuhk03Labeled: return try parseCUHK03(root: root, detected: false, protocol: options.cuhk03Protocol)
+    case .cuhk03Detected: return try parseCUHK03(root: root, detected: true, protocol: options.cuhk03Protocol)
+    case .msmt17: return try parseMSMT17(root: root, trainVal: false)
+    case .msmt17TrainVal: return try parseMSMT17(root: root, trainVal: true)
+    case .list: return try parseImageListDataset(data: root)
+    }
 }
 
 // MARK: Assembly shared by the parsers
@@ -143,6 +165,8 @@ struct RawDataset {
     var multiQuery: [ReIDImage]?
     var skipped: [SkippedFile]
     var trainDescription: String
+    /// `ReIDDataset.layout`.
+    var layout: String? = nil
 
     /// Decodes every image; moves the undecodable ones to `skipped`.
     mutating func verify() {
@@ -167,7 +191,7 @@ struct RawDataset {
         let relabelled = train.map { var i = $0; i.pid = label[i.originalPID]!; return i }
         return ReIDDataset(name: name, train: ReIDSplit(images: relabelled), query: ReIDSplit(images: query),
                            gallery: ReIDSplit(images: gallery), multiQuery: multiQuery.map { ReIDSplit(images: $0) },
-                           skipped: skipped)
+                           skipped: skipped, layout: layout)
     }
 }
 

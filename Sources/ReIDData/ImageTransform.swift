@@ -1,3 +1,4 @@
+import DeterministicRandom
 import Foundation
 
 // MARK: Settings
@@ -52,7 +53,7 @@ public struct AugmentationDraw: Sendable, Equatable {
 /// resized back to HxW; horizontal flip; normalise; random erasing
 /// (torchvision's `RandomErasing` search), filled with 0 after normalisation,
 /// i.e. with the ImageNet mean pixel. Every random number comes from
-/// `CounterRandom(key:)`, drawn in that order, so the result depends only on
+/// `SplitMix64(seed:)`, drawn in that order, so the result depends only on
 /// the image and the key.
 ///
 /// Evaluation: resize to HxW and normalise.
@@ -92,7 +93,7 @@ public final class ImageTransform {
     @discardableResult
     public func training(_ image: RGB8Image, key: UInt64, into output: UnsafeMutablePointer<Float>) -> AugmentationDraw {
         let H = settings.height, W = settings.width
-        var rng = CounterRandom(key: key)
+        var rng = SplitMix64(seed: key)
         resizeToInput(image)
         let crop = drawCrop(&rng)
         let flip = rng.uniform() < settings.flipProbability
@@ -162,7 +163,7 @@ public final class ImageTransform {
     }
 
     /// torchvision `RandomResizedCrop.get_params` with ratio w/h = 1 / (h/w).
-    private func drawCrop(_ rng: inout CounterRandom) -> (top: Int, left: Int, height: Int, width: Int) {
+    private func drawCrop(_ rng: inout SplitMix64) -> (top: Int, left: Int, height: Int, width: Int) {
         let H = settings.height, W = settings.width
         let area = Double(H * W)
         let logLo = log(1 / settings.cropAspectHW.upperBound), logHi = log(1 / settings.cropAspectHW.lowerBound)
@@ -190,7 +191,7 @@ public final class ImageTransform {
     }
 
     /// torchvision `RandomErasing.get_params` (after the probability draw).
-    private func drawErasing(_ rng: inout CounterRandom) -> (top: Int, left: Int, height: Int, width: Int)? {
+    private func drawErasing(_ rng: inout SplitMix64) -> (top: Int, left: Int, height: Int, width: Int)? {
         guard rng.uniform() < settings.erasingProbability else { return nil }
         let H = settings.height, W = settings.width
         let area = Double(H * W)

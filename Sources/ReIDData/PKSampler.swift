@@ -1,5 +1,7 @@
 // MARK: PK identity sampling
 
+import DeterministicRandom
+
 /// One image of a batch: which image, its label, and the key of its augmentation.
 public struct PKSlot: Sendable, Equatable {
     /// Index into the training split's `images`.
@@ -78,7 +80,7 @@ public struct PKSampler: Sendable {
     /// The identity order of an epoch.
     public func permutation(epoch: Int) -> [Int] {
         var order = Array(0..<identityCount)
-        var rng = CounterRandom(key: CounterRandom.key(RandomDomain.epochPermutation ^ seed, epoch))
+        var rng = SplitMix64(seed: SplitMix64.key(RandomDomain.epochPermutation ^ seed, epoch))
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
         return order
     }
@@ -94,7 +96,7 @@ public struct PKSampler: Sendable {
         for j in identities {
             let label = order[index * identitiesPerBatch + j]
             let pool = imagesOfLabel[label]
-            var rng = CounterRandom(key: CounterRandom.key(RandomDomain.identityImages ^ seed, epoch, index, j))
+            var rng = SplitMix64(seed: SplitMix64.key(RandomDomain.identityImages ^ seed, epoch, index, j))
             var chosen: [Int]
             if pool.count >= K {
                 var p = pool // partial Fisher-Yates: the first K of a random permutation
@@ -106,7 +108,7 @@ public struct PKSampler: Sendable {
             for (k, image) in chosen.enumerated() {
                 let slot = j * K + k
                 out.append(PKSlot(imageIndex: image, label: label,
-                                  augmentationKey: CounterRandom.key(RandomDomain.augmentation ^ seed, epoch, index, slot)))
+                                  augmentationKey: SplitMix64.key(RandomDomain.augmentation ^ seed, epoch, index, slot)))
             }
         }
         return out
@@ -127,4 +129,11 @@ public struct PKSampler: Sendable {
     public func position(after epoch: Int, _ index: Int) -> (epoch: Int, index: Int) {
         index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
     }
+}
+
+/// Domain tags so streams for different purposes never coincide.
+enum RandomDomain {
+    static let epochPermutation: UInt64 = 0x5045_524D   // "PERM"
+    static let identityImages: UInt64 = 0x4944_494D      // "IDIM"
+    static let augmentation: UInt64 = 0x4155_474D        // "AUGM"
 }

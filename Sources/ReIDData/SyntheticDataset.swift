@@ -1,9 +1,11 @@
-// The synthetic dataset's layout: which identities go to which split, which camera sees each picture,
-// the Market-1501 file names, and writing the JPEGs. Drawing lives in SyntheticRenderer.swift.
+// The synthetic dataset's plan: which identities go to which split, which camera sees each picture,
+// the Market-1501 file names, and writing the JPEGs. Drawing lives in SyntheticRenderer.swift; the
+// other layouts (MSMT17, list file) in SyntheticLayouts.swift.
 import Foundation
 
-/// A synthetic person re-ID dataset in the Market-1501 layout, for demos and tests:
-/// `bounding_box_train/`, `query/`, `bounding_box_test/`, files named `PPPP_cCsS_FFFFFF_NN.jpg`.
+/// A synthetic person re-ID dataset, for demos and tests. In the Market-1501 layout (the default):
+/// `bounding_box_train/`, `query/`, `bounding_box_test/`, files named `PPPP_cCsS_FFFFFF_NN.jpg`;
+/// also as an MSMT17 release or a list dataset (`Layout`).
 /// Test identities are disjoint from training identities; every test identity has one query in each of
 /// at least two cameras and gallery pictures in at least one camera that holds none of its queries.
 /// The gallery also holds distractors (pid 0) and junk (pid -1). Output is bit-identical for a seed.
@@ -28,12 +30,14 @@ public enum SyntheticDataset {
         /// Junk pictures (pid -1) in the gallery; nil = a tenth of the genuine gallery pictures.
         public var junk: Int? = nil
         public var jpegQuality = 90
+        public var layout = Layout.market1501
 
         public init(trainIDs: Int = 100, testIDs: Int = 50, imagesPerID: Int = 8, cameras: Int = 4, seed: UInt64 = 0,
-                    height: Int = 128, width: Int = 64, distractors: Int? = nil, junk: Int? = nil, jpegQuality: Int = 90) {
+                    height: Int = 128, width: Int = 64, distractors: Int? = nil, junk: Int? = nil, jpegQuality: Int = 90,
+                    layout: Layout = .market1501) {
             self.trainIDs = trainIDs; self.testIDs = testIDs; self.imagesPerID = imagesPerID; self.cameras = cameras
             self.seed = seed; self.height = height; self.width = width
-            self.distractors = distractors; self.junk = junk; self.jpegQuality = jpegQuality
+            self.distractors = distractors; self.junk = junk; self.jpegQuality = jpegQuality; self.layout = layout
         }
 
         public var distractorCount: Int { distractors ?? max(1, testIDs * imagesPerID / 5) }
@@ -55,7 +59,7 @@ public enum SyntheticDataset {
         }
     }
 
-    /// What a Market-1501 parser reports for one split (junk excluded, pid 0 counted as one identity).
+    /// What a parser reports for one split (junk excluded, pid 0 counted as one identity).
     public struct SplitCounts: Sendable, Equatable, CustomStringConvertible {
         public var ids: Int
         public var images: Int
@@ -65,24 +69,42 @@ public enum SyntheticDataset {
     }
 
     public struct Summary: Sendable, Equatable, CustomStringConvertible {
+        public var layout: Layout
+        /// MSMT17: list_train.txt only (list_val.txt is `val`).
         public var train: SplitCounts
+        /// MSMT17's list_val.txt (nil in the other layouts).
+        public var val: SplitCounts?
         public var query: SplitCounts
         /// Includes the distractors (as images and as the one identity pid 0); excludes junk.
         public var gallery: SplitCounts
         public var distractors: Int
         public var junk: Int
-        /// Every file written (train + query + gallery, junk included).
+        /// Every picture written (junk included).
         public var filesWritten: Int
+        /// The plan's pids, sorted (MSMT17 names them 0..<count in this order).
         public var trainPIDs: [Int]
         public var testPIDs: [Int]
 
         public var description: String {
-            """
-            train   (\(SyntheticDataset.trainFolder)): \(train)
-            query   (\(SyntheticDataset.queryFolder)): \(query)
-            gallery (\(SyntheticDataset.galleryFolder)): \(gallery), of which \(distractors) distractor images (pid 0)
-            junk    (pid -1, in \(SyntheticDataset.galleryFolder), not counted): \(junk) images
-            """
+            switch layout {
+            case .market1501, .list:
+                let (t, q, g) = layout == .list ? ("list.txt train", "list.txt query", "list.txt gallery")
+                    : (SyntheticDataset.trainFolder, SyntheticDataset.queryFolder, SyntheticDataset.galleryFolder)
+                return """
+                    train   (\(t)): \(train)
+                    query   (\(q)): \(query)
+                    gallery (\(g)): \(gallery), of which \(distractors) distractor images (pid 0)
+                    junk    (pid -1, in \(g), not counted): \(junk) images
+                    """
+            case .msmt17V1, .msmt17V2:
+                let r = layout.msmt17Release!
+                return """
+                    train   (\(r)/list_train.txt): \(train)
+                    val     (\(r)/list_val.txt): \(val ?? SplitCounts(ids: 0, images: 0, cameras: 0))
+                    query   (\(r)/list_query.txt): \(query)
+                    gallery (\(r)/list_gallery.txt): \(gallery)
+                    """
+            }
         }
     }
 
@@ -175,42 +197,44 @@ public enum SyntheticDataset {
         return (images, trainPIDs, testPIDs)
     }
 
-    /// Counts as a Market-1501 parser does: junk (pid -1) dropped, pid 0 one identity.
-    static func counts(_ images: [PlannedImage], folder: String) -> SplitCounts {
-        let kept = images.filter { $0.folder == folder && $0.pid != -1 }
-        return SplitCounts(ids: Set(kept.map(\.pid)).count, images: kept.count, cameras: Set(kept.map(\.camera)).count)
-    }
-
     // MARK: Writing
 
-    /// Renders and writes the dataset under `directory` (created if needed). The three split folders must
-    /// not exist yet, or be empty, unless `replacingExisting` is true, in which case they are deleted first.
+    /// Renders and writes the dataset under `directory` (created if needed), in `options.layout`. What
+    /// the layout writes at the top (the three split folders, the MSMT17 release folder, or images/ and
+    /// list.txt) must not exist yet, or be an empty folder, unless `replacingExisting` is true, in which
+    /// case it is deleted first.
     @discardableResult
     public static func write(to directory: URL, options: Options = Options(), replacingExisting: Bool = false) throws -> Summary {
         try options.validate()
         let fm = FileManager.default
-        for folder in [trainFolder, queryFolder, galleryFolder] {
-            let url = directory.appendingPathComponent(folder)
-            guard let entries = try? fm.contentsOfDirectory(atPath: url.path), !entries.isEmpty else { continue }
+        for name in options.layout.topLevel {
+            let url = directory.appendingPathComponent(name)
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: url.path, isDirectory: &isDir) else { continue }
+            let entries = isDir.boolValue ? (try? fm.contentsOfDirectory(atPath: url.path)) ?? [] : [name]
+            guard !entries.isEmpty else { continue }
             guard replacingExisting else {
-                throw SyntheticDatasetError("synth: \(url.path) already holds \(entries.count) files; choose an empty output directory or pass --force")
+                throw SyntheticDatasetError("synth: \(url.path) already \(isDir.boolValue ? "holds \(entries.count) files" : "exists"); choose an empty output directory or pass --force")
             }
             try fm.removeItem(at: url)
         }
+
+        let planned = plan(options)
+        let (images, lists) = place(planned.images, trainPIDs: planned.trainPIDs, testPIDs: planned.testPIDs, layout: options.layout)
         do {
-            for folder in [trainFolder, queryFolder, galleryFolder] {
+            for folder in Set(images.map { ($0.path as NSString).deletingLastPathComponent }).sorted() {
                 try fm.createDirectory(at: directory.appendingPathComponent(folder), withIntermediateDirectories: true)
             }
+            for list in lists { try Data(list.text.utf8).write(to: directory.appendingPathComponent(list.path)) }
         } catch {
-            throw SyntheticDatasetError("synth: cannot create the split folders under \(directory.path): \(error.localizedDescription)")
+            throw SyntheticDatasetError("synth: cannot create the folders and lists under \(directory.path): \(error.localizedDescription)")
         }
 
-        let (images, trainPIDs, testPIDs) = plan(options)
         let failures = FailureLog()
         // Pictures are independent (each has its own random stream), so they render in parallel.
         DispatchQueue.concurrentPerform(iterations: images.count) { i in
-            let image = images[i]
-            let url = directory.appendingPathComponent(image.folder).appendingPathComponent(image.fileName)
+            let image = images[i].image
+            let url = directory.appendingPathComponent(images[i].path)
             do {
                 let rgb = SyntheticRenderer.render(image.shot, width: options.width, height: options.height)
                 let jpeg = try encodeJPEG(rgb: rgb, width: options.width, height: options.height, quality: options.jpegQuality)
@@ -221,14 +245,15 @@ public enum SyntheticDataset {
         }
         if let failure = failures.first { throw SyntheticDatasetError(failure) }
 
+        let isMSMT17 = options.layout.msmt17Release != nil
         return Summary(
-            train: counts(images, folder: trainFolder), query: counts(images, folder: queryFolder),
-            gallery: counts(images, folder: galleryFolder),
-            distractors: images.filter { $0.pid == 0 }.count, junk: images.filter { $0.pid == -1 }.count,
-            filesWritten: images.count, trainPIDs: trainPIDs, testPIDs: testPIDs)
+            layout: options.layout, train: counts(images, split: "train"), val: isMSMT17 ? counts(images, split: "val") : nil,
+            query: counts(images, split: "query"), gallery: counts(images, split: "gallery"),
+            distractors: isMSMT17 ? 0 : images.filter { $0.pid == 0 }.count, junk: images.filter { $0.pid == -1 }.count,
+            filesWritten: images.count, trainPIDs: planned.trainPIDs, testPIDs: planned.testPIDs)
     }
 
-    private static func padded(_ value: Int, _ digits: Int) -> String {
+    static func padded(_ value: Int, _ digits: Int) -> String {
         let text = String(value)
         return String(repeating: "0", count: max(0, digits - text.count)) + text
     }

@@ -1,20 +1,22 @@
 // The seeded random source behind the synthetic dataset.
 // Own arithmetic only (no stdlib `random(in:)`), so files are bit-identical for a seed across toolchains.
 
-/// SplitMix64 (`CounterRandom`) with helpers for the draws the generator needs. Independent
+import DeterministicRandom
+
+/// SplitMix64 (DeterministicRandom) with helpers for the draws the generator needs. Independent
 /// streams come from mixing the dataset seed with stream labels, so one image's draws never
 /// depend on another's.
 struct SyntheticRNG {
-    private var source: CounterRandom
+    private var source: SplitMix64
 
     init(seed: UInt64, stream: UInt64...) {
         var s = SyntheticRNG.mix(seed ^ 0x6A09_E667_F3BC_C908)
-        for label in stream { s = SyntheticRNG.mix(s ^ SyntheticRNG.mix(label &+ 0x9E37_79B9_7F4A_7C15)) }
-        source = CounterRandom(key: s)
+        for label in stream { s = SyntheticRNG.mix(s ^ SyntheticRNG.mix(label &+ SplitMix64.increment)) }
+        source = SplitMix64(seed: s)
     }
 
     /// One SplitMix64 step from `value` (the golden-ratio increment, then the finaliser).
-    static func mix(_ value: UInt64) -> UInt64 { CounterRandom.mix(value &+ 0x9E37_79B9_7F4A_7C15) }
+    static func mix(_ value: UInt64) -> UInt64 { SplitMix64.mix(value &+ SplitMix64.increment) }
 
     mutating func next() -> UInt64 { source.next() }
 

@@ -1,4 +1,4 @@
-import ReIDData
+import DeterministicRandom
 
 // MARK: - CUHK03 classic split (1367/100): single-gallery-shot, torchreid `eval_cuhk03`
 //
@@ -9,7 +9,7 @@ import ReIDData
 // computed on the whole filtered list, exactly as the Market protocol.
 //
 // torchreid draws with numpy's global generator; here each query has its own
-// SplitMix64 stream (`CounterRandom`) seeded from (seed, query index), so results are reproducible
+// SplitMix64 stream (DeterministicRandom) seeded from (seed, query index), so results are reproducible
 // and independent of the thread count. Identities are visited in order of first
 // appearance in the ranked list, as torchreid's dict is.
 
@@ -32,7 +32,7 @@ struct CUHK03QueryScore: Sendable {
 func scoreCUHK03Query(
     distances d: UnsafePointer<Float>, galleryCount g: Int, queryPid: Int64, queryCam: Int64,
     galleryPids: UnsafePointer<Int64>, galleryCams: UnsafePointer<Int64>,
-    repeats: Int, rng: inout CounterRandom, scratch s: inout CUHK03Scratch
+    repeats: Int, rng: inout SplitMix64, scratch s: inout CUHK03Scratch
 ) -> CUHK03QueryScore {
     // Stable argsort of the distance row, then the protocol's filter.
     s.order.removeAll(keepingCapacity: true)
@@ -109,7 +109,7 @@ public func evaluateCUHK03Classic(
                 let cams = SharedBuffer(base: UnsafeMutablePointer(mutating: camsBuffer.baseAddress!))
                 forEachQueryDistances(query: query, gallery: gallery, options: options,
                                       makeScratch: { CUHK03Scratch() }) { scratch, q, d in
-                    var rng = CounterRandom(key: seed ^ (UInt64(q) &* 0xD1B5_4A32_D192_ED03))
+                    var rng = SplitMix64(seed: seed ^ (UInt64(q) &* 0xD1B5_4A32_D192_ED03))
                     out[q] = scoreCUHK03Query(distances: d, galleryCount: ng, queryPid: query.pids[q],
                                               queryCam: query.camids[q], galleryPids: pids.base,
                                               galleryCams: cams.base, repeats: repeats, rng: &rng,

@@ -164,12 +164,8 @@ public final class EvalProfile: @unchecked Sendable {
     public init() {}
 }
 
-/// Monotonic seconds.
-func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
+/// Monotonic seconds (for timings and progress lines).
+public func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) * 1e-9 }
 
 /// Memory written by several threads at distinct indices.
 struct SharedBuffer<T>: @unchecked Sendable {
@@ -196,12 +192,12 @@ func forEachQueryDistances<Scratch>(
     let nq = query.count, ng = gallery.count, dim = query.dim
     let rows = min(options.rows(forGallery: ng), max(nq, 1))
     let threads = max(1, options.threads)
-    let t0 = now()
+    let t0 = monotonicSeconds()
     let reranker = options.rerank.map {
         KReciprocalReranker(query: query, gallery: gallery, metric: options.distance, parameters: $0,
                             threads: threads, blockRows: options.blockRows)
     }
-    options.profile?.rerankSeconds += now() - t0
+    options.profile?.rerankSeconds += monotonicSeconds() - t0
     // Per worker: the re-ranked row and the Jaccard overlaps.
     let rerankRows = UnsafeMutablePointer<Float>.allocate(capacity: reranker == nil ? 0 : threads * 2 * ng)
     defer { rerankRows.deallocate() }
@@ -221,13 +217,13 @@ func forEachQueryDistances<Scratch>(
                         var first = 0
                         while first < nq {
                             let count = min(rows, nq - first)
-                            let t0 = now()
+                            let t0 = monotonicSeconds()
                             if reranker == nil {  // (re-ranking kept these distances from its own search)
                                 distanceBlock(metric: options.distance, query: q.baseAddress!, queryNorms: qnp.baseAddress!,
                                               first: first, rows: count, gallery: gp.baseAddress!,
                                               galleryNorms: gnp.baseAddress!, galleryCount: ng, dim: dim, out: block)
                             }
-                            let t1 = now()
+                            let t1 = monotonicSeconds()
                             let start = first
                             let work: @Sendable (Int) -> Void = { w in
                                 var i = w
@@ -246,7 +242,7 @@ func forEachQueryDistances<Scratch>(
                             if threads == 1 { work(0) } else { DispatchQueueShim.concurrentPerform(threads, work) }
                             if let p = options.profile {
                                 p.distanceSeconds += t1 - t0
-                                p.rankingSeconds += now() - t1
+                                p.rankingSeconds += monotonicSeconds() - t1
                             }
                             first += count
                         }

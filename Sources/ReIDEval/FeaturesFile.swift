@@ -1,4 +1,3 @@
-import Checkpoint
 import Foundation
 import HDF5Kit
 
@@ -96,7 +95,7 @@ public struct FeaturesFile: Sendable {
     /// back, renamed into place; a failure leaves any previous file untouched.
     public func write(to path: String) throws {
         do {
-            try Checkpoint.replaceAtomically(URL(fileURLWithPath: path), write: { tmp in
+            try HDF5File.replaceAtomically(URL(fileURLWithPath: path), write: { tmp in
                 let file = try HDF5File(creating: tmp)
                 defer { file.close() }
                 let root = file.root

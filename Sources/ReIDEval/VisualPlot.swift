@@ -59,6 +59,14 @@ public struct TrainingMetrics: Sendable {
     }
 }
 
+// MARK: - Markup
+
+/// Text made safe inside HTML or SVG markup (the plot's title, `mancs visualize`'s index.html).
+public func htmlEscape(_ text: String) -> String {
+    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+}
+
 // MARK: - Axes
 
 /// About `count` round tick values (1, 2, 5 x 10^k steps) covering lo...hi.

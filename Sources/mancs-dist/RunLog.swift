@@ -1,5 +1,7 @@
+import Distributed
 import Foundation
-import ReIDEval  // formatDuration
+import FeatureExtraction  // formatDuration
+import MancsSettings  // SettingsError
 
 /// What rank 0 tells the user: log lines on stderr-free stdout, a progress bar
 /// when stdout is a terminal, and one JSON object per log step appended to
@@ -22,9 +24,8 @@ final class RunLog: @unchecked Sendable {
         // a file, so under MPI the bar is opt-in (MANCS_PROGRESS=1).
         let env = ProcessInfo.processInfo.environment
         let term = env["TERM"] ?? ""
-        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["SLURM_PROCID"] != nil
         interactive = isatty(STDOUT_FILENO) != 0 && !term.isEmpty && term != "dumb"
-            && (!underMPI || env["MANCS_PROGRESS"] == "1")
+            && (!MPILaunch.isLaunched || env["MANCS_PROGRESS"] == "1")
         if isRoot, let dir = runDir {
             /// A file of the run directory opened for appending (created if missing).
             func appending(_ name: String) throws -> FileHandle? {

@@ -1,4 +1,5 @@
 import Foundation
+import MancsSettings  // SettingsError
 
 // TensorBoard scalars without TensorFlow or a protobuf library: an event file is
 // a TFRecord stream (per record: uint64 length, masked CRC-32C of the length,

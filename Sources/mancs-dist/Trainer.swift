@@ -1,5 +1,7 @@
 import Checkpoint
+import DeterministicRandom
 import Distributed
+import FeatureExtraction
 import Foundation
 import HDF5Kit
 import Kernels
@@ -7,12 +9,13 @@ import MancsModel
 import MancsTraining
 import ReIDData
 import ReIDEval
+import MancsSettings
 
 /// The training loop of one rank (docs/method.md §3, §6, §7): set-up, steps,
 /// checkpoints, stopping. Every rank runs the same code; collective calls are
 /// made in the same order on all of them.
 final class Trainer {
-    let s: TrainSettings
+    let settings: TrainSettings
     let comm: Communicator
     let log: RunLog
     let runDir: URL
@@ -30,9 +33,8 @@ final class Trainer {
     let retention: CheckpointRetention
     /// Global steps of the whole run: epochs x batches per epoch, capped by --max-steps.
     let totalSteps: Int
+    /// Steps, epoch, seed, settings and the best evaluation so far: what a checkpoint keeps besides tensors.
     var state: TrainingState
-    /// Best evaluation mAP of this process's run so far (for best.h5).
-    var bestMAP = -1.0
     /// See `TrainCommand.dumpGradients`.
     var dumpGradientsPath: String?
 
@@ -40,7 +42,7 @@ final class Trainer {
     /// (by rank 0 when every rank has the same one) and end every rank.
     static func run(settings given: TrainSettings, dumpGradients: String? = nil) -> Int32 {
         var settings = given
-        if settings.threads == 0 { settings.threads = NodeShare.defaultComputeThreads }
+        if settings.run.threads == 0 { settings.run.threads = NodeShare.defaultComputeThreads }
         StopSignal.install()
         let comm: Communicator
         do { comm = try Communicator.world() } catch {
@@ -59,7 +61,7 @@ final class Trainer {
         defer { log.close() }
         // Every rank says which CPUs it got: on a cluster, binding is where a
         // launch most often goes wrong (see docs/cluster.md).
-        let affinity = NodeShare.affinityReport(rank: comm.rank, host: comm.hostname, threads: settings.threads)
+        let affinity = NodeShare.affinityReport(rank: comm.rank, host: comm.hostname, threads: settings.run.threads)
         log.everyRank("mancs-dist: \(affinity.line)")
         if let w = affinity.warning { log.warning(w) }
         let trainer: Trainer
@@ -86,267 +88,152 @@ final class Trainer {
         }
     }
 
-    /// Creates RUN_DIR and writes config.yaml (rank 0).
-    static func prepareRunDirectory(_ s: TrainSettings) throws -> String {
-        let dir = URL(fileURLWithPath: s.runDir)
-        do {
-            try FileManager.default.createDirectory(at: dir.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-        } catch {
-            throw SettingsError("--run-dir \(s.runDir): cannot create the run directory (\(error.localizedDescription))")
-        }
-        try lockRunDirectory(dir)
-        try settingsYAML(s).write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
-        return dir.path
-    }
-
-    /// The descriptor holding RUN_DIR/.lock, open for the life of the process.
-    nonisolated(unsafe) static var runDirectoryLock: Int32 = -1
-
-    /// Takes an exclusive `flock` on RUN_DIR/.lock (rank 0), refusing a second
-    /// job in the same directory: two would delete each other's temporaries and
-    /// interleave metrics.jsonl. The lock ends with the process, however it ends.
-    static func lockRunDirectory(_ dir: URL) throws {
-        let path = dir.appendingPathComponent(".lock").path
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SettingsError("--run-dir \(dir.path): cannot open \(path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            close(fd)
-            throw SettingsError("--run-dir \(dir.path) is in use by another job\(holder.isEmpty ? "" : " (the lock was last taken by \(holder))"): "
-                                + "wait for it to end, or choose another --run-dir")
-        }
-        let me = Data("pid \(getpid()) on \(ProcessInfo.processInfo.hostName)\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = me.withUnsafeBytes { pwrite(fd, $0.baseAddress, me.count, 0) }
-        runDirectoryLock = fd
-    }
-
-    init(settings s: TrainSettings, comm: Communicator, log: RunLog) throws {
-        self.s = s
+    init(settings: TrainSettings, comm: Communicator, log: RunLog) throws {
+        self.settings = settings
         self.comm = comm
         self.log = log
-        runDir = URL(fileURLWithPath: s.runDir)
-        setComputeThreads(s.threads)
-
-        // The batch must split into whole identities over ranks x micro-batches.
-        let shards = comm.size * s.accumulate
-        guard s.idsPerBatch % shards == 0 else {
-            throw SettingsError("--ids-per-batch \(s.idsPerBatch) does not divide by \(comm.size) ranks x --accumulate \(s.accumulate) = \(shards): every shard trains on whole identities. Choose P as a multiple of \(shards).")
-        }
-        // Triplets need negatives: at least two identities where they are mined.
-        if s.tripletMining == "local" && s.idsPerBatch / shards < 2 {
-            throw SettingsError("--triplet-mining local: --ids-per-batch \(s.idsPerBatch) over \(comm.size) ranks x --accumulate \(s.accumulate) leaves \(s.idsPerBatch / shards) identity per shard, so its anchors have no negative. Use --triplet-mining global (the default), fewer ranks or micro-batches, or P of at least \(2 * shards).")
-        }
-        if s.tripletMining == "global" && s.idsPerBatch / s.accumulate < 2 {
-            throw SettingsError("--ids-per-batch \(s.idsPerBatch) over --accumulate \(s.accumulate) leaves \(s.idsPerBatch / s.accumulate) identity per micro-batch, so its anchors have no negative. Use P of at least \(2 * s.accumulate).")
-        }
+        let (data, model, objective, optimiser) = (settings.data, settings.model, settings.objective, settings.optimiser)
+        runDir = URL(fileURLWithPath: settings.run.runDir)
+        setComputeThreads(settings.run.threads)
+        try settings.validate(ranks: comm.size)
+        let shards = settings.shards(ranks: comm.size)
 
         // Data: every rank reads the listing; a node that cannot see --data, or
         // sees another listing, stops every rank (with its host in the message).
-        let listing = try comm.agreeing { try loadDataset(name: s.dataset, root: s.data) }
+        let listing = try comm.agreeing { try loadDataset(name: data.dataset.rawValue, root: data.data) }
         try comm.agreeSame(digest: listing.listingDigest) {
-            "\(s.data) lists \(listing.train.count) training, \(listing.query.count) query and \(listing.gallery.count) gallery images, not the same files as on rank 0"
+            "\(data.data) lists \(listing.train.count) training, \(listing.query.count) query and \(listing.gallery.count) gallery images, not the same files as on rank 0"
         }
         dataset = listing
         for w in dataset.skipped.prefix(5) { log.info("skipped \(w.path): \(w.reason)") }
         if dataset.skipped.count > 5 { log.info("... and \(dataset.skipped.count - 5) more skipped files (see `mancs data`)") }
-        guard dataset.trainClasses >= s.idsPerBatch else {
-            throw SettingsError("\(s.data): \(dataset.trainClasses) training identities, fewer than --ids-per-batch \(s.idsPerBatch)")
+        guard dataset.trainClasses >= data.idsPerBatch else {
+            throw SettingsError("\(data.data): \(dataset.trainClasses) training identities, fewer than --ids-per-batch \(data.idsPerBatch)")
         }
-        sampler = try PKSampler(split: dataset.train, p: s.idsPerBatch, k: s.imagesPerId, seed: UInt64(s.seed),
+        sampler = try PKSampler(split: dataset.train, p: data.idsPerBatch, k: data.imagesPerId, seed: UInt64(settings.run.seed),
                                 rank: comm.rank, worldSize: comm.size)
         let perEpoch = sampler.batchesPerEpoch
-        totalSteps = min(s.epochs * perEpoch, s.maxSteps ?? Int.max)
+        totalSteps = min(optimiser.epochs * perEpoch, optimiser.maxSteps ?? Int.max)
 
         // Model: every rank builds it; rank 0's values are broadcast below.
-        var config = MancsConfig()
-        config.baseWidth = s.baseWidth; config.blocks = s.blocks; config.lastStride = s.lastStride
-        config.attentionStages = s.attentionStages; config.height = s.height; config.width = s.width
-        config.numClasses = dataset.trainClasses
+        let config = model.mancsConfig(numClasses: dataset.trainClasses)
         try config.validate()
-        let microBatch = s.idsPerBatch / shards * s.imagesPerId
-        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(s.seed),
-                                   initialization: InitScheme(rawValue: s.initialization)!)
-        shardGroup = comm.size > 1 && (s.batchNorm == "sync" || s.tripletMining == "global") ? try ShardGroup(world: comm) : nil
-        if s.batchNorm == "sync" { network.batchNormReducer = shardGroup }
-        trainStep = TrainStep(network: network, losses: LossSettings(
-            margin: Float(s.margin), gamma: Float(s.gamma), lambdaRank: Float(s.lambdaRank),
-            lambdaCls: Float(s.lambdaCls), lambdaAtt: Float(s.lambdaAtt)))
-        adam = Adam(count: network.parameters.count, lr: Float(s.lr), weightDecay: Float(s.weightDecay))
-        schedule = s.learningRateSchedule!  // checked by TrainSettings.validate
-        state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(s.seed), config: try Trainer.checkpointConfig(s, config))
+        let microBatch = data.idsPerBatch / shards * data.imagesPerId
+        network = try MancsNetwork(config: config, maxBatch: microBatch, seed: UInt64(settings.run.seed),
+                                   initialization: model.initialization)
+        shardGroup = comm.size > 1 && (model.batchNorm == .sync || objective.tripletMining == .global) ? try ShardGroup(world: comm) : nil
+        if model.batchNorm == .sync { network.batchNormReducer = shardGroup }
+        trainStep = TrainStep(network: network, losses: objective.lossSettings)
+        adam = Adam(count: network.parameters.count, lr: Float(optimiser.lr), weightDecay: Float(optimiser.weightDecay))
+        schedule = optimiser.learningRateSchedule
+        state = TrainingState(worldSize: Int64(comm.size), seed: UInt64(settings.run.seed),
+                              config: try Trainer.checkpointConfig(settings, config))
 
-        log.info("mancs-dist: \(comm.size) rank(s) x \(s.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(s.idsPerBatch) K=\(s.imagesPerId), \(microBatch) images per rank-step\(s.accumulate > 1 ? " x \(s.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
-        log.info("model: \(s.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters, \(s.pretrained == nil ? "" : "layers not in --pretrained ")\(s.initialization) init")
-        log.info("triplet mining \(s.tripletMining), BatchNorm \(s.batchNorm): \(s.tripletMining == "global" ? s.idsPerBatch / s.accumulate : s.idsPerBatch / shards) identities mined together, BatchNorm statistics over \(s.batchNorm == "sync" ? microBatch * comm.size : microBatch) images")
-        try Trainer.logComputeKernels(comm: comm, log: log, threads: s.threads)
+        let minedTogether = objective.tripletMining == .global ? data.idsPerBatch / optimiser.accumulate : data.idsPerBatch / shards
+        log.info("mancs-dist: \(comm.size) rank(s) x \(settings.run.threads) thread(s); \(dataset.name): \(dataset.train.identityCount) ids / \(dataset.train.count) training images; P=\(data.idsPerBatch) K=\(data.imagesPerId), \(microBatch) images per rank-step\(optimiser.accumulate > 1 ? " x \(optimiser.accumulate) micro-batches" : ""); \(perEpoch) steps per epoch, \(totalSteps) steps in all")
+        log.info("model: \(model.architectureSummary), \(config.numClasses) classes, \(network.parameters.count) parameters, \(model.pretrained == nil ? "" : "layers not in --pretrained ")\(model.initialization.rawValue) init")
+        log.info("triplet mining \(objective.tripletMining.rawValue), BatchNorm \(model.batchNorm.rawValue): \(minedTogether) identities mined together, BatchNorm statistics over \(model.batchNorm == .sync ? microBatch * comm.size : microBatch) images")
+        try Trainer.logComputeKernels(comm: comm, log: log, threads: settings.run.threads)
 
         // Start: resume, or initialise (+ pretrained) on rank 0 and broadcast.
-        let moments = AdamMoments(m: adam.m, v: adam.v, step: 0)
-        var resumeFrom: URL? = nil
-        switch s.resume {
-        case "none": break
-        case "auto":
-            let (url, warnings) = try Checkpoint.latestValidCheckpoint(runDirectory: runDir, comm: comm)
-            for w in warnings { log.warning(w) }
-            resumeFrom = url
-        default:
-            resumeFrom = URL(fileURLWithPath: s.resume)
-        }
-        if let url = resumeFrom {
-            let stored = try Checkpoint.storedConfig(url, comm: comm)
-            try ResumeContract.check(stored: stored, current: state.config, force: s.resumeForce, checkpoint: url.path)
-            let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: network.parameters,
-                                                         buffers: network.buffers, adam: moments)
-            try Trainer.checkSameAlgorithm(checkpointConfig: loaded.state.config, path: loaded.path, s, log: log)
-            adam.step = loaded.adamStep
-            state.globalStep = loaded.state.globalStep
-            if loaded.state.worldSize != Int64(comm.size) {
-                log.info("checkpoint was written by \(loaded.state.worldSize) rank(s); continuing on \(comm.size) with the same global batches")
-            }
-            if loaded.state.seed != UInt64(s.seed) {
-                log.warning("checkpoint seed \(loaded.state.seed) differs from --seed \(s.seed): the batch stream changes from here")
-            }
-            if let data = loaded.state.json.data(using: .utf8),
-               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-               let best = object["best_map"] as? Double {
-                bestMAP = best
-                state.json = loaded.state.json
-            }
-            log.info("resumed from \(loaded.path) at step \(state.globalStep)")
+        if let url = try Trainer.resumePoint(settings.run.resume, runDir: runDir, comm: comm, log: log) {
+            try Trainer.resume(from: url, settings: settings, comm: comm, log: log, network: network, adam: adam, state: &state)
         } else {
-            if let pre = s.pretrained {
-                let report = try Trainer.loadPretrainedOnRoot(pre, network: network, comm: comm)
-                log.info("pretrained \(pre): \(report)")
+            if let path = model.pretrained {
+                let report = try Trainer.loadPretrainedOnRoot(path, network: network, comm: comm)
+                log.info("pretrained \(path): \(report)")
             }
             try Checkpoint.broadcastWeights(comm: comm, parameters: network.parameters, buffers: network.buffers)
         }
-        retention = CheckpointRetention(keep: s.keepCheckpoints, resumedFrom: state.globalStep)
+        retention = CheckpointRetention(keep: settings.run.keepCheckpoints, resumedFrom: state.globalStep)
         reducer = try GradientReducer(comm: comm, gradients: network.parameters.grads!)
+    }
+
+    /// The checkpoint `--resume` names (auto: the newest valid one of the run directory), nil for a fresh start.
+    static func resumePoint(_ resume: ResumeChoice, runDir: URL, comm: Communicator, log: RunLog) throws -> URL? {
+        switch resume {
+        case .none: return nil
+        case .path(let path): return URL(fileURLWithPath: path)
+        case .auto:
+            let (url, warnings) = try Checkpoint.latestValidCheckpoint(runDirectory: runDir, comm: comm)
+            for w in warnings { log.warning(w) }
+            return url
+        }
+    }
+
+    /// Collective: checks the checkpoint's settings against this run's
+    /// (before any tensor is read), then loads it on rank 0 and broadcasts it.
+    static func resume(from url: URL, settings: TrainSettings, comm: Communicator, log: RunLog, network: MancsNetwork,
+                       adam: Adam, state: inout TrainingState) throws {
+        let stored = try Checkpoint.storedConfig(url, comm: comm)
+        let forced = try ResumeContract.check(stored: stored, current: state.config, force: settings.run.resumeForce,
+                                              checkpoint: url.path)
+        for w in forced { log.warning(w) }
+        let loaded = try Checkpoint.loadAndBroadcast(url, comm: comm, parameters: network.parameters, buffers: network.buffers,
+                                                     adam: AdamMoments(m: adam.m, v: adam.v, step: 0))
+        adam.step = loaded.adamStep
+        state.globalStep = loaded.state.globalStep
+        state.best = loaded.state.best
+        if loaded.state.worldSize != Int64(comm.size) {
+            log.info("checkpoint was written by \(loaded.state.worldSize) rank(s); continuing on \(comm.size) with the same global batches")
+        }
+        if loaded.state.seed != UInt64(settings.run.seed) {
+            log.warning("checkpoint seed \(loaded.state.seed) differs from --seed \(settings.run.seed): the batch stream changes from here")
+        }
+        log.info("resumed from \(loaded.path) at step \(state.globalStep)")
     }
 
     // MARK: - The loop
 
+    /// Steps until the end (or a stop signal): each takes a batch, runs forward
+    /// and backward, averages the gradients over ranks, clips, updates, logs,
+    /// and evaluates and checkpoints when due. Returns the exit code.
     func train() throws -> Int32 {
-        let perEpoch = sampler.batchesPerEpoch
         if state.globalStep >= totalSteps {
             log.info("nothing to do: step \(state.globalStep) already reached the end (\(totalSteps) steps)")
             return 0
         }
+        let perEpoch = sampler.batchesPerEpoch
         let loader = BatchLoader(split: dataset.train, sampler: sampler,
-                                 settings: TransformSettings(height: s.height, width: s.width),
+                                 settings: TransformSettings(height: settings.model.height, width: settings.model.width),
                                  startEpoch: Int(state.globalStep) / perEpoch, startBatch: Int(state.globalStep) % perEpoch,
-                                 threads: s.loaderThreads, warn: { [log] in log.warning($0) })
+                                 threads: settings.data.loaderThreads, warn: { [log] in log.warning($0) })
         defer { loader.stop() }
-        let grads = network.parameters.grads!
-        let imageSize = s.height * s.width * 3
-        var window = (steps: 0, images: 0, start: Date())
-        let runStart = Date(), firstStep = state.globalStep
-        var sums = [Double](repeating: 0, count: 4)
+        var window = LogWindow(firstStep: Int(state.globalStep))
         var lastEvaluatedStep = -1
         // A stop signal during set-up: nothing new to save.
         if try StopSignal.anyRankRequestedStop(comm) {
             log.info("stop requested (SIGTERM/SIGUSR1) during set-up at step \(state.globalStep): exiting before training. Rerun with --resume auto to continue.")
             return 0
         }
-        if (s.evalEvery > 0 || s.evalEverySteps > 0) && state.globalStep == 0 {
+        if (settings.run.evalEvery > 0 || settings.run.evalEverySteps > 0) && state.globalStep == 0 {
             guard try evaluateUnlessStopped(label: "untrained model") else { return 0 }  // the baseline the run must beat
             lastEvaluatedStep = 0
         }
 
         while Int(state.globalStep) < totalSteps {
-            let step = Int(state.globalStep)
-            let epoch = step / perEpoch
+            let step = Int(state.globalStep), epoch = step / perEpoch
             let batch = try loader.next()
             precondition(batch.epoch == epoch && batch.index == step % perEpoch, "loader out of step")
-
-            // Micro-batches: shard `rank * A + micro` of the global batch.
-            let micro = batch.count / s.accumulate
-            var local = [Double](repeating: 0, count: 4)
-            var reduceError: Error? = nil
-            for m in 0..<s.accumulate {
-                let last = m == s.accumulate - 1
-                // Global mining: every rank draws the same negatives for micro-batch m.
-                let global = s.tripletMining == "global"
-                var rng = Trainer.stepRandom(seed: s.seed, step: step, shard: global ? m : comm.rank * s.accumulate + m)
-                if last { reducer.beginStep() }
-                let labels = Array(batch.labels[(m * micro)..<((m + 1) * micro)])
-                let result = batch.images.withUnsafeBufferPointer { images in
-                    trainStep.run(images: images.baseAddress! + m * micro * imageSize, labels: labels,
-                                  sampling: sampling(epoch: epoch), rng: &rng, accumulate: m > 0,
-                                  group: global ? shardGroup : nil,
-                                  onGradientsReady: last ? { [reducer] range in
-                                      do { try reducer.gradientsReady(range); try reducer.progress() }
-                                      catch { if reduceError == nil { reduceError = error } }
-                                  } : nil)
-                }
-                local[0] += Double(result.rank); local[1] += Double(result.cls)
-                local[2] += Double(result.att); local[3] += Double(result.total)
+            let local = try forwardBackward(batch, step: step, epoch: epoch)
+            try dumpGradientsOnce()
+            let losses = try averageOverRanks(local)
+            let norm = try clipGradients(losses, step: step)
+            let lr = update(epoch: epoch)
+            let done = advance(perEpoch: perEpoch)
+            window.add(losses, images: settings.data.idsPerBatch * settings.data.imagesPerId)
+            if done % settings.run.logEvery == 0 || done == totalSteps {
+                logTrainingWindow(&window, done: done, epoch: epoch, lr: lr, gradientNorm: norm)
             }
-            try reducer.finish()
-            if let e = reduceError { throw e }
-            if s.accumulate > 1 { scale(count: grads.count, grads.baseAddress!, by: 1 / Float(s.accumulate)) }
-            if let path = dumpGradientsPath, comm.isRoot {
-                let file = try HDF5File(creating: path)
-                try network.parameters.write(to: file.root.createGroup("grads"), gradient: true)
-                file.close()
-                dumpGradientsPath = nil
-            }
-
-            // Losses averaged over every shard, for logging and the NaN check.
-            try comm.allreduceSum(&local)
-            let losses = local.map { $0 / Double(comm.size * s.accumulate) }
-            let norm = clipGradientNorm(grads, maxNorm: Float(s.clipNorm))
-            guard losses.allSatisfy(\.isFinite), norm.isFinite else {
-                let what = losses.allSatisfy(\.isFinite) ? "gradient" : "loss"
-                throw TrainingFailure("step \(step + 1): non-finite \(what) (losses rank \(losses[0]), cls \(losses[1]), att \(losses[2]); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
-            }
-            let lr = schedule.lr(epoch: epoch)
-            adam.lr = Float(lr)
-            adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(grads))
-
-            state.globalStep += 1
-            let done = Int(state.globalStep)
-            state.epoch = Int64(done / perEpoch)
-            state.batchInEpoch = Int64(done % perEpoch)
-            window.steps += 1; window.images += s.idsPerBatch * s.imagesPerId
-            for i in 0..<4 { sums[i] += losses[i] }
-
-            if done % s.logEvery == 0 || done == totalSteps {
-                let elapsed = Date().timeIntervalSince(window.start)
-                let rate = Double(window.images) / max(elapsed, 1e-9)
-                let perStep = Date().timeIntervalSince(runStart) / Double(Int64(done) - firstStep)
-                let eta = perStep * Double(totalSteps - done)
-                let mean = sums.map { $0 / Double(window.steps) }
-                let (mu, sigma) = curriculumState(epoch: epoch)
-                log.info(String(format: "epoch %d step %d/%d  loss %.4f (rank %.4f cls %.4f att %.4f)  lr %.2e  mu %.1f sigma %.3g  %.1f imgs/s  ETA %@",
-                                epoch + 1, done, totalSteps, mean[3], mean[0], mean[1], mean[2], lr, mu, sigma, rate, formatDuration(eta)))
-                log.metric(["kind": "train", "step": done, "epoch": epoch, "loss": mean[3], "loss_rank": mean[0],
-                            "loss_cls": mean[1], "loss_att": mean[2], "lr": lr, "grad_norm": Double(norm),
-                            "curriculum_mu": mu, "curriculum_sigma": sigma, "imgs_per_s": rate, "eta_s": eta])
-                window = (0, 0, Date()); sums = [0, 0, 0, 0]
-            }
-            log.progress(step: done, total: totalSteps, text: String(format: "loss %.4f", losses[3]))
-
-            if done % s.checkReplicasEvery == 0 {
+            log.progress(step: done, total: totalSteps, text: String(format: "loss %.4f", losses.total))
+            if done % settings.run.checkReplicasEvery == 0 {
                 try ReplicaCheck.verify(UnsafeBufferPointer(network.parameters.values), name: "parameters", comm: comm)
             }
-            let endOfEpoch = done % perEpoch == 0
-            let epochEval = s.evalEvery > 0 && endOfEpoch && (done / perEpoch) % s.evalEvery == 0
-            let stepEval = s.evalEverySteps > 0 && done % s.evalEverySteps == 0
-            if (epochEval || stepEval) && done < totalSteps {
-                guard try evaluateUnlessStopped(label: endOfEpoch ? "epoch \(done / perEpoch)" : "step \(done)") else { return 0 }
+            if let label = evaluationDue(done: done, perEpoch: perEpoch) {
+                guard try evaluateUnlessStopped(label: label) else { return 0 }
                 lastEvaluatedStep = done
             }
-            let stopping = try StopSignal.anyRankRequestedStop(comm)
-            let epochCheckpoint = s.checkpointEveryEpochs > 0 && endOfEpoch && (done / perEpoch) % s.checkpointEveryEpochs == 0
-            if stopping || done % s.checkpointEvery == 0 || epochCheckpoint || done == totalSteps {
-                let url = try saveCheckpoint()
-                if stopping {
-                    log.info("stop requested (SIGTERM/SIGUSR1): checkpoint \(url.lastPathComponent) written at step \(done); exiting. Rerun with --resume auto to continue.")
-                    return 0
-                }
-            }
+            guard try checkpointIfDue(done: done, perEpoch: perEpoch) else { return 0 }
         }
         if lastEvaluatedStep != Int(state.globalStep) { guard try evaluateUnlessStopped(label: "final") else { return 0 } }
         let checksum = ReplicaCheck.checksum(UnsafeBufferPointer(network.parameters.values))
@@ -354,6 +241,129 @@ final class Trainer {
         log.info("replicas identical on \(comm.size) rank(s): parameter checksum \(String(checksum, radix: 16))")
         log.info("training finished at step \(state.globalStep); checkpoints in \(runDir.appendingPathComponent("checkpoints").path)")
         return 0
+    }
+
+    // MARK: - The phases of a step
+
+    /// Forward and backward over this rank's micro-batches (shard `rank * A + m`
+    /// of the global batch), accumulating gradients; the last micro-batch's
+    /// backward hands finished gradient ranges to the allreduce as they become
+    /// ready. Returns this rank's losses summed over its micro-batches; the
+    /// gradients are averaged over ranks and micro-batches when it returns.
+    func forwardBackward(_ batch: LoadedBatch, step: Int, epoch: Int) throws -> StepLosses {
+        let accumulate = settings.optimiser.accumulate
+        let micro = batch.count / accumulate
+        let imageSize = settings.model.height * settings.model.width * 3
+        let global = settings.objective.tripletMining == .global
+        var sum = StepLosses()
+        var reduceError: Error? = nil
+        for m in 0..<accumulate {
+            let last = m == accumulate - 1
+            // Global mining: every rank draws the same negatives for micro-batch m.
+            var rng = Trainer.stepRandom(seed: settings.run.seed, step: step, shard: global ? m : comm.rank * accumulate + m)
+            if last { reducer.beginStep() }
+            let labels = Array(batch.labels[(m * micro)..<((m + 1) * micro)])
+            let result = batch.images.withUnsafeBufferPointer { images in
+                trainStep.run(images: images.baseAddress! + m * micro * imageSize, labels: labels,
+                              sampling: sampling(epoch: epoch), rng: &rng, accumulate: m > 0,
+                              group: global ? shardGroup : nil,
+                              onGradientsReady: last ? { [reducer] range in
+                                  do { try reducer.gradientsReady(range); try reducer.progress() }
+                                  catch { if reduceError == nil { reduceError = error } }
+                              } : nil)
+            }
+            sum.add(result)
+        }
+        try reducer.finish()
+        if let e = reduceError { throw e }
+        let grads = network.parameters.grads!
+        if accumulate > 1 { scale(count: grads.count, grads.baseAddress!, by: 1 / Float(accumulate)) }
+        return sum
+    }
+
+    /// `--dump-gradients`: rank 0 writes the first step's averaged gradient (before clipping).
+    func dumpGradientsOnce() throws {
+        guard let path = dumpGradientsPath, comm.isRoot else { return }
+        let file = try HDF5File(creating: path)
+        try network.parameters.write(to: file.root.createGroup("grads"), gradient: true)
+        file.close()
+        dumpGradientsPath = nil
+    }
+
+    /// Collective: the losses averaged over every shard (for the log and the NaN check).
+    func averageOverRanks(_ local: StepLosses) throws -> StepLosses {
+        var values = local.values
+        try comm.allreduceSum(&values)
+        return StepLosses(values).divided(by: Double(comm.size * settings.optimiser.accumulate))
+    }
+
+    /// Clips the gradient to --clip-norm; a non-finite loss or gradient (the
+    /// same on every rank) stops the run before it touches the parameters.
+    func clipGradients(_ losses: StepLosses, step: Int) throws -> Float {
+        let norm = clipGradientNorm(network.parameters.grads!, maxNorm: Float(settings.optimiser.clipNorm))
+        guard losses.isFinite, norm.isFinite else {
+            throw TrainingFailure("step \(step + 1): non-finite \(losses.isFinite ? "gradient" : "loss") (losses rank \(losses.rank), cls \(losses.cls), att \(losses.att); gradient norm \(norm)). Stopped without writing a checkpoint of this state; resume from the last checkpoint with a lower --lr or --clip-norm.")
+        }
+        return norm
+    }
+
+    /// Adam at this epoch's learning rate; returns the rate.
+    func update(epoch: Int) -> Double {
+        let lr = schedule.lr(epoch: epoch)
+        adam.lr = Float(lr)
+        adam.update(parameters: network.parameters.values, gradients: UnsafeBufferPointer(network.parameters.grads!))
+        return lr
+    }
+
+    /// Counts the step taken; returns the global steps done.
+    func advance(perEpoch: Int) -> Int {
+        state.globalStep += 1
+        let done = Int(state.globalStep)
+        state.epoch = Int64(done / perEpoch)
+        state.batchInEpoch = Int64(done % perEpoch)
+        return done
+    }
+
+    /// One log line and one metrics.jsonl object with the means over the steps since the last.
+    func logTrainingWindow(_ window: inout LogWindow, done: Int, epoch: Int, lr: Double, gradientNorm: Float) {
+        let rate = Double(window.images) / max(Date().timeIntervalSince(window.start), 1e-9)
+        let perStep = Date().timeIntervalSince(window.runStart) / Double(done - window.firstStep)
+        let eta = perStep * Double(totalSteps - done)
+        let mean = window.sum.divided(by: Double(window.steps))
+        let (mu, sigma) = curriculumState(epoch: epoch)
+        log.info(String(format: "epoch %d step %d/%d  loss %.4f (rank %.4f cls %.4f att %.4f)  lr %.2e  mu %.1f sigma %.3g  %.1f imgs/s  ETA %@",
+                        epoch + 1, done, totalSteps, mean.total, mean.rank, mean.cls, mean.att, lr, mu, sigma, rate, formatDuration(eta)))
+        log.metric(["kind": "train", "step": done, "epoch": epoch, "loss": mean.total, "loss_rank": mean.rank,
+                    "loss_cls": mean.cls, "loss_att": mean.att, "lr": lr, "grad_norm": Double(gradientNorm),
+                    "curriculum_mu": mu, "curriculum_sigma": sigma, "imgs_per_s": rate, "eta_s": eta])
+        window.restart()
+    }
+
+    /// The label of the evaluation due after `done` steps (--eval-every epochs or
+    /// --eval-every-steps), nil when none is; the final one comes after the loop.
+    func evaluationDue(done: Int, perEpoch: Int) -> String? {
+        let endOfEpoch = done % perEpoch == 0
+        let epochEval = settings.run.evalEvery > 0 && endOfEpoch && (done / perEpoch) % settings.run.evalEvery == 0
+        let stepEval = settings.run.evalEverySteps > 0 && done % settings.run.evalEverySteps == 0
+        guard (epochEval || stepEval) && done < totalSteps else { return nil }
+        return endOfEpoch ? "epoch \(done / perEpoch)" : "step \(done)"
+    }
+
+    /// Collective: writes a checkpoint when one is due (--checkpoint-every,
+    /// --checkpoint-every-epochs, the last step) or a rank was asked to stop.
+    /// Returns false when the run stops here.
+    func checkpointIfDue(done: Int, perEpoch: Int) throws -> Bool {
+        let stopping = try StopSignal.anyRankRequestedStop(comm)
+        let endOfEpoch = done % perEpoch == 0
+        let epochCheckpoint = settings.run.checkpointEveryEpochs > 0 && endOfEpoch
+            && (done / perEpoch) % settings.run.checkpointEveryEpochs == 0
+        guard stopping || done % settings.run.checkpointEvery == 0 || epochCheckpoint || done == totalSteps else { return true }
+        let url = try saveCheckpoint()
+        guard !stopping else {
+            log.info("stop requested (SIGTERM/SIGUSR1): checkpoint \(url.lastPathComponent) written at step \(done); exiting. Rerun with --resume auto to continue.")
+            return false
+        }
+        return true
     }
 
     // MARK: - Evaluation
@@ -377,12 +387,13 @@ final class Trainer {
     func evaluate(label: String) throws {
         guard !dataset.query.images.isEmpty, !dataset.gallery.images.isEmpty else { return }
         let start = Date()
+        let eval = settings.evaluation
         let progress = ExtractionProgress(label: comm.size > 1 ? "eval features (rank 0 of \(comm.size))" : "eval features",
                                           enabled: comm.isRoot, write: { [log] in log.info($0) })
         let features: FeaturesFile?
         do {
             features = try extractFeatures(network: network, dataset: dataset, comm: comm,
-                                           loaderThreads: s.loaderThreads, paths: false, flip: s.evalFlip,
+                                           loaderThreads: settings.data.loaderThreads, paths: false, flip: eval.evalFlip,
                                            progress: progress.callback)
         } catch {
             // Every rank fails an extraction together; they ask together whether a signal was the cause.
@@ -391,37 +402,36 @@ final class Trainer {
         }
         progress.finish()
         guard let features else { return }  // ranks other than 0
-        var options = EvalOptions(threads: s.threads, distance: DistanceMetric(rawValue: s.evalDistance) ?? .euclidean,
-                                  normalize: s.evalNormalize)
-        let r = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
+        var options = EvalOptions(threads: settings.run.threads, distance: eval.evalDistance, normalize: eval.evalNormalize)
+        let result = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
         let step = Int(state.globalStep), epoch = step / sampler.batchesPerEpoch
         log.info(String(format: "eval (%@, step %d): rank-1 %.2f%%  rank-5 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%d queries, %d gallery, %.1f s)",
-                        label, step, 100 * (r.rank(1) ?? 0), 100 * (r.rank(5) ?? 0), 100 * r.mAP, 100 * r.mINP,
-                        r.numValidQuery, r.numGallery, Date().timeIntervalSince(start)))
-        var m = r.jsonObject()
-        m["cmc"] = nil
-        if s.evalRerank {  // reported beside the plain numbers; best.h5 still follows the plain mAP
+                        label, step, 100 * (result.rank(1) ?? 0), 100 * (result.rank(5) ?? 0), 100 * result.mAP, 100 * result.mINP,
+                        result.numValidQuery, result.numGallery, Date().timeIntervalSince(start)))
+        var metric = result.jsonObject()
+        metric["cmc"] = nil
+        if eval.evalRerank {  // reported beside the plain numbers; best.h5 still follows the plain mAP
             let rerankStart = Date()
             options.rerank = RerankParameters()
-            let rr = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
+            let reranked = try evaluateMarket(query: features.query, gallery: features.gallery, options: options)
             log.info(String(format: "eval (%@, step %d, re-ranked): rank-1 %.2f%%  rank-5 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%.1f s)",
-                            label, step, 100 * (rr.rank(1) ?? 0), 100 * (rr.rank(5) ?? 0), 100 * rr.mAP, 100 * rr.mINP,
-                            Date().timeIntervalSince(rerankStart)))
-            m["rerank_rank1"] = rr.rank(1) ?? 0; m["rerank_mAP"] = rr.mAP; m["rerank_mINP"] = rr.mINP
+                            label, step, 100 * (reranked.rank(1) ?? 0), 100 * (reranked.rank(5) ?? 0), 100 * reranked.mAP,
+                            100 * reranked.mINP, Date().timeIntervalSince(rerankStart)))
+            metric["rerank_rank1"] = reranked.rank(1) ?? 0; metric["rerank_mAP"] = reranked.mAP; metric["rerank_mINP"] = reranked.mINP
         }
-        m["kind"] = "eval"; m["step"] = step; m["epoch"] = epoch; m["label"] = label
-        log.metric(m)
-        if step > 0 && r.mAP > bestMAP {
-            bestMAP = r.mAP
-            let best = runDir.appendingPathComponent("best.h5")
-            let moments = AdamMoments(m: adam.m, v: adam.v, step: adam.step)
-            // Like a checkpoint: temporary, fsync, verified, renamed; a failure keeps the previous best.h5.
-            try Checkpoint.replaceAtomically(best, write: {
-                try Checkpoint.write(to: $0, parameters: network.parameters, buffers: network.buffers, adam: moments, state: state)
-            }, verify: { _ = try Checkpoint.verify(URL(fileURLWithPath: $0)) })
-            state.json = "{\"best_map\": \(r.mAP)}"  // carried by later checkpoints, read back on resume
-            log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * r.mAP, best.path))
-        }
+        metric["kind"] = "eval"; metric["step"] = step; metric["epoch"] = epoch; metric["label"] = label
+        log.metric(metric)
+        if step > 0 && result.mAP > (state.best?.mAP ?? -1) { try saveBest(mAP: result.mAP) }
+    }
+
+    /// Rank 0: RUN_DIR/best.h5 through the checkpoint writer (a failure keeps
+    /// the previous one); later checkpoints carry the best mAP for a resumed run.
+    func saveBest(mAP: Double) throws {
+        state.best = BestEvaluation(mAP: mAP, step: state.globalStep)
+        let best = runDir.appendingPathComponent("best.h5")
+        try Checkpoint.save(to: best, parameters: network.parameters, buffers: network.buffers,
+                            adam: AdamMoments(m: adam.m, v: adam.v, step: adam.step), state: state)
+        log.info(String(format: "best mAP so far (%.2f%%): %@", 100 * mAP, best.path))
     }
 
     // MARK: - Pieces
@@ -443,20 +453,19 @@ final class Trainer {
     }
 
     func sampling(epoch: Int) -> NegativeSampling {
-        switch s.negatives {
-        case "hardest": return .hardest
-        case "random": return .random
-        default: return .curriculum(CurriculumSchedule(t0: s.t0, t1: s.t1, a: s.curriculumA, b: s.curriculumB), epoch: epoch)
+        switch settings.objective.negatives {
+        case .hardest: return .hardest
+        case .random: return .random
+        case .curriculum: return .curriculum(settings.curriculum.schedule, epoch: epoch)
         }
     }
 
     /// mu and sigma of the curriculum at an epoch (for the log), for the
     /// number of negatives an anchor has where triplets are mined.
-    func curriculumState(epoch: Int) -> (Double, Double) {
-        let shardIds = s.idsPerBatch / ((s.tripletMining == "global" ? 1 : comm.size) * s.accumulate)
-        let nn = Double((shardIds - 1) * s.imagesPerId)
-        let t = Double(epoch)
-        return (max(nn - nn / s.t0 * t, 0), s.curriculumA * pow(s.curriculumB, (t - s.t0) / (s.t1 - s.t0)))
+    func curriculumState(epoch: Int) -> (mu: Double, sigma: Double) {
+        let (data, accumulate) = (settings.data, settings.optimiser.accumulate)
+        let shardIds = data.idsPerBatch / ((settings.objective.tripletMining == .global ? 1 : comm.size) * accumulate)
+        return settings.curriculum.schedule.muSigma(negatives: (shardIds - 1) * data.imagesPerId, epoch: epoch)
     }
 
     /// The random stream of the triplet loss of one step: a function of (seed,
@@ -464,60 +473,74 @@ final class Trainer {
     /// With global mining `shard` is the micro-batch (every rank draws the same
     /// negatives over the same gathered batch, whatever the rank count); with
     /// local mining it is the shard's place in the global batch.
-    static func stepRandom(seed: Int, step: Int, shard: Int) -> InitRandom {
+    static func stepRandom(seed: Int, step: Int, shard: Int) -> SplitMix64 {
         var h = UInt64(bitPattern: Int64(seed)) &* 0x9E37_79B9_7F4A_7C15
         h ^= UInt64(step) &* 0xBF58_476D_1CE4_E5B9
         h ^= UInt64(shard) &* 0x94D0_49BB_1331_11EB
-        return InitRandom(seed: h)
+        return SplitMix64(seed: h)
     }
 
-    /// Resuming with another mining or BatchNorm setting would continue a run
-    /// with another algorithm: refused unless --resume-force. A checkpoint
-    /// from before these settings existed was trained with local ones.
-    static func checkSameAlgorithm(checkpointConfig: String, path: String, _ s: TrainSettings, log: RunLog) throws {
-        let object = (try? JSONSerialization.jsonObject(with: Data(checkpointConfig.utf8))) as? [String: Any]
-        let train = object?["train"] as? [String: Any] ?? [:]
-        var differences: [String] = []
-        for (key, mine) in [("triplet-mining", s.tripletMining), ("batch-norm", s.batchNorm)] {
-            let theirs = train[key] as? String ?? "local"
-            if theirs != mine { differences.append("--\(key) \(theirs) (this run: \(mine))") }
-        }
-        guard !differences.isEmpty else { return }
-        let what = "checkpoint \(path) was trained with \(differences.joined(separator: " and "))"
-        if s.resumeForce {
-            log.warning("\(what); continuing with this run's settings (--resume-force)")
-        } else {
-            throw SettingsError("\(what). Resume with the checkpoint's settings, or pass --resume-force to change them from here.")
-        }
-    }
-
-    static func checkpointConfig(_ s: TrainSettings, _ model: MancsConfig) throws -> String {
+    /// The checkpoint's `config` attribute: `{"model": MancsConfig, "train": TrainSettings}`, keys sorted.
+    static func checkpointConfig(_ settings: TrainSettings, _ model: MancsConfig) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let modelJSON = try JSONSerialization.jsonObject(with: encoder.encode(model))
-        let trainJSON = try JSONSerialization.jsonObject(with: encoder.encode(s))
+        let trainJSON = try JSONSerialization.jsonObject(with: encoder.encode(settings))
         let data = try JSONSerialization.data(withJSONObject: ["model": modelJSON, "train": trainJSON], options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Rank 0 reads the pretrained file; its error (if any) reaches every rank.
+    /// Collective: rank 0 reads the pretrained file (the weights reach the
+    /// other ranks with the broadcast that follows); every rank gets its report or its error.
     static func loadPretrainedOnRoot(_ path: String, network: MancsNetwork, comm: Communicator) throws -> String {
-        // Only rank 0 reads the file; the agreement stops every rank if it could not.
-        let report = try comm.agreeing { () throws -> String in
-            guard comm.isRoot else { return "" }
+        let report = try comm.onRootThenShare {
             do {
                 let url = URL(fileURLWithPath: path)
                 if path.hasSuffix(".h5") {
                     try Checkpoint.loadWeights(url, parameters: network.parameters, buffers: network.buffers)
-                    return "loaded all weights from a Mancs checkpoint"
+                    return Data("loaded all weights from a Mancs checkpoint".utf8)
                 }
-                return "\(try network.loadPretrained(safetensors: url))"
+                return Data("\(try network.loadPretrained(safetensors: url))".utf8)
             } catch {
                 throw SettingsError("--pretrained \(path): \(error)")
             }
         }
-        return String(decoding: try comm.broadcast(data: Data(report.utf8)), as: UTF8.self)
+        return String(decoding: report, as: UTF8.self)
     }
+}
+
+/// The losses of a step (unweighted rank, cls, att and the weighted total),
+/// summed or averaged over shards.
+struct StepLosses {
+    var rank = 0.0, cls = 0.0, att = 0.0, total = 0.0
+
+    init() {}
+    /// From `values`' order.
+    init(_ values: [Double]) { (rank, cls, att, total) = (values[0], values[1], values[2], values[3]) }
+    /// For an allreduce: [rank, cls, att, total].
+    var values: [Double] { [rank, cls, att, total] }
+
+    mutating func add(_ step: LossBreakdown) {
+        rank += Double(step.rank); cls += Double(step.cls); att += Double(step.att); total += Double(step.total)
+    }
+    mutating func add(_ other: StepLosses) {
+        rank += other.rank; cls += other.cls; att += other.att; total += other.total
+    }
+    func divided(by n: Double) -> StepLosses { StepLosses([rank / n, cls / n, att / n, total / n]) }
+    var isFinite: Bool { rank.isFinite && cls.isFinite && att.isFinite && total.isFinite }
+}
+
+/// What the next training log line averages: the steps and images since the last one.
+struct LogWindow {
+    let firstStep: Int
+    let runStart = Date()
+    var start = Date()
+    var steps = 0, images = 0
+    var sum = StepLosses()
+
+    init(firstStep: Int) { self.firstStep = firstStep }
+    mutating func add(_ losses: StepLosses, images count: Int) { steps += 1; images += count; sum.add(losses) }
+    mutating func restart() { (steps, images, sum, start) = (0, 0, StepLosses(), Date()) }
 }
 
 /// A failure every rank sees at the same step (e.g. a NaN loss after the allreduce).
@@ -526,18 +549,14 @@ struct EvaluationStopped: Error {}
 
 struct TrainingFailure: Error, CustomStringConvertible {
     var description: String
-    init(_ s: String) { description = s }
+    init(_ description: String) { self.description = description }
 }
 
 /// A failure of one rank only (e.g. rank 0 cannot write a file): reported by that
 /// rank, and the job is aborted so the others do not wait in a collective.
 struct RankFailure: Error, CustomStringConvertible {
     var description: String
-    init(_ s: String) { description = s }
-}
-
-func settingsYAML(_ s: TrainSettings) throws -> String {
-    "# Effective settings of this run (defaults < --config < flags).\n" + (try YAMLText.encode(s))
+    init(_ description: String) { self.description = description }
 }
 
 // The ranks as the replicas of synchronised BatchNorm and global triplet mining.

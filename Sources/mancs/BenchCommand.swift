@@ -12,19 +12,19 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             One step = forward, the three losses, backward, the gradient allreduce (under mpirun), \
             global-norm clipping and Adam, exactly as the trainer runs it, on random NHWC images with \
-            labels i / 4. One warm-up step is not timed. Under `mpirun -np R` each rank runs batch / R \
-            images and rank 0 prints; images/s are global (batch / step time). The same run also times \
+            labels i / 4. One warm-up step is not timed. Under `mpirun -np R` each rank runs global-batch / R \
+            images and rank 0 prints; images/s are global (global batch / step time). The same run also times \
             a square sgemm with the same thread count, for comparison. See docs/performance.md.
             """)
 
-    @Option(help: "Global batch (split evenly across MPI ranks).") var batch = 64
+    @Option(name: .customLong("global-batch"), help: "Training batch of all ranks together, split evenly across them (the old spelling --batch still works).") var batch = 64
     @Option(help: "Input height.") var height = 256
     @Option(help: "Input width.") var width = 128
     @Option(help: "ResNet base width (64 = ResNet-50).") var baseWidth = 64
     @Option(help: "Bottlenecks per stage, comma-separated.") var blocks = "3,4,6,3"
     @Option(help: "Number of identities (classifier width).") var classes = 751
     @Option(help: "Timed steps (after one warm-up step).") var steps = 3
-    @Option(help: "Compute threads per process (GEMMs and layers are split over them).") var threads = 2
+    @OptionGroup var compute: ThreadsOption
     @Option(help: "Side of the square sgemm timed for comparison (0 skips it).") var sgemmSize = 2048
     @Option(name: .customLong("triplet-mining"), help: "Under mpirun: global (embeddings all-gathered, loss over the whole batch) | local (each rank's shard), as mancs-dist (default global).") var tripletMining = "global"
     @Option(name: .customLong("batch-norm"), help: "Under mpirun: sync (BatchNorm statistics allreduced per layer) | local (each rank's shard), as mancs-dist (default sync).") var batchNorm = "sync"
@@ -32,11 +32,16 @@ struct BenchCommand: ParsableCommand {
 
     static let imagesPerIdentity = 4
 
+    var threads: Int { compute.resolved }
+
     func validate() throws {
-        guard batch >= 2 else { throw ValidationError("--batch must be at least 2, got \(batch)") }
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard sgemmSize >= 0 else { throw ValidationError("--sgemm-size must be 0 or more, got \(sgemmSize)") }
+        try FlagCheck.int("global-batch", batch, 2...65_536)
+        try FlagCheck.int("height", height, FlagCheck.height)
+        try FlagCheck.int("width", width, FlagCheck.width)
+        try FlagCheck.int("base-width", baseWidth, 1...1024)
+        try FlagCheck.int("classes", classes, 2...1_000_000)
+        try FlagCheck.int("steps", steps, 1...100_000)
+        try FlagCheck.int("sgemm-size", sgemmSize, 0...16_384)
         guard ["global", "local"].contains(tripletMining) else { throw ValidationError("--triplet-mining must be global or local, got \(tripletMining)") }
         guard ["sync", "local"].contains(batchNorm) else { throw ValidationError("--batch-norm must be sync or local, got \(batchNorm)") }
         _ = try parsedBlocks()
@@ -44,8 +49,8 @@ struct BenchCommand: ParsableCommand {
 
     func parsedBlocks() throws -> [Int] {
         let parts = blocks.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count == 4, parts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-            throw ValidationError("--blocks must be four positive counts like 3,4,6,3, got \"\(blocks)\"")
+        guard parts.count == 4, parts.allSatisfy({ (1...64).contains($0 ?? 0) }) else {
+            throw ValidationError("--blocks must be four counts between 1 and 64 like 3,4,6,3, got \"\(blocks)\"")
         }
         return parts.map { $0! }
     }
@@ -66,7 +71,7 @@ struct BenchCommand: ParsableCommand {
     private func measure(_ comm: Communicator) throws {
         let ranks = comm.size
         guard batch % ranks == 0, batch / ranks >= 2 else {
-            throw ValidationError("--batch \(batch) must split into at least 2 images on each of \(ranks) ranks")
+            throw ValidationError("--global-batch \(batch) must split into at least 2 images on each of \(ranks) ranks")
         }
         let local = batch / ranks
         let k = BenchCommand.imagesPerIdentity

@@ -33,12 +33,14 @@ struct CheckReferenceCommand: ParsableCommand {
     @Flag(help: "Also list every gradient tensor's error on stderr.")
     var verbose = false
 
-    @Option(help: "Compute threads (kernels split their work over them, as in training).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var compute: ThreadsOption
+
+    func validate() throws {
+        try FlagCheck.real("grad-tolerance", gradTolerance, positive: true, max: 1)
+    }
 
     func run() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        setComputeThreads(threads)
+        setComputeThreads(compute.resolved)
         var tolerances = ReferenceTolerances()
         tolerances.gradients = gradTolerance
         tolerances.adaptToConditioning = !strict

@@ -7,10 +7,10 @@ struct DataCommand: ParsableCommand {
         commandName: "data", abstract: "Summarise (and verify) a re-ID dataset.",
         discussion: "Prints identities, images and cameras of train / query / gallery, and every file skipped and why. Junk (pid -1) is not counted; distractors (pid 0) are.")
 
-    @Option(name: .long, help: "Dataset folder (or its parent).")
+    @Option(name: .long, help: "Dataset folder (or its parent); for --dataset list, the list file or the folder holding list.txt.")
     var data: String
 
-    @Option(name: .long, help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected (default market1501, also the layout `mancs synth` writes).")
+    @Option(name: .long, help: "\(DatasetName.helpList) (default market1501, also the layout `mancs synth` writes by default).")
     var dataset: String = "market1501"
 
     @Flag(name: .long, help: "Decode every image; undecodable ones are listed as skipped.")
@@ -24,6 +24,11 @@ struct DataCommand: ParsableCommand {
 
     @Option(name: .long, help: "Also time N training images decoded + augmented on one thread and print images per second.")
     var benchmark: Int?
+
+    func validate() throws {
+        try FlagCheck.int("cuhk03-classic-split", cuhk03ClassicSplit, 0...19)
+        try FlagCheck.int("benchmark", benchmark, 1...10_000_000)
+    }
 
     struct SplitSummary: Codable { var ids: Int; var images: Int; var cameras: Int }
     struct Summary: Codable { var train: SplitSummary; var query: SplitSummary; var gallery: SplitSummary; var skipped: [SkippedFile] }
@@ -47,6 +52,7 @@ struct DataCommand: ParsableCommand {
             return
         }
         print("dataset \(d.name) at \(data)\(verify ? " (every image decoded)" : "")")
+        if let layout = d.layout { print("read: \(layout)") }
         print("split        ids   images  cameras")
         for (name, s) in [("train", sum.train), ("query", sum.query), ("gallery", sum.gallery)] {
             print(name.padding(toLength: 8, withPad: " ", startingAt: 0)

@@ -18,6 +18,11 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "List every tensor, not only the ones that differ.") var verbose = false
     @Flag(help: "Apply --tolerance to every compared tensor taken together as one vector (e.g. two models' whole parameter vectors) instead of to each tensor.") var whole = false
 
+    func validate() throws {
+        try FlagCheck.real("tolerance", tolerance)
+        try FlagCheck.real("absolute-tolerance", absoluteTolerance)
+    }
+
     func run() throws {
         let a: HDF5File, b: HDF5File
         do {

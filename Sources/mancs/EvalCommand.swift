@@ -1,7 +1,9 @@
 import ArgumentParser
 import Distributed
+import FeatureExtraction
 import Foundation
 import Kernels
+import ReIDData
 import ReIDEval
 
 /// `mancs eval`: CMC / mAP / mINP from a features file (docs/method.md §5 and §7).
@@ -17,7 +19,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Features file (HDF5) to evaluate.")
     var features: String?
 
-    @Option(name: .customLong("protocol"), help: "market (also Duke, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
+    @Option(name: .customLong("protocol"), help: "market (also Duke, MSMT17, list datasets, CUHK03 767/700) or cuhk03-classic (single-gallery-shot).")
     var evalProtocol: EvalProtocol = .market
 
     @Flag(help: "Market-1501 multi-query: average each query over the file's /multiquery images of its identity and camera.")
@@ -32,8 +34,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Keep the CMC up to this rank.")
     var maxRank = 50
 
-    @Option(help: "Threads (OpenBLAS and ranking); default: this process's share of its node (the cores it may run on, at most cores / ranks on the node).")
-    var threads: Int?
+    @OptionGroup var compute: ThreadsOption
 
     @Option(help: "Queries per distance block (default: 2^26 / gallery size, i.e. 256 MiB of distances).")
     var blockRows: Int?
@@ -41,16 +42,16 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Seed of the cuhk03-classic gallery draws.")
     var seed: UInt64 = 0
 
-    @Option(help: "Checkpoint to extract features with (instead of --features), with --data and --dataset.")
+    @Option(help: "Checkpoint (or weights file, or mancs export safetensors file) to extract features with (instead of --features), with --data and --dataset.")
     var checkpoint: String?
 
-    @Option(help: "Dataset root folder, with --checkpoint.")
+    @Option(help: "Dataset root folder, with --checkpoint (--dataset list: the list file, or the folder holding list.txt).")
     var data: String?
 
-    @Option(help: "Dataset name, with --checkpoint: market1501, dukemtmc, cuhk03-labeled, cuhk03-detected.")
+    @Option(help: "Dataset name, with --checkpoint: \(DatasetName.helpList).")
     var dataset: String = "market1501"
 
-    @Option(help: "With --checkpoint: images per forward pass.")
+    @Option(help: ArgumentHelp(BatchFlag.help + " Used with --checkpoint."))
     var batch = 32
 
     @Option(help: "With --checkpoint: also write the extracted features to this file.")
@@ -63,23 +64,22 @@ struct EvalCommand: ParsableCommand {
     var scoring: ScoringFlags
 
     func validate() throws {
-        guard maxRank >= 1 else { throw ValidationError("--max-rank must be at least 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
-        if let b = blockRows, b < 1 { throw ValidationError("--block-rows must be at least 1") }
+        try FlagCheck.int("max-rank", maxRank, 1...1_000_000)
+        try FlagCheck.int("block-rows", blockRows, 1...(1 << 30))
+        try FlagCheck.int("batch", batch, FlagCheck.batch)
         switch (features, checkpoint) {
         case (nil, nil): throw ValidationError("eval: pass --features FILE, or --checkpoint FILE --data DIR [--dataset NAME]")
         case (.some, .some): throw ValidationError("eval: pass either --features or --checkpoint, not both")
         case (nil, .some): if data == nil { throw ValidationError("eval: --checkpoint needs --data DIR (the dataset's root folder)") }
         default: break
         }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if flip && checkpoint == nil {
             throw ValidationError("--flip needs --checkpoint (it changes how features are extracted; for a features file use mancs extract --flip)")
         }
     }
 
     func run() throws {
-        let threads = self.threads ?? NodeShare.defaultComputeThreads
+        let threads = compute.resolved
         setComputeThreads(threads)
         let start = Date()
         let source = features ?? checkpoint!

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Distributed
+import FeatureExtraction
 import Foundation
 import Kernels
+import ReIDData
 import ReIDEval
 
 /// `mancs extract`: f_rank features of a dataset's query and gallery (and
@@ -14,17 +16,18 @@ struct ExtractCommand: ParsableCommand {
             /query, /gallery (and /multiquery when the dataset has gt_bbox) with features, pids, camids, paths. \
             Under mpirun the images are split across ranks in contiguous blocks and rank 0 writes the file; \
             the result does not depend on the number of ranks or the batch size. The architecture and input \
-            size come from the checkpoint's config; a weights-only file (/model and /buffers) gets its \
-            architecture from the tensor shapes and its input size from --height/--width (default 256x128).
+            size come from the checkpoint's config (a `mancs export` safetensors file: its metadata); a weights-only \
+            file (/model and /buffers) gets its architecture from the tensor shapes and its input size from \
+            --height/--width (default 256x128).
             """)
 
-    @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
-    @Option(help: "Dataset folder (or its parent).") var data: String
-    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Checkpoint or weights file (.h5), or a safetensors file written by mancs export.") var checkpoint: String
+    @Option(help: "Dataset folder (or its parent; --dataset list: the list file, or the folder holding list.txt).") var data: String
+    @Option(help: "\(DatasetName.helpList).") var dataset = "market1501"
     @Option(help: "Output features file (.h5).") var out: String
-    @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "Compute threads per rank (default: this rank's share of its node: the cores it may run on, at most cores / ranks on the node).") var threads: Int?
-    @Option(help: "JPEG decoding threads per rank.") var loaderThreads = 2
+    @Option(help: ArgumentHelp(BatchFlag.help)) var batch = 32
+    @OptionGroup var compute: ThreadsOption
+    @Option(help: "Image decoding threads per rank.") var loaderThreads = 2
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
     @Flag(help: "Do not store image paths.") var noPaths = false
@@ -32,18 +35,17 @@ struct ExtractCommand: ParsableCommand {
     @Flag(help: "Write L2-normalised features.") var normalize = false
 
     func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
-        guard loaderThreads >= 1 else { throw ValidationError("--loader-threads must be at least 1") }
-        if let h = height, h < 32 { throw ValidationError("--height must be at least 32") }
-        if let w = width, w < 16 { throw ValidationError("--width must be at least 16") }
+        try FlagCheck.int("batch", batch, FlagCheck.batch)
+        try FlagCheck.int("loader-threads", loaderThreads, FlagCheck.loaderThreads)
+        try FlagCheck.int("height", height, FlagCheck.height)
+        try FlagCheck.int("width", width, FlagCheck.width)
     }
 
     func run() throws {
         let terminal = StageProgress.stdoutIsTerminal  // before MPI_Init sets mpirun's variables
         let comm = try Communicator.world()
         defer { comm.finalize() }
-        setComputeThreads(threads ?? NodeShare.defaultComputeThreads)
+        setComputeThreads(compute.resolved)
         let start = Date()
         let options = ExtractionOptions(batchSize: batch, loaderThreads: loaderThreads, height: height, width: width,
                                         paths: !noPaths, flip: flip)

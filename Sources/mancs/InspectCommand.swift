@@ -5,15 +5,16 @@ import Foundation
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect", abstract: "Describe and verify a Mancs checkpoint.",
-        discussion: "Reads every dataset back through its Fletcher32 checksum; exits non-zero with one line for a file that is not a Mancs checkpoint or is damaged.")
+        discussion: "Reads every dataset back through its Fletcher32 checksum; exits non-zero with one line for a file that is not a Mancs checkpoint or is damaged. A safetensors file (mancs export) is described from its metadata, every tensor read once.")
 
-    @Argument(help: "The checkpoint (.h5) to inspect.") var file: String
+    @Argument(help: "The checkpoint (.h5) or safetensors file to inspect.") var file: String
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() throws {
         let summary: CheckpointSummary
         do {
-            summary = try Checkpoint.verify(URL(fileURLWithPath: file))
+            let url = URL(fileURLWithPath: file)
+            summary = try Checkpoint.isSafetensors(file) ? Checkpoint.summarizeSafetensors(url) : Checkpoint.verify(url)
         } catch {
             FileHandle.standardError.write(Data("mancs inspect: \(error)\n".utf8))
             throw ExitCode(1)
@@ -34,7 +35,8 @@ struct InspectCommand: ParsableCommand {
             "parameters:   \(s.parameterCount) in \(s.parameterTensors) tensors (\(String(format: "%.2f", Double(s.parameterCount) / 1e6)) M, \(String(format: "%.1f", mb)) MB float32)",
             "buffers:      \(s.bufferCount) in \(s.bufferTensors) tensors",
             "optimizer:    \(s.adamStep.map { "Adam, step \($0)" } ?? "none (weights only)")",
-            "checksums:    OK (\(s.datasetsVerified) datasets read back)",
+            s.format?.hasPrefix("safetensors") == true ? "tensors:      \(s.datasetsVerified) read back (safetensors: no checksums)"
+                : "checksums:    OK (\(s.datasetsVerified) datasets read back)",
         ]
         if let c = s.config { lines.append("settings:     \(c)") }
         return lines.joined(separator: "\n")
@@ -45,7 +47,7 @@ struct InspectCommand: ParsableCommand {
             "file": s.path, "file_bytes": s.fileBytes, "parameter_count": s.parameterCount,
             "parameter_tensors": s.parameterTensors, "parameter_bytes": s.parameterCount * 4,
             "buffer_count": s.bufferCount, "buffer_tensors": s.bufferTensors,
-            "datasets_verified": s.datasetsVerified, "checksums": "ok", "has_state": s.hasState,
+            "datasets_verified": s.datasetsVerified, "checksums": s.format?.hasPrefix("safetensors") == true ? "none" : "ok", "has_state": s.hasState,
         ]
         if let x = s.format { o["format"] = x }
         if let x = s.version { o["version"] = x }

@@ -22,6 +22,13 @@ struct MPICheckCommand: ParsableCommand {
     @Option(help: .hidden) var bucketMegabytes: Int = 25
     @Option(help: .hidden) var checkpointRun: String?
 
+    func validate() throws {
+        try FlagCheck.int("megabytes", megabytes, 1...65_536)
+        try FlagCheck.int("steps", steps, 1...1_000_000)
+        try FlagCheck.int("step-ms", stepMs, 0...600_000)
+        try FlagCheck.int("bucket-megabytes", bucketMegabytes, 1...65_536)
+    }
+
     func run() throws {
         // Before MPI_Init, as the trainer does: the handlers must survive it.
         if stopTest { StopSignal.install() }
@@ -239,9 +246,8 @@ struct MPICheckCommand: ParsableCommand {
         try Checkpoint.broadcastWeights(comm: comm, parameters: params, buffers: buffers)
         for i in m.indices { m[i] = params.values[i] * 0.1; v[i] = params.values[i] * params.values[i] }
         let saved = (params.values.map(\.bitPattern), buffers.values.map(\.bitPattern), m.map(\.bitPattern), v.map(\.bitPattern))
-        var state = TrainingState(globalStep: 17, epoch: 2, batchInEpoch: 5, worldSize: Int64(comm.size), seed: 99,
-                                  rngState: [7, 8, 9], config: #"{"model":{"baseWidth":2}}"#)
-        state.extra["order"] = [4, 2]
+        let state = TrainingState(globalStep: 17, epoch: 2, batchInEpoch: 5, worldSize: Int64(comm.size), seed: 99,
+                                  config: #"{"model":{"baseWidth":2}}"#, best: BestEvaluation(mAP: 0.25, step: 12))
         let url = try Checkpoint.saveOnRoot(comm: comm, parameters: params, buffers: buffers,
                                             adam: AdamMoments(m: m, v: v, step: 17), state: state, runDirectory: runDirectory)
         params.values.update(repeating: 0); buffers.values.update(repeating: 0); m.update(repeating: 0); v.update(repeating: 0)

@@ -12,7 +12,7 @@ struct Mancs: ParsableCommand {
         subcommands: [
             CheckReferenceCommand.self, SynthCommand.self, DataCommand.self,
             EvalCommand.self, InspectCommand.self, DiffCommand.self, MPICheckCommand.self, BenchCommand.self,
-            ExtractCommand.self, VisualizeCommand.self, PlotCommand.self,
+            ExtractCommand.self, ExportCommand.self, VisualizeCommand.self, PlotCommand.self,
         ])
 
     /// Settles the BLAS kernels first (this may restart the process with better

@@ -23,9 +23,9 @@ struct ScoringFlags: ParsableArguments {
     var lambda: Float = 0.3
 
     func validate() throws {
-        guard k1 >= 1 else { throw ValidationError("--k1 must be at least 1, got \(k1)") }
-        guard k2 >= 1 else { throw ValidationError("--k2 must be at least 1, got \(k2)") }
-        guard lambda >= 0, lambda <= 1 else { throw ValidationError("--lambda must be in 0...1, got \(lambda)") }
+        try FlagCheck.int("k1", k1, 1...10_000)
+        try FlagCheck.int("k2", k2, 1...10_000)
+        try FlagCheck.real("lambda", Double(lambda), max: 1)
     }
 
     /// `options` with these settings.

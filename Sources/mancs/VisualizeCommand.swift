@@ -1,5 +1,6 @@
 import ArgumentParser
 import Distributed
+import FeatureExtraction
 import Foundation
 import Kernels
 import ReIDData
@@ -16,29 +17,32 @@ struct VisualizeCommand: ParsableCommand {
             map over the image). Extracts the whole gallery first (one process). See docs/visual.md.
             """)
 
-    @Option(help: "Checkpoint or weights file (.h5).") var checkpoint: String
-    @Option(help: "Dataset folder (or its parent).") var data: String
-    @Option(help: "market1501, dukemtmc, cuhk03-labeled or cuhk03-detected.") var dataset = "market1501"
+    @Option(help: "Checkpoint or weights file (.h5), or a safetensors file written by mancs export.") var checkpoint: String
+    @Option(help: "Dataset folder (or its parent; --dataset list: the list file, or the folder holding list.txt).") var data: String
+    @Option(help: "\(DatasetName.helpList).") var dataset = "market1501"
     @Option(help: "Output folder.") var out: String
     @Option(help: "Number of queries to draw.") var queries = 8
     @Option(help: "Seed of the query choice.") var seed: UInt64 = 0
     @Option(help: "Gallery images per ranking.") var top = 10
     @Option(help: "Picture height of each image.") var tileHeight = 256
     @Option(help: "Picture width of each image.") var tileWidth = 128
-    @Option(help: "Images per forward pass.") var batch = 32
-    @Option(help: "Compute threads (default: this process's share of its node: the cores it may run on, at most cores / ranks on the node).") var threads: Int?
+    @Option(help: ArgumentHelp(BatchFlag.help)) var batch = 32
+    @OptionGroup var compute: ThreadsOption
     @Option(help: "Input height (overrides the checkpoint's config).") var height: Int?
     @Option(help: "Input width (overrides the checkpoint's config).") var width: Int?
 
     func validate() throws {
-        guard queries >= 1 else { throw ValidationError("--queries must be at least 1") }
-        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard tileHeight >= 8, tileWidth >= 8 else { throw ValidationError("--tile-height and --tile-width must be at least 8") }
+        try FlagCheck.int("queries", queries, 1...10_000)
+        try FlagCheck.int("top", top, 1...1_000)
+        try FlagCheck.int("tile-height", tileHeight, 8...4096)
+        try FlagCheck.int("tile-width", tileWidth, 8...4096)
+        try FlagCheck.int("batch", batch, FlagCheck.batch)
+        try FlagCheck.int("height", height, FlagCheck.height)
+        try FlagCheck.int("width", width, FlagCheck.width)
     }
 
     func run() throws {
-        setComputeThreads(threads ?? NodeShare.defaultComputeThreads)
+        setComputeThreads(compute.resolved)
         do {
             let d = try loadDataset(name: dataset, root: data)
             let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: batch, height: height, width: width)

@@ -73,8 +73,7 @@ final class TinyModel {
 
 func sampleState(step: Int64) -> TrainingState {
     TrainingState(globalStep: step, epoch: 7, batchInEpoch: 11, worldSize: 2, seed: 0xDEAD_BEEF_CAFE_F00D,
-                  rngState: [1, UInt64.max, 0x0123_4567_89AB_CDEF, 42], config: #"{"model":{"lastStride":1,"height":128,"width":64}}"#,
-                  extra: ["order": [3, 1, 2, -5]], json: #"{"best_map":0.5}"#)
+                  config: #"{"model":{"lastStride":1,"height":128,"width":64}}"#, best: BestEvaluation(mAP: 0.5, step: 40))
 }
 
 func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPattern) }
@@ -97,6 +96,24 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
         #expect(bits(b.v) == bits(a.v))
         #expect(loaded.adamStep == 1234)
         #expect(loaded.state == sampleState(step: 42))
+    }
+
+    @Test func theBestEvaluationOfAnOlderCheckpointIsReadFromItsJSON() throws {
+        let run = SharedFiles.temporaryDirectory("ckpt")
+        let a = TinyModel()
+        var state = sampleState(step: 8)
+        state.best = nil
+        let url = try Checkpoint.save(parameters: a.params, buffers: a.buffers, adam: a.adam, state: state, runDirectory: run)
+        let b = TinyModel(fillSeed: nil)
+        #expect(try Checkpoint.load(url, parameters: b.params, buffers: b.buffers, adam: b.adam).state.best == nil)
+        // Files written before best_map/best_step kept the mAP as JSON text in /state's `json` attribute.
+        do {
+            let file = try HDF5File(openForReading: url.path, writable: true)
+            defer { file.close() }
+            try file.root.group("state").setAttribute("json", string: #"{"best_map": 0.42}"#)
+        }
+        let loaded = try Checkpoint.load(url, parameters: b.params, buffers: b.buffers, adam: b.adam)
+        #expect(loaded.state.best == BestEvaluation(mAP: 0.42, step: nil))
     }
 
     // MARK: Layout in the file
@@ -312,8 +329,8 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
         #expect(s.parameterCount == a.params.count && s.parameterTensors == a.params.tensors.count)
         #expect(s.bufferCount == a.buffers.count)
         #expect(s.adamStep == 1234 && s.hasState)
-        // model + buffers + two moments + sampler + rng + one extra
-        #expect(s.datasetsVerified == 3 * a.params.tensors.count + a.buffers.tensors.count + 3)
+        // model + buffers + two moments + sampler + rng
+        #expect(s.datasetsVerified == 3 * a.params.tensors.count + a.buffers.tensors.count + 2)
 
         let notHDF5 = run.appendingPathComponent("notes.h5")
         try Data("hello".utf8).write(to: notHDF5)
@@ -363,6 +380,40 @@ func bits(_ b: UnsafeMutableBufferPointer<Float>) -> [UInt32] { b.map(\.bitPatte
         }
         #expect(throws: CheckpointError.self) { try Checkpoint.verify(newest) }
         #expect(Checkpoint.latestValidCheckpoint(in: dir).url?.lastPathComponent == "step-00000002.h5")
+    }
+
+    @Test func architectureIsRecoveredFromTheReferenceFixtures() throws {
+        // Weights-only files (no `config` string): the architecture comes from the
+        // tensor shapes alone, and must be the one the fixture's /config records.
+        for url in SharedFiles.fixtures {
+            let c = try Checkpoint.inferConfig(url)
+            let file = try HDF5File(openForReading: url.path)
+            defer { file.close() }
+            let g = try file.root.group("config")
+            func ints(_ k: String) throws -> [Int] { try g.attribute(k, as: Int64.self).map { Int($0) } }
+            let name = url.lastPathComponent
+            #expect(c.baseWidth == (try ints("base_width"))[0], "\(name)")
+            #expect(c.blocks == (try ints("blocks")), "\(name)")
+            #expect(c.attentionStages == (try ints("attention_stages")), "\(name)")
+            #expect(c.reduction == (try ints("reduction"))[0], "\(name)")
+            #expect(c.numClasses == (try ints("num_classes"))[0], "\(name)")
+            var recorded = c
+            recorded.embeddingDim = try ints("embedding_dim")[0]
+            recorded.clsHidden = try ints("cls_hidden")[0]
+            #expect(c.resolvedEmbeddingDim == recorded.resolvedEmbeddingDim, "\(name)")
+            #expect(c.resolvedClsHidden == recorded.resolvedClsHidden, "\(name)")
+            // And a network of that architecture loads every tensor of the file.
+            let net = try MancsNetwork(config: c, maxBatch: 2)
+            _ = try Checkpoint.loadWeights(url, parameters: net.parameters, buffers: net.buffers)
+        }
+        // Too little to infer from: one error naming the file and the missing tensor.
+        let path = SharedFiles.temporaryDirectory("ckpt").appendingPathComponent("stem-only.h5").path
+        do {
+            let f = try HDF5File(creating: path)
+            try f.root.write("model/backbone.conv1.weight", [Float](repeating: 0, count: 8 * 3 * 7 * 7), shape: [8, 3, 7, 7])
+        }
+        let error = #expect(throws: CheckpointError.self) { try Checkpoint.inferConfig(URL(fileURLWithPath: path)) }
+        #expect(error?.message.contains("stem-only.h5") == true, "\(String(describing: error))")
     }
 
     @Test func absurdArchitectureInAFileIsRefused() throws {

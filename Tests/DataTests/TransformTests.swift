@@ -79,9 +79,9 @@ import TestSupport
     }
 
     @Test func keysAreIndependentOfCoordinatesOrder() {
-        #expect(CounterRandom.key(1, 0, 1, 2) != CounterRandom.key(1, 0, 2, 1))
-        #expect(CounterRandom.key(1, 0, 1, 2) == CounterRandom.key(1, 0, 1, 2))
-        var r = CounterRandom(key: 7)
+        #expect(SplitMix64.key(1, 0, 1, 2) != SplitMix64.key(1, 0, 2, 1))
+        #expect(SplitMix64.key(1, 0, 1, 2) == SplitMix64.key(1, 0, 1, 2))
+        var r = SplitMix64(seed: 7)
         for _ in 0..<1000 { let v = r.below(5); #expect(v >= 0 && v < 5) }
     }
 

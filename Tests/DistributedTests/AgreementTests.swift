@@ -14,6 +14,16 @@ import Testing
         try comm.agreeSame(digest: 7) { "never asked" }
     }
 
+    @Test func onRootThenShareGivesTheResultOrRankZerosError() throws {
+        // Several ranks: mpi_check.sh's checkpoint self-test and train_mpi.sh's unreadable --pretrained.
+        let comm = try Communicator.world()
+        #expect(try comm.onRootThenShare { Data("found".utf8) } == Data("found".utf8))
+        let error = #expect(throws: RootFailure.self) {
+            try comm.onRootThenShare { throw Failure(description: "/runs/a/step-00000005.h5: no such file") }
+        }
+        #expect(error?.description == "/runs/a/step-00000005.h5: no such file")
+    }
+
     @Test func reportGroupsReasonsAndNamesHosts() {
         // Rank 0 fine, ranks 1 and 3 share a reason, rank 2 has its own.
         let lines = Communicator.failureReport(reasons: ["", "/data: missing", "/ckpt: bad", "/data: missing"],

@@ -1,23 +1,6 @@
 import MancsModel
 import TestSupport
 
-/// A network small enough for finite differences: every stage, two FABs, PReLU,
-/// projection and identity shortcuts.
-func tinyConfig() -> MancsConfig {
-    var c = MancsConfig()
-    c.baseWidth = 4
-    c.blocks = [1, 2, 1, 1]
-    c.lastStride = 1
-    c.attentionStages = [2, 4]
-    c.reduction = 4
-    c.numClasses = 3
-    c.embeddingDim = 8
-    c.clsHidden = 12
-    c.height = 64
-    c.width = 32
-    return c
-}
-
 /// The same configuration as shared/fixtures/mancs-small-ls1.h5.
 func smallFixtureConfig() -> MancsConfig {
     var c = MancsConfig()

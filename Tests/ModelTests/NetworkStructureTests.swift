@@ -127,21 +127,3 @@ func fixtureConfig(_ file: HDF5File) throws -> MancsConfig {
     c.width = try i("width")
     return c
 }
-
-@Suite struct ConfigInferenceTests {
-    @Test func architectureIsRecoveredFromTensorShapes() throws {
-        for url in SharedFiles.fixtures {
-            let file = try HDF5File(openForReading: url.path)
-            let expected = try fixtureConfig(file)
-            let model = try file.root.group("model")
-            var shapes: [String: [Int]] = [:]
-            for name in try model.members() { shapes[name] = try model.shape(name) }
-            let c = try MancsConfig.inferred(fromShapes: shapes, lastStride: expected.lastStride,
-                                             height: expected.height, width: expected.width)
-            #expect(c == expected, "\(url.lastPathComponent)")
-            // And a network of that configuration loads the file.
-            try MancsNetwork(config: c, maxBatch: 2).parameters.load(from: model)
-        }
-        #expect(throws: MancsConfigError.self) { try MancsConfig.inferred(fromShapes: ["backbone.conv1.weight": [8, 3, 7, 7]]) }
-    }
-}

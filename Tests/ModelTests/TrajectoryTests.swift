@@ -64,7 +64,7 @@ import TestSupport
         let adam = Adam(count: network.parameters.count, lr: settings.lr, beta1: settings.beta1, beta2: settings.beta2,
                         eps: settings.adamEps)
         let grads = network.parameters.grads!
-        var rng = InitRandom(seed: 0)  // unused: the negatives are the reference's
+        var rng = SplitMix64(seed: 0)  // unused: the negatives are the reference's
         var batch = [Float](repeating: 0, count: n * imageSize)
         for s in 0..<steps {
             for slot in 0..<n {

@@ -1,3 +1,5 @@
+@_exported import DeterministicRandom  // every test draws from SplitMix64
+
 /// Caffe-style finite-difference gradient checking shared by every kernel and
 /// loss test.
 ///
@@ -30,17 +32,8 @@ public func gradientCheck(
     return worst
 }
 
-/// A small deterministic generator for tests (SplitMix64).
-public struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Tests draw from the project's one generator (DeterministicRandom), with two helpers.
+extension SplitMix64 {
     /// Uniform in [-1, 1).
     public mutating func nextSigned() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
     public mutating func array(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in nextSigned() * scale } }

@@ -27,6 +27,20 @@ func chiSquare(counts: [Int], probabilities: [Double]) -> Double {
         #expect(late[0] > 0.8 && late[1] < 0.2 && late[5] < 1e-20)
     }
 
+    @Test func muAndSigmaAreThePapersSchedule() {
+        let schedule = CurriculumSchedule(t0: 30, t1: 60, a: 15, b: 0.001)
+        // mu = max(Nn - Nn/t0 * t, 0): from Nn down to 0 at t0, then 0.
+        #expect(schedule.muSigma(negatives: 60, epoch: 0).mu == 60)
+        #expect(schedule.muSigma(negatives: 60, epoch: 15).mu == 30)
+        #expect(schedule.muSigma(negatives: 60, epoch: 45).mu == 0)
+        // sigma = a * b^((t - t0)/(t1 - t0)): a at t0, a*b at t1.
+        #expect(schedule.muSigma(negatives: 60, epoch: 30).sigma == 15)
+        #expect(abs(schedule.muSigma(negatives: 60, epoch: 60).sigma - 0.015) < 1e-15)
+        // The probabilities peak at mu.
+        let p = curriculumProbabilities(negatives: 60, epoch: 15, schedule: CurriculumSchedule(t0: 30, t1: 60, a: 2, b: 0.5))
+        #expect(p.indices.max(by: { p[$0] < p[$1] }) == 30)
+    }
+
     @Test func underflowFallsBackToTheIndexNearestMu() {
         // t0 = 24: mu = 12 - 0.5 t; sigma = 1e-3 * 0.001^((t-24)/(19-24)) is tiny,
         // so every weight off an integer mu underflows.

@@ -3,7 +3,7 @@
 # sources themselves, with Swift's bounds and overflow checks) and runs each
 # for a bounded time from the seed corpus in Tests/fuzz/corpus/<target>.
 #
-#   Tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]    (default 30 s; all four)
+#   Tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]    (default 30 s; all five)
 #
 # New inputs found go to a scratch corpus, not the repository. A crash leaves
 # (Leak detection is off: Foundation's file reading leaks a buffer per call.)
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-30}"; shift || true
-targets=("${@:-mat jpeg safetensors hdf5}")
+targets=("${@:-mat jpeg safetensors hdf5 list}")
 read -r -a targets <<< "${targets[*]}"
 out="${FUZZ_OUT:-$(mktemp -d /tmp/mancs-fuzz.XXXXXX)}"
 bin=.build/fuzz
@@ -32,12 +32,10 @@ for t in "${targets[@]}"; do
             -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap -I Sources/CZlib -lz ;;
     jpeg) swiftc_fuzz jpeg Tests/fuzz/jpeg.swift Sources/ReIDData/ImageDecoding.swift \
             -Xcc -fmodule-map-file=Sources/CTurboJPEG/module.modulemap -I Sources/CTurboJPEG -lturbojpeg ;;
-    safetensors)
-        # The reader without the network's loader (which needs the whole model).
-        sed '/^extension MancsNetwork/,$d' Sources/MancsModel/Safetensors.swift > "$bin/SafetensorsReader.swift"
-        swiftc_fuzz safetensors Tests/fuzz/safetensors.swift "$bin/SafetensorsReader.swift" ;;
+    safetensors) swiftc_fuzz safetensors Tests/fuzz/safetensors.swift Sources/WeightsFiles/*.swift ;;
     hdf5) swiftc_fuzz hdf5 Tests/fuzz/hdf5.swift Sources/HDF5Kit/HDF5.swift \
             -Xcc -fmodule-map-file=Sources/CHDF5/module.modulemap -I Sources/CHDF5 "${hdf5_flags[@]}" ;;
+    list) swiftc_fuzz list Tests/fuzz/list.swift Sources/ReIDData/ListFile.swift ;;
     *) echo "unknown fuzz target $t" >&2; exit 2 ;;
     esac
     mkdir -p "$out/$t/corpus"

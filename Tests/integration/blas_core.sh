@@ -14,7 +14,7 @@
 source "$(dirname "$0")/lib/common.sh"
 trap 'rm -rf "$WORK"' EXIT
 
-tiny=(--batch 4 --height 64 --width 32 --base-width 8 --blocks 1,1,1,1 --classes 4 --steps 1 --sgemm-size 256 --json)
+tiny=(--global-batch 4 --height 64 --width 32 --base-width 8 --blocks 1,1,1,1 --classes 4 --steps 1 --sgemm-size 256 --json)
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 
 # What OpenBLAS picks on its own here, and the level mancs should reach.

@@ -1,0 +1,95 @@
+import Kernels
+
+/// BatchNorm2d (rows = N*H*W) or BatchNorm1d (rows = N) over [rows, channels].
+struct BatchNorm {
+    let channels: Int
+    let gamma: Int, beta: Int
+    let runningMean: Int, runningVar: Int
+    let momentum: Float, eps: Float
+    /// Batch mean and 1/sqrt(var + eps) of the last training forward.
+    let saveMean: UnsafeMutablePointer<Float>
+    let saveInvStd: UnsafeMutablePointer<Float>
+    var range: Range<Int> { gamma..<(beta + channels) }
+
+    init(_ layout: inout StoreLayout, _ buffers: inout StoreLayout, _ arena: Arena, _ name: String,
+         channels: Int, config: MancsConfig) {
+        self.channels = channels
+        gamma = layout.add("\(name).weight", [channels])
+        beta = layout.add("\(name).bias", [channels])
+        runningMean = buffers.add("\(name).running_mean", [channels])
+        runningVar = buffers.add("\(name).running_var", [channels])
+        momentum = config.bnMomentum
+        eps = config.bnEps
+        saveMean = arena.floats(channels)
+        saveInvStd = arena.floats(channels)
+    }
+
+    func forward(rows: Int, _ stores: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                 output: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) { forwardBody(rows: rows, stores, training: training, input: input, output: output) }
+    }
+
+    private func forwardBody(rows: Int, _ stores: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                             output: UnsafeMutablePointer<Float>) {
+        if training {
+            batchNormForwardTraining(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                     beta: stores.values + beta, output: output, saveMean: saveMean, saveInvStd: saveInvStd,
+                                     runningMean: stores.buffers + runningMean, runningVar: stores.buffers + runningVar,
+                                     momentum: momentum, eps: eps, reducer: stores.batchNormReducer)
+        } else {
+            batchNormForwardInference(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                      beta: stores.values + beta, runningMean: stores.buffers + runningMean,
+                                      runningVar: stores.buffers + runningVar, eps: eps, output: output)
+        }
+    }
+
+    // MARK: BatchNorm + ReLU (fused: one pass, and no pre-ReLU buffer)
+
+    /// output = relu(BN(input)).
+    func forwardReLU(rows: Int, _ stores: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                     output: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            if training {
+                batchNormReLUForwardTraining(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                             beta: stores.values + beta, output: output, saveMean: saveMean,
+                                             saveInvStd: saveInvStd, runningMean: stores.buffers + runningMean,
+                                             runningVar: stores.buffers + runningVar, momentum: momentum, eps: eps,
+                                             reducer: stores.batchNormReducer)
+            } else {
+                batchNormReLUForwardInference(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                              beta: stores.values + beta, runningMean: stores.buffers + runningMean,
+                                              runningVar: stores.buffers + runningVar, eps: eps, output: output)
+            }
+        }
+    }
+
+    /// The training forward's relu(BN(input)) again, bit for bit, from the statistics it
+    /// saved (synchronised ones included), for backward: activations that are this
+    /// cheap to rebuild are not kept.
+    func recomputeReLU(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            batchNormReLURecompute(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                   beta: stores.values + beta, saveMean: saveMean, saveInvStd: saveInvStd, output: output)
+        }
+    }
+
+    /// Backward of `forwardReLU` (training): `output` is its post-ReLU output.
+    func backwardReLU(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                      gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            batchNormReLUBackward(rows: rows, channels: channels, input: input, output: output, gamma: stores.values + gamma,
+                                  saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
+                                  gradInput: gradInput, gradGamma: stores.grads + gamma, gradBeta: stores.grads + beta,
+                                  reducer: stores.batchNormReducer)
+        }
+    }
+
+    func backward(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                  gradInput: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            batchNormBackward(rows: rows, channels: channels, input: input, gamma: stores.values + gamma, saveMean: saveMean,
+                              saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                              gradGamma: stores.grads + gamma, gradBeta: stores.grads + beta, reducer: stores.batchNormReducer)
+        }
+    }
+}
