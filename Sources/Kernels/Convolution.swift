@@ -71,12 +71,21 @@ public struct Conv2DShape: Sendable, Equatable, Hashable {
 // MARK: Forward
 
 /// output[N,oh,ow,Cout] = conv(input[N,H,W,Cin], weight[Cout,k,k,Cin]) + bias.
-/// `workspace` holds at least `s.workspaceCount` floats (may be nil when that is 0).
+/// `workspace` holds at least `s.workspaceCount(algorithm)` floats (may be nil when
+/// that is 0). `.winograd` applies only where `s.supportsWinograd`; elsewhere im2col + GEMM runs.
 public func conv2DForward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-    workspace: UnsafeMutablePointer<Float>?
+    workspace: UnsafeMutablePointer<Float>?, algorithm: ConvAlgorithm = .gemm
 ) {
+    if algorithm == .winograd && s.supportsWinograd {
+        s.validate("conv2DForward")
+        guard s.batch > 0 else { return }
+        guard let workspace else { fatalError("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount(algorithm)) floats, got nil") }
+        winogradConv3x3(s, input: input, weight: weight, flipped: false, bias: bias, output: output,
+                        workspace: workspace, imagesPerChunk: s.winogradImagesPerChunk)
+        return
+    }
     conv2DForward(s, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
                   imagesPerChunk: s.imagesPerChunk)
 }
@@ -119,24 +128,37 @@ func conv2DForward(
 // MARK: Backward
 
 /// gradWeight += dL/dW, gradBias += dL/db, gradInput = dL/dx (skipped when nil).
-/// `workspace` as for `conv2DForward`.
+/// `workspace` and `algorithm` as for `conv2DForward`; with `.winograd` only the
+/// input gradient uses it, the weight gradient stays on im2col + GEMM.
 public func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-    workspace: UnsafeMutablePointer<Float>?
+    workspace: UnsafeMutablePointer<Float>?, algorithm: ConvAlgorithm = .gemm
 ) {
     conv2DBackward(s, input: input, weight: weight, gradOutput: gradOutput, gradInput: gradInput,
-                   gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: s.imagesPerChunk)
+                   gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: s.imagesPerChunk,
+                   winogradImagesPerChunk: algorithm == .winograd && s.supportsWinograd ? s.winogradImagesPerChunk : nil)
 }
 
-/// `conv2DBackward` with an explicit chunk size, as for `conv2DForward`.
+/// `conv2DBackward` with an explicit chunk size, as for `conv2DForward`; with
+/// `winogradImagesPerChunk` the input gradient runs by Winograd in chunks of that many images.
 func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int
+    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int, winogradImagesPerChunk: Int? = nil
 ) {
+    if let winogradChunk = winogradImagesPerChunk {
+        conv2DBackward(s, input: input, weight: weight, gradOutput: gradOutput, gradInput: nil,
+                       gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: chunk)
+        guard let gradInput, s.batch > 0 else { return }
+        guard let workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace, got nil") }
+        // dL/dx is the convolution of dL/dy with the rotated, channel-swapped filter.
+        winogradConv3x3(s.channelsSwapped, input: gradOutput, weight: weight, flipped: true, bias: nil,
+                        output: gradInput, workspace: workspace, imagesPerChunk: winogradChunk)
+        return
+    }
     s.validate("conv2DBackward")
     let rowsPerImage = s.outHeight * s.outWidth
     let K = s.kernel * s.kernel * s.inChannels

@@ -11,9 +11,12 @@ struct Conv {
     let bias: Int?
     /// Flat offsets of this layer's parameters (weight, then bias).
     let range: Range<Int>
+    /// im2col + GEMM, or Winograd for eligible 3x3 convs (`MANCS_CONV_ALGORITHM`).
+    let algorithm: ConvAlgorithm
 
     init(_ layout: inout StoreLayout, _ name: String, _ shape: Conv2DShape, bias: Bool) {
         self.shape = shape
+        algorithm = ConvAlgorithm.chosen(for: shape)
         weight = layout.add("\(name).weight", [shape.outChannels, shape.inChannels, shape.kernel, shape.kernel])
         self.bias = bias ? layout.add("\(name).bias", [shape.outChannels]) : nil
         range = weight..<layout.count
@@ -30,7 +33,7 @@ struct Conv {
                  workspace: UnsafeMutablePointer<Float>) {
         stores.timed(kind) {
             conv2DForward(at(n), input: input, weight: stores.values + weight, bias: bias.map { UnsafePointer(stores.values + $0) },
-                          output: output, workspace: workspace)
+                          output: output, workspace: workspace, algorithm: algorithm)
         }
     }
 
@@ -38,7 +41,8 @@ struct Conv {
                   gradInput: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>) {
         stores.timed(kind) {
             conv2DBackward(at(n), input: input, weight: stores.values + weight, gradOutput: gradOutput, gradInput: gradInput,
-                           gradWeight: stores.grads + weight, gradBias: bias.map { stores.grads + $0 }, workspace: workspace)
+                           gradWeight: stores.grads + weight, gradBias: bias.map { stores.grads + $0 }, workspace: workspace,
+                           algorithm: algorithm)
         }
     }
 }

@@ -78,6 +78,7 @@ public final class MancsNetwork: @unchecked Sendable {
     public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0, initialization: InitScheme = .torchvision,
                 rebuildConv3Stages: Set<Int> = MancsNetwork.defaultRebuildConv3Stages) throws {
         try config.validate()
+        _ = try ConvAlgorithm.policyFromEnvironment()  // a bad MANCS_CONV_ALGORITHM: an error, not a crash
         guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
         self.config = config
         self.maxBatch = maxBatch

@@ -40,8 +40,9 @@ final class NetworkBuilder {
               padding: Int, bias: Bool = false) -> Conv {
         let shape = Conv2DShape(batch: maxBatch, inHeight: height, inWidth: width, inChannels: inC, outChannels: outC,
                             kernel: kernel, stride: stride, padding: padding)
-        maxWorkspace = max(maxWorkspace, shape.workspaceCount)
-        return Conv(&params, name, shape, bias: bias)
+        let conv = Conv(&params, name, shape, bias: bias)
+        maxWorkspace = max(maxWorkspace, shape.workspaceCount(conv.algorithm))
+        return conv
     }
 
     func batchNorm(_ name: String, channels: Int) -> BatchNorm {

@@ -327,7 +327,8 @@ struct BenchCommand: ParsableCommand {
     // MARK: Reference measurements
 
     /// Seconds for the GEMMs alone of every non-pointwise convolution's forward and
-    /// backward (the chunked calls `conv2DForward`/`conv2DBackward` make), on scratch data.
+    /// backward (the chunked calls `conv2DForward`/`conv2DBackward` make, Winograd's
+    /// 16 per chunk where it runs), on scratch data.
     private func replayKxKGEMMs(_ shapes: [Conv2DShape], batch: Int) -> Double {
         let kxk = shapes.enumerated().filter { !$0.element.isPointwise }.map { i, s -> (Int, Conv2DShape) in
             var s = s; s.batch = batch; return (i, s)
@@ -335,9 +336,9 @@ struct BenchCommand: ParsableCommand {
         guard !kxk.isEmpty else { return 0 }
         var colMax = 0, weightMax = 0, outMax = 0
         for (_, s) in kxk {
-            colMax = max(colMax, s.imagesPerChunk * s.columnCountPerImage)
+            colMax = max(colMax, s.imagesPerChunk * s.columnCountPerImage, s.winogradReplayFloats)
             weightMax = max(weightMax, s.weightCount)
-            outMax = max(outMax, s.imagesPerChunk * s.outHeight * s.outWidth * s.outChannels)
+            outMax = max(outMax, s.imagesPerChunk * s.outHeight * s.outWidth * s.outChannels, s.winogradReplayFloats)
         }
         let col = UnsafeMutablePointer<Float>.allocate(capacity: colMax)
         let w = UnsafeMutablePointer<Float>.allocate(capacity: weightMax)
@@ -351,17 +352,33 @@ struct BenchCommand: ParsableCommand {
         let start = monotonicNanoseconds()
         for (index, s) in kxk {
             let rowsPerImage = s.outHeight * s.outWidth, K = s.kernel * s.kernel * s.inChannels, cout = s.outChannels
+            let winograd = ConvAlgorithm.chosen(for: s) == .winograd
+            if winograd {
+                // Winograd's 16 GEMMs per chunk, forward and for the input gradient.
+                let cin = s.inChannels, chunk = s.winogradImagesPerChunk
+                var n0 = 0
+                while n0 < s.batch {
+                    let tiles = min(chunk, s.batch - n0) * s.tilesHigh * s.tilesWide
+                    for _ in 0..<16 {
+                        sgemm(transA: false, transB: true, m: tiles, n: cout, k: cin, alpha: 1, a: col, lda: cin,
+                              b: w, ldb: cin, beta: 0, c: out, ldc: cout)
+                        sgemm(transA: false, transB: false, m: tiles, n: cin, k: cout, alpha: 1, a: col, lda: cout,
+                              b: w, ldb: cin, beta: 0, c: out, ldc: cin)
+                    }
+                    n0 += chunk
+                }
+            }
             var n0 = 0
             while n0 < s.batch {
                 let rows = min(s.imagesPerChunk, s.batch - n0) * rowsPerImage
                 // Forward (twice for the stem: backward rebuilds its output).
-                for _ in 0..<(index == 0 ? 2 : 1) {
+                for _ in 0..<(winograd ? 0 : index == 0 ? 2 : 1) {
                     sgemm(transA: false, transB: true, m: rows, n: cout, k: K, alpha: 1, a: col, lda: K, b: w, ldb: K,
                           beta: 0, c: out, ldc: cout)
                 }
                 sgemm(transA: true, transB: false, m: cout, n: K, k: rows, alpha: 1, a: out, lda: cout, b: col, ldb: K,
                       beta: 1, c: gw, ldc: K)
-                if index != 0 {  // the stem computes no input gradient
+                if index != 0 && !winograd {  // the stem computes no input gradient
                     sgemm(transA: false, transB: false, m: rows, n: K, k: cout, alpha: 1, a: out, lda: cout, b: w,
                           ldb: K, beta: 0, c: col, ldc: K)
                 }
