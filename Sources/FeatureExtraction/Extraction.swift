@@ -1,6 +1,7 @@
 import Checkpoint
 import Distributed
 import Foundation
+import HDF5Kit
 import MancsModel
 import ReIDData
 import ReIDEval
@@ -251,6 +252,9 @@ public func extractFeatures(checkpoint: String, data: String, dataset name: Stri
     // Set-up errors may differ between ranks (a file one host cannot see): agree first.
     let (network, dataset) = try agreeOnSuccess(comm) { () -> (MancsNetwork, ReIDDataset) in
         let dataset = try loadDataset(name: name, root: data)
+        if !Checkpoint.isSafetensors(checkpoint) {
+            try FileProbe.check(checkpoint, kind: "checkpoint")  // libhdf5 may crash on a crafted file: a child reads it first
+        }
         let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: options.batchSize,
                                                height: options.height, width: options.width)
         return (network, dataset)
