@@ -113,7 +113,7 @@ public enum FileProbe {
 
         var stderrBytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, timeout) * 1e9)  // monotonic
         var status: Int32 = 0
         while true {
             // Drain stderr (a full pipe would block the child), at most 20 ms a turn.
@@ -130,7 +130,7 @@ public enum FileProbe {
             let w = waitpid(pid, &status, WNOHANG)
             if w == pid { break }
             if w < 0 && errno != EINTR { return .spawnFailed(errno) }
-            if Date() >= deadline {
+            if DispatchTime.now().uptimeNanoseconds >= deadline {
                 kill(pid, SIGKILL)
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                 return .timedOut
