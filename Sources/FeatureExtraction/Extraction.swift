@@ -220,6 +220,9 @@ public struct ExtractionOptions: Sendable {
 public func loadInferenceNetwork(checkpoint path: String, maxBatch: Int, height: Int? = nil,
                                  width: Int? = nil) throws -> MancsNetwork {
     guard FileManager.default.fileExists(atPath: path) else { throw ExtractionError("\(path): no such checkpoint file") }
+    if !Checkpoint.isSafetensors(path) {
+        try FileProbe.check(path, kind: "checkpoint")  // libhdf5 may crash on a crafted file: a child reads it first
+    }
     let url = URL(fileURLWithPath: path)
     do {
         var config = try Checkpoint.inferConfig(url)
@@ -252,9 +255,6 @@ public func extractFeatures(checkpoint: String, data: String, dataset name: Stri
     // Set-up errors may differ between ranks (a file one host cannot see): agree first.
     let (network, dataset) = try agreeOnSuccess(comm) { () -> (MancsNetwork, ReIDDataset) in
         let dataset = try loadDataset(name: name, root: data)
-        if !Checkpoint.isSafetensors(checkpoint) {
-            try FileProbe.check(checkpoint, kind: "checkpoint")  // libhdf5 may crash on a crafted file: a child reads it first
-        }
         let network = try loadInferenceNetwork(checkpoint: checkpoint, maxBatch: options.batchSize,
                                                height: options.height, width: options.width)
         return (network, dataset)

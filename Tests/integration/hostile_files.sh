@@ -67,8 +67,8 @@ check "one error line naming the file and the heap" bash -c "[ \$(wc -l < '$WORK
 
 # 2c. Files on which libhdf5 1.10.8 itself crashes (segmentation fault, exit
 # 139 before the probe): `mancs inspect`, `mancs eval --features` and
-# `mancs diff` refuse them with one line naming the file; so does
-# `--resume FILE`, on every rank.
+# `mancs diff` refuse them with one line naming the file; so do `--resume
+# FILE` (on every rank), `mancs extract --checkpoint` and `--pretrained`.
 # (eval --features on the dense-group file is no crash: "missing group /query".)
 for case in "inspect|dense-group-iterate-bad-free|1" "inspect|local-heap-lookup-null-memcpy|1" \
             "eval --features|local-heap-lookup-null-memcpy|1" \
@@ -85,6 +85,14 @@ status=0
 mpi_within 120 -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/r2" --resume "$ckpts/step-00000011.h5" --max-steps 12 > "$WORK/rf.log" 2>&1 || status=$?
 check "--resume FILE that crashes libhdf5: exit 1 (got $status)" test "$status" = 1
 check "--resume FILE that crashes libhdf5: one error line" test "$(grep -c "step-00000011.h5: damaged HDF5 file: reading it crashed libhdf5" "$WORK/rf.log")" -eq 1
+status=0
+"$MANCS" extract --checkpoint "$crashes/dense-group-iterate-bad-free.h5" --data "$WORK/data" --out "$WORK/x.h5" > "$WORK/x.log" 2>&1 || status=$?
+check "extract --checkpoint that crashes libhdf5: exit 1, one line (got $status)" \
+    bash -c "[ '$status' = 1 ] && [ \$(wc -l < '$WORK/x.log') = 1 ] && grep -q 'crashed libhdf5 (signal 11); refused' '$WORK/x.log'"
+status=0
+"$MANCS_DIST" "${common[@]}" --run-dir "$WORK/pre" --max-steps 1 --pretrained "$crashes/dense-group-iterate-bad-free.h5" > "$WORK/pre.log" 2>&1 || status=$?
+check "--pretrained FILE.h5 that crashes libhdf5: exit 1 (got $status)" test "$status" = 1
+check "--pretrained FILE.h5 that crashes libhdf5: one error line" test "$(grep -c "^mancs-dist: error: --pretrained .*crashed libhdf5 (signal 11); refused" "$WORK/pre.log")" -eq 1
 for sub in inspect "eval --features"; do
     status=0
     # shellcheck disable=SC2086
