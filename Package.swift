@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["HDF5Kit", "MancsModel", "Distributed", "WeightsFiles"]),
         .target(name: "WeightsFiles"),  // the safetensors format
         .target(name: "FeatureExtraction", dependencies: [
-            "MancsModel", "ReIDData", "ReIDEval", "Distributed", "Checkpoint", "DeterministicRandom",
+            "MancsModel", "ReIDData", "ReIDEval", "Distributed", "Checkpoint", "HDF5Kit", "DeterministicRandom",
         ]),
         // The training run's settings as typed values (model, losses, curriculum,
         // optimiser, data, run, evaluation): parsed from YAML and flags, checked,

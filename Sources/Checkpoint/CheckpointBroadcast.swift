@@ -21,6 +21,7 @@ extension Checkpoint {
     /// Rank 0 reads a checkpoint's `config` attribute ("{}" when absent); every rank gets it.
     public static func storedConfig(_ url: URL, comm: Communicator) throws -> String {
         let shared = try comm.onRootThenShare {
+            try FileProbe.check(url.path, kind: "checkpoint")  // --resume FILE: first read; libhdf5 may crash on it
             let file = try openWeights(url.path)
             defer { file.close() }
             return Data((file.root.hasAttribute("config") ? try file.root.stringAttribute("config") : "{}").utf8)

@@ -140,6 +140,7 @@ extension Checkpoint {
         var warnings: [String] = []
         for candidate in checkpointFiles(in: dir).reversed() {
             do {
+                try FileProbe.check(candidate.url.path, kind: "checkpoint")  // libhdf5 may crash on a crafted file
                 let summary = try verify(candidate.url)
                 guard summary.format == formatName, summary.globalStep == candidate.step else {
                     warnings.append("skipping \(candidate.url.path): its global_step \(summary.globalStep.map(String.init) ?? "none") does not match its name")

@@ -1,6 +1,7 @@
 import Checkpoint
 import Distributed
 import Foundation
+import HDF5Kit
 import MancsModel
 import ReIDData
 import ReIDEval
@@ -219,6 +220,9 @@ public struct ExtractionOptions: Sendable {
 public func loadInferenceNetwork(checkpoint path: String, maxBatch: Int, height: Int? = nil,
                                  width: Int? = nil) throws -> MancsNetwork {
     guard FileManager.default.fileExists(atPath: path) else { throw ExtractionError("\(path): no such checkpoint file") }
+    if !Checkpoint.isSafetensors(path) {
+        try FileProbe.check(path, kind: "checkpoint")  // libhdf5 may crash on a crafted file: a child reads it first
+    }
     let url = URL(fileURLWithPath: path)
     do {
         var config = try Checkpoint.inferConfig(url)

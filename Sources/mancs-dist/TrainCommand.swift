@@ -1,5 +1,7 @@
 import ArgumentParser
+import Checkpoint
 import Distributed
+import HDF5Kit
 import MancsModel
 import Foundation
 import Kernels
@@ -23,7 +25,9 @@ struct TrainCommand: ParsableCommand {
         the rank count changes the speed, not the training (--triplet-mining, --batch-norm). \
         Gradients are averaged; rank 0 writes checkpoints to RUN_DIR/checkpoints and appends metrics to \
         RUN_DIR/metrics.jsonl. Rerunning the same command resumes from the newest valid checkpoint \
-        (--resume auto). SIGTERM or SIGUSR1 on any rank checkpoints and exits cleanly.
+        (--resume auto). SIGTERM or SIGUSR1 on any rank checkpoints and exits cleanly. \
+        A checkpoint this run did not write is read first in a child process: one that crashes \
+        libhdf5 is refused (--resume auto skips it); MANCS_PROBE_FILES=0 turns that off.
 
         Settings can also come from --config FILE.yaml, whose keys are the flag names \
         (e.g. `ids-per-batch: 16`); flags given on the command line win.
@@ -45,6 +49,8 @@ struct TrainCommand: ParsableCommand {
     /// Settles the BLAS kernels before anything else (this may restart the process
     /// with better ones, before MPI_Init: see `BLASKernelSelection`).
     static func main() {
+        // A probe child (`FileProbe`: rank 0 reads a checkpoint it did not write in a child first) reads and exits here.
+        FileProbe.runIfRequested(readers: ["checkpoint": { _ = try Checkpoint.verify(URL(fileURLWithPath: $0)) }])
         BLASKernelSelection.configureAtStartup()
         main(nil)
     }

@@ -497,6 +497,7 @@ final class Trainer {
             do {
                 let url = URL(fileURLWithPath: path)
                 if path.hasSuffix(".h5") {
+                    try FileProbe.check(path, kind: "checkpoint")  // libhdf5 may crash on a crafted file
                     try Checkpoint.loadWeights(url, parameters: network.parameters, buffers: network.buffers)
                     return Data("loaded all weights from a Mancs checkpoint".utf8)
                 }

@@ -26,6 +26,7 @@ struct DiffCommand: ParsableCommand {
     func run() throws {
         let a: HDF5File, b: HDF5File
         do {
+            for path in [first, second] { try FileProbe.check(path, kind: "hdf5") }  // libhdf5 may crash: a child reads first
             a = try HDF5File(openForReading: first)
             b = try HDF5File(openForReading: second)
         } catch {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import FeatureExtraction
 import Foundation
+import HDF5Kit
 import Kernels
 import ReIDData
 import ReIDEval
@@ -85,6 +86,7 @@ struct EvalCommand: ParsableCommand {
         let source = features ?? checkpoint!
         let file: FeaturesFile
         if let features {
+            try FileProbe.check(features, kind: "features")  // libhdf5 may crash on a crafted file: a child reads it first
             file = try FeaturesFile.read(features)
         } else {
             let progress = ExtractionProgress(label: "extract", enabled: !json)  // --json: stdout is one object

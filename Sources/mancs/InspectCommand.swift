@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import HDF5Kit
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,12 @@ struct InspectCommand: ParsableCommand {
         let summary: CheckpointSummary
         do {
             let url = URL(fileURLWithPath: file)
-            summary = try Checkpoint.isSafetensors(file) ? Checkpoint.summarizeSafetensors(url) : Checkpoint.verify(url)
+            if Checkpoint.isSafetensors(file) {
+                summary = try Checkpoint.summarizeSafetensors(url)
+            } else {
+                try FileProbe.check(file, kind: "checkpoint")  // libhdf5 may crash on a crafted file: a child reads it first
+                summary = try Checkpoint.verify(url)
+            }
         } catch {
             FileHandle.standardError.write(Data("mancs inspect: \(error)\n".utf8))
             throw ExitCode(1)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Hostile and broken files (issue 15): a checkpoint with a hard-link cycle or a
 # string-array `format` attribute gets one clear error from `mancs inspect`
-# (no hang, no crash), `--resume auto` falls back to the older good checkpoint,
-# and retention never deletes what a run just wrote.
+# (no hang, no crash), files that crash libhdf5 itself are refused through a
+# probe child (FileProbe), `--resume auto` falls back to the older good
+# checkpoint past both, and retention never deletes what a run just wrote.
 # Hostile files are made with h5py (launch/test installs python3-h5py; pip here if missing).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -26,6 +27,9 @@ with h5py.File(sys.argv[1], "r+") as f:
     f.attrs["global_step"] = np.int64(10)
     f["model/loop"] = f["/"]
 PY
+# And newer still, a file on which libhdf5 1.10.8 itself segfaults (a probe child reads it first).
+crashes="$(cd "$(dirname "$0")/../.." && pwd)/Tests/fuzz/regressions/libhdf5-crashes"
+cp "$crashes/dense-group-iterate-bad-free.h5" "$ckpts/step-00000011.h5"
 status=0
 timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$ckpts/step-00000010.h5" > "$WORK/i.log" 2>&1 || status=$?
 check "inspect of a link cycle ends with exit 1, not a hang or a crash (got $status)" test "$status" = 1
@@ -34,6 +38,8 @@ status=0
 mpi_within "${RESUME_TIMEOUT:-300}" -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --max-steps 9 > "$WORK/b.log" 2>&1 || status=$?
 [ "$status" = 0 ] || { cat "$WORK/b.log"; fail "resume auto past a link cycle (exit $status)"; }
 check "resume auto skipped the cycle and resumed from step 8" grep -q "resumed from .*step-00000008.h5 at step 8" "$WORK/b.log"
+check "resume auto skipped the file that crashes libhdf5, saying so" grep -q "skipping .*step-00000011.h5: .*crashed libhdf5 (signal" "$WORK/b.log"
+check "the file that crashes libhdf5 is kept" test -f "$ckpts/step-00000011.h5"
 check "the damaged newer file is kept (retention deletes only this run's sequence)" test -f "$ckpts/step-00000010.h5"
 check "the new checkpoint is kept" test -f "$ckpts/step-00000009.h5"
 
@@ -59,8 +65,43 @@ timeout "${INSPECT_TIMEOUT:-60}" "$MANCS" inspect "$bad" > "$WORK/h.log" 2>&1 ||
 check "inspect of a damaged global heap: exit 1, no crash (got $status)" test "$status" = 1
 check "one error line naming the file and the heap" bash -c "[ \$(wc -l < '$WORK/h.log') = 1 ] && grep -q 'h5hg-read-vlen-attribute-segfault.h5.*heap' '$WORK/h.log'"
 
+# 2c. Files on which libhdf5 1.10.8 itself crashes (segmentation fault, exit
+# 139 before the probe): `mancs inspect`, `mancs eval --features` and
+# `mancs diff` refuse them with one line naming the file; so do `--resume
+# FILE` (on every rank), `mancs extract --checkpoint` and `--pretrained`.
+# (eval --features on the dense-group file is no crash: "missing group /query".)
+for case in "inspect|dense-group-iterate-bad-free|1" "inspect|local-heap-lookup-null-memcpy|1" \
+            "eval --features|local-heap-lookup-null-memcpy|1" \
+            "diff $crashes/dense-group-iterate-bad-free.h5|dense-group-iterate-bad-free|2" \
+            "diff $crashes/local-heap-lookup-null-memcpy.h5|local-heap-lookup-null-memcpy|2"; do
+    IFS='|' read -r sub f want <<< "$case"
+    status=0
+    # shellcheck disable=SC2086  # $sub is a word list on purpose
+    timeout "${INSPECT_TIMEOUT:-90}" "$MANCS" $sub "$crashes/$f.h5" > "$WORK/p.log" 2>&1 || status=$?
+    check "${sub%% /*} $f.h5: exit $want, no crash (got $status)" test "$status" = "$want"
+    check "${sub%% /*} $f.h5: one line naming the file" bash -c "[ \$(wc -l < '$WORK/p.log') = 1 ] && grep -q '$f.h5: damaged HDF5 file: reading it crashed libhdf5 (signal 11); refused' '$WORK/p.log'"
+done
+status=0
+mpi_within 120 -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$WORK/r2" --resume "$ckpts/step-00000011.h5" --max-steps 12 > "$WORK/rf.log" 2>&1 || status=$?
+check "--resume FILE that crashes libhdf5: exit 1 (got $status)" test "$status" = 1
+check "--resume FILE that crashes libhdf5: one error line" test "$(grep -c "step-00000011.h5: damaged HDF5 file: reading it crashed libhdf5" "$WORK/rf.log")" -eq 1
+status=0
+"$MANCS" extract --checkpoint "$crashes/dense-group-iterate-bad-free.h5" --data "$WORK/data" --out "$WORK/x.h5" > "$WORK/x.log" 2>&1 || status=$?
+check "extract --checkpoint that crashes libhdf5: exit 1, one line (got $status)" \
+    bash -c "[ '$status' = 1 ] && [ \$(wc -l < '$WORK/x.log') = 1 ] && grep -q 'crashed libhdf5 (signal 11); refused' '$WORK/x.log'"
+status=0
+"$MANCS_DIST" "${common[@]}" --run-dir "$WORK/pre" --max-steps 1 --pretrained "$crashes/dense-group-iterate-bad-free.h5" > "$WORK/pre.log" 2>&1 || status=$?
+check "--pretrained FILE.h5 that crashes libhdf5: exit 1 (got $status)" test "$status" = 1
+check "--pretrained FILE.h5 that crashes libhdf5: one error line" test "$(grep -c "^mancs-dist: error: --pretrained .*crashed libhdf5 (signal 11); refused" "$WORK/pre.log")" -eq 1
+for sub in inspect "eval --features"; do
+    status=0
+    # shellcheck disable=SC2086
+    { MANCS_PROBE_FILES=0 "$MANCS" $sub "$crashes/local-heap-lookup-null-memcpy.h5" > /dev/null; } 2>/dev/null || status=$?
+    check "MANCS_PROBE_FILES=0 turns the probe off: $sub crashes in libhdf5 again (got $status)" test "$status" -ge 128
+done
+
 # 3. A fresh run in a directory trained further keeps the checkpoint it writes.
-rm "$ckpts/step-00000010.h5"
+rm "$ckpts/step-00000010.h5" "$ckpts/step-00000011.h5"
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --resume none --max-steps 2 > "$WORK/c.log" 2>&1 || { cat "$WORK/c.log"; fail "fresh run"; }
 check "--resume none --max-steps 2 after step 9: step-2 is kept" test -f "$ckpts/step-00000002.h5"
 check "and the earlier run's newer checkpoints too" test -f "$ckpts/step-00000009.h5"
