@@ -128,8 +128,8 @@ func conv2DForward(
 // MARK: Backward
 
 /// gradWeight += dL/dW, gradBias += dL/db, gradInput = dL/dx (skipped when nil).
-/// `workspace` and `algorithm` as for `conv2DForward`; with `.winograd` only the
-/// input gradient uses it, the weight gradient stays on im2col + GEMM.
+/// `workspace` and `algorithm` as for `conv2DForward`; with `.winograd` both the
+/// input and the weight gradient run by Winograd.
 public func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
@@ -142,7 +142,7 @@ public func conv2DBackward(
 }
 
 /// `conv2DBackward` with an explicit chunk size, as for `conv2DForward`; with
-/// `winogradImagesPerChunk` the input gradient runs by Winograd in chunks of that many images.
+/// `winogradImagesPerChunk` the input and weight gradients run by Winograd in chunks of that many images.
 func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
@@ -150,10 +150,15 @@ func conv2DBackward(
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int, winogradImagesPerChunk: Int? = nil
 ) {
     if let winogradChunk = winogradImagesPerChunk {
-        conv2DBackward(s, input: input, weight: weight, gradOutput: gradOutput, gradInput: nil,
-                       gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: chunk)
-        guard let gradInput, s.batch > 0 else { return }
+        s.validate("conv2DBackward")
+        guard s.batch > 0 else { return }
         guard let workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace, got nil") }
+        if let gradBias {
+            accumulateColumnSums(rows: s.batch * s.outHeight * s.outWidth, columns: s.outChannels, gradOutput, into: gradBias)
+        }
+        winogradWeightGradient3x3(s, input: input, gradOutput: gradOutput, gradWeight: gradWeight, workspace: workspace,
+                                  imagesPerChunk: winogradChunk)
+        guard let gradInput else { return }
         // dL/dx is the convolution of dL/dy with the rotated, channel-swapped filter.
         winogradConv3x3(s.channelsSwapped, input: gradOutput, weight: weight, flipped: true, bias: nil,
                         output: gradInput, workspace: workspace, imagesPerChunk: winogradChunk)

@@ -12,8 +12,9 @@ import Foundation
 //
 // Backward: the input gradient of a 3x3/1/1 convolution is the same convolution
 // of the output gradient with the filter rotated by 180 degrees and its in/out
-// channels swapped, so it runs through the same routine. The weight gradient stays
-// on im2col + GEMM (Convolution.swift).
+// channels swapped, so it runs through the same routine. The weight gradient is
+// the adjoint of the forward's transforms: dU_p = dM_p^T V_p with dM = A dY A^T,
+// folded back by dW = G^T dU G (`winogradWeightGradient3x3`).
 //
 // Results differ from im2col + GEMM by float rounding (the transforms add and
 // subtract before multiplying), well within float32 tolerance but not bit-identical;
@@ -25,7 +26,7 @@ import Foundation
 public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + GEMM (every shape).
     case gemm
-    /// Winograd F(2x2, 3x3) for forward and input gradient (3x3, stride 1, padding 1 only).
+    /// Winograd F(2x2, 3x3) for forward, input and weight gradient (3x3, stride 1, padding 1 only).
     case winograd
 
     /// The algorithm for `shape` under the process's `MANCS_CONV_ALGORITHM` setting:
@@ -120,12 +121,13 @@ extension Conv2DShape {
         var s = self; swap(&s.inChannels, &s.outChannels); return s
     }
 
-    /// Floats of workspace `conv2DForward`/`conv2DBackward` need with `algorithm`
-    /// (Winograd's backward also needs the im2col columns for the weight gradient).
+    /// Floats of workspace `conv2DForward`/`conv2DBackward` need with `algorithm`:
+    /// with Winograd, the largest of its forward, input-gradient and weight-gradient passes.
     public func workspaceCount(_ algorithm: ConvAlgorithm) -> Int {
         guard algorithm == .winograd, supportsWinograd else { return workspaceCount }
-        return max(workspaceCount, winogradPassCount(images: winogradImagesPerChunk),
-                   channelsSwapped.winogradPassCount(images: winogradImagesPerChunk))
+        return max(winogradPassCount(images: winogradImagesPerChunk),
+                   channelsSwapped.winogradPassCount(images: winogradImagesPerChunk),
+                   winogradWeightGradientCount(images: winogradImagesPerChunk))
     }
 }
 
@@ -345,6 +347,147 @@ func winogradOutputTransform(_ s: Conv2DShape, images: Int, from m: UnsafePointe
                     store(y10 + b, out + ow * k + c0, cnt)
                     if colsValid == 2 { store(y11 + b, out + (ow + 1) * k + c0, cnt) }
                 }
+                c0 += 8
+            }
+        }
+    }
+}
+
+// MARK: Weight gradient
+
+/// gradWeight += dL/dW of a 3x3/1 pad 1 convolution, by Winograd F(2x2, 3x3).
+///
+/// Forward computes, per transform point p, M_p = V_p U_p^T with U = G g G^T, and
+/// Y = A^T M A per tile. So dL/dU_p = dM_p^T V_p summed over tiles, with
+/// dM = A dY A^T (the output transform's adjoint; outputs outside the map have
+/// zero gradient) and dL/dg = G^T (dL/dU) G. Per chunk: V into 16 slots (the
+/// forward's input transform), dM into 16 more, then 16 GEMMs [Cout, T] x [T, Cin]
+/// that accumulate into dU [16, Cout, Cin]; after the last chunk dU is folded into
+/// gradWeight. The 16 GEMMs are split over the threads by points (each one
+/// single-threaded: the points' dU are disjoint), so the result does not depend on
+/// the thread count. `workspace` holds `s.winogradWeightGradientCount(images: chunk)` floats.
+func winogradWeightGradient3x3(
+    _ s: Conv2DShape, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+    gradWeight: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, imagesPerChunk chunk: Int
+) {
+    require(s.supportsWinograd, "winogradWeightGradient3x3: not a 3x3/1 pad 1 convolution (\(s.summary))")
+    require(chunk > 0, "winogradWeightGradient3x3: imagesPerChunk must be positive, got \(chunk)")
+    guard s.batch > 0 else { return }
+    let cin = s.inChannels, cout = s.outChannels
+    let zeros = workspace
+    zeros.update(repeating: 0, count: cin)
+    let dU = workspace + cin
+    dU.update(repeating: 0, count: 16 * cout * cin)
+    let tilesPerImage = s.tilesHigh * s.tilesWide
+    let vSlots = dU + 16 * cout * cin
+    let vSlot = chunk * tilesPerImage * cin
+    let mSlots = vSlots + 16 * vSlot
+    let mSlot = chunk * tilesPerImage * cout
+    let imageIn = s.inHeight * s.inWidth * cin, imageOut = s.outHeight * s.outWidth * cout
+    var n0 = 0
+    while n0 < s.batch {
+        let images = min(chunk, s.batch - n0)
+        let tiles = images * tilesPerImage
+        winogradInputTransform(s, images: images, input: input + n0 * imageIn, zeros: zeros, into: vSlots,
+                               pointSlot: { p in p * vSlot })
+        winogradGradOutputTransform(s, images: images, gradOutput: gradOutput + n0 * imageOut, into: mSlots,
+                                    pointSlot: { p in p * mSlot })
+        // dU_p[Cout, Cin] += dM_p[T, Cout]^T V_p[T, Cin]
+        forEachPart(work: 16 * tiles * cin * cout) { part, parts in
+            for p in partRange(16, part: part, parts: parts) {
+                blasSgemm(true, false, cout, cin, tiles, 1, mSlots + p * mSlot, cout, vSlots + p * vSlot, cin,
+                          1, dU + p * cout * cin, cin)
+            }
+        }
+        n0 += images
+    }
+    winogradFilterGradientTransform(dU, outChannels: cout, inChannels: cin, accumulatingInto: gradWeight)
+}
+
+extension Conv2DShape {
+    /// Floats of workspace `winogradWeightGradient3x3` needs for chunks of `images`:
+    /// a row of zeros, dU [16, Cout, Cin], and 16 slots each of V [T, Cin] and dM [T, Cout].
+    func winogradWeightGradientCount(images: Int) -> Int {
+        let tiles = images * tilesHigh * tilesWide
+        return inChannels + 16 * inChannels * outChannels + 16 * tiles * (inChannels + outChannels)
+    }
+}
+
+/// dM_p[t, k] = (A dY A^T)[p] for each 2x2 output tile t of `images` images, dY the
+/// tile of the output gradient (zero outside the map). A = [1 0; 1 1; 1 -1; 0 -1].
+/// dM_p starts at into + pointSlot(p), rows of Cout.
+func winogradGradOutputTransform(_ s: Conv2DShape, images: Int, gradOutput: UnsafePointer<Float>,
+                                 into m: UnsafeMutablePointer<Float>, pointSlot: (Int) -> Int) {
+    let at = (0..<16).map { m + pointSlot($0) }
+    let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
+    let th = s.tilesHigh, tw = s.tilesWide
+    @inline(__always) func a(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>)
+        -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        (y0, y0 + y1, y0 - y1, -y1)
+    }
+    parallelRanges(images * th * tw, workPerItem: 64 * k, align: 1) { tiles in
+        for t in tiles {
+            let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
+            let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
+            let g = gradOutput + ((n * oh + 2 * ty) * ow + 2 * tx) * k
+            var c0 = 0
+            while c0 < k {
+                let cnt = min(8, k - c0), offset = t * k + c0
+                let y00 = load(g + c0, cnt)
+                let y01 = colsValid == 2 ? load(g + k + c0, cnt) : .zero
+                let y10 = rowsValid == 2 ? load(g + ow * k + c0, cnt) : .zero
+                let y11 = rowsValid == 2 && colsValid == 2 ? load(g + (ow + 1) * k + c0, cnt) : .zero
+                // r = A dY (4 x 2), column by column; then each row of r times A^T.
+                let (r00, r10, r20, r30) = a(y00, y10)
+                let (r01, r11, r21, r31) = a(y01, y11)
+                @inline(__always) func row(_ i: Int, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>) {
+                    let (d0, d1, d2, d3) = a(x0, x1)
+                    store(d0, at[i * 4] + offset, cnt)
+                    store(d1, at[i * 4 + 1] + offset, cnt)
+                    store(d2, at[i * 4 + 2] + offset, cnt)
+                    store(d3, at[i * 4 + 3] + offset, cnt)
+                }
+                row(0, r00, r01)
+                row(1, r10, r11)
+                row(2, r20, r21)
+                row(3, r30, r31)
+                c0 += 8
+            }
+        }
+    }
+}
+
+/// gradWeight[k, i, j, c] += (G^T dU[., k, c] G)[i, j], dU laid out [16, K, C] as
+/// `winogradFilterTransform` lays out U: the adjoint of that transform.
+/// G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1].
+func winogradFilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+                                     accumulatingInto gradWeight: UnsafeMutablePointer<Float>) {
+    let c = inChannels, plane = outChannels * c
+    @inline(__always) func gt(_ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>)
+        -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        (x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3)
+    }
+    parallelRanges(outChannels, workPerItem: 64 * c, align: 1) { ks in
+        for k in ks {
+            var c0 = 0
+            while c0 < c {
+                let n = min(8, c - c0)
+                @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { load(dU + (i * 4 + j) * plane + k * c + c0, n) }
+                // q = G^T dU (3 x 4), column by column; then each row of q times G.
+                let (q00, q10, q20) = gt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
+                let (q01, q11, q21) = gt(d(0, 1), d(1, 1), d(2, 1), d(3, 1))
+                let (q02, q12, q22) = gt(d(0, 2), d(1, 2), d(2, 2), d(3, 2))
+                let (q03, q13, q23) = gt(d(0, 3), d(1, 3), d(2, 3), d(3, 3))
+                @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ e: SIMD8<Float>, _ f: SIMD8<Float>) {
+                    let (w0, w1, w2) = gt(a, b, e, f)
+                    let base = gradWeight + (k * 9 + i * 3) * c + c0
+                    store(load(base, n) + w0, base, n)
+                    store(load(base + c, n) + w1, base + c, n)
+                    store(load(base + 2 * c, n) + w2, base + 2 * c, n)
+                }
+                row(0, q00, q01, q02, q03)
+                row(1, q10, q11, q12, q13)
+                row(2, q20, q21, q22, q23)
                 c0 += 8
             }
         }

@@ -354,7 +354,7 @@ struct BenchCommand: ParsableCommand {
             let rowsPerImage = s.outHeight * s.outWidth, K = s.kernel * s.kernel * s.inChannels, cout = s.outChannels
             let winograd = ConvAlgorithm.chosen(for: s) == .winograd
             if winograd {
-                // Winograd's 16 GEMMs per chunk, forward and for the input gradient.
+                // Winograd's 16 GEMMs per chunk: forward, input gradient, weight gradient.
                 let cin = s.inChannels, chunk = s.winogradImagesPerChunk
                 var n0 = 0
                 while n0 < s.batch {
@@ -364,21 +364,24 @@ struct BenchCommand: ParsableCommand {
                               b: w, ldb: cin, beta: 0, c: out, ldc: cout)
                         sgemm(transA: false, transB: false, m: tiles, n: cin, k: cout, alpha: 1, a: col, lda: cout,
                               b: w, ldb: cin, beta: 0, c: out, ldc: cin)
+                        sgemm(transA: true, transB: false, m: cout, n: cin, k: tiles, alpha: 1, a: out, lda: cout,
+                              b: col, ldb: cin, beta: 1, c: gw, ldc: cin)
                     }
                     n0 += chunk
                 }
+                continue
             }
             var n0 = 0
             while n0 < s.batch {
                 let rows = min(s.imagesPerChunk, s.batch - n0) * rowsPerImage
                 // Forward (twice for the stem: backward rebuilds its output).
-                for _ in 0..<(winograd ? 0 : index == 0 ? 2 : 1) {
+                for _ in 0..<(index == 0 ? 2 : 1) {
                     sgemm(transA: false, transB: true, m: rows, n: cout, k: K, alpha: 1, a: col, lda: K, b: w, ldb: K,
                           beta: 0, c: out, ldc: cout)
                 }
                 sgemm(transA: true, transB: false, m: cout, n: K, k: rows, alpha: 1, a: out, lda: cout, b: col, ldb: K,
                       beta: 1, c: gw, ldc: K)
-                if index != 0 && !winograd {  // the stem computes no input gradient
+                if index != 0 {  // the stem computes no input gradient
                     sgemm(transA: false, transB: false, m: rows, n: K, k: cout, alpha: 1, a: out, lda: cout, b: w,
                           ldb: K, beta: 0, c: col, ldc: K)
                 }

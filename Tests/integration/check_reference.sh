@@ -14,13 +14,18 @@ fixtures=("$shared"/fixtures/*.h5)
 # where the command measures that float32 noise alone moves the gradients more
 # (mancs-tiny: a ReLU input 2e-6 from zero in layer3.3.bn1). --strict must
 # still pass on the well-conditioned mancs-small-ls1.
+# Each fixture twice: with the default algorithm choice (small fixture models keep
+# im2col + GEMM) and with Winograd forced for every 3x3/1 convolution (forward,
+# input and weight gradients), so the whole model is checked on both paths.
 failed=0
 for f in "${fixtures[@]}"; do
-    if out=$("$bin" check-reference "$f"); then
-        echo "ok   $(basename "$f"): $out"
-    else
-        echo "FAIL $(basename "$f"): $out"; failed=1
-    fi
+    for algorithm in auto winograd; do
+        if out=$(MANCS_CONV_ALGORITHM=$algorithm "$bin" check-reference "$f"); then
+            echo "ok   $(basename "$f") ($algorithm): $out"
+        else
+            echo "FAIL $(basename "$f") ($algorithm): $out"; failed=1
+        fi
+    done
 done
 
 small="$shared/fixtures/mancs-small-ls1.h5"
