@@ -127,18 +127,22 @@ func conv2DForward(
 
 // MARK: Backward
 
-/// gradWeight += dL/dW, gradBias += dL/db, gradInput = dL/dx (skipped when nil).
+/// gradWeight += dL/dW, gradBias += dL/db, gradInput = dL/dx (skipped when nil;
+/// with `accumulateGradInput`, gradInput += dL/dx: a block's input gradient summed
+/// with its shortcut's in the GEMM instead of a separate pass; not with Winograd).
 /// `workspace` and `algorithm` as for `conv2DForward`; with `.winograd` both the
 /// input and the weight gradient run by Winograd.
 public func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-    workspace: UnsafeMutablePointer<Float>?, algorithm: ConvAlgorithm = .gemm
+    workspace: UnsafeMutablePointer<Float>?, algorithm: ConvAlgorithm = .gemm, accumulateGradInput: Bool = false
 ) {
+    let winograd = algorithm == .winograd && s.supportsWinograd
+    require(!(winograd && accumulateGradInput), "conv2DBackward: accumulateGradInput is not available with Winograd (\(s.summary))")
     conv2DBackward(s, input: input, weight: weight, gradOutput: gradOutput, gradInput: gradInput,
                    gradWeight: gradWeight, gradBias: gradBias, workspace: workspace, imagesPerChunk: s.imagesPerChunk,
-                   winogradImagesPerChunk: algorithm == .winograd && s.supportsWinograd ? s.winogradImagesPerChunk : nil)
+                   winogradImagesPerChunk: winograd ? s.winogradImagesPerChunk : nil, accumulateGradInput: accumulateGradInput)
 }
 
 /// `conv2DBackward` with an explicit chunk size, as for `conv2DForward`; with
@@ -147,7 +151,8 @@ func conv2DBackward(
     _ s: Conv2DShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
     gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int, winogradImagesPerChunk: Int? = nil
+    workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int, winogradImagesPerChunk: Int? = nil,
+    accumulateGradInput: Bool = false
 ) {
     if let winogradChunk = winogradImagesPerChunk {
         s.validate("conv2DBackward")
@@ -176,7 +181,8 @@ func conv2DBackward(
               alpha: 1, a: gradOutput, lda: cout, b: input, ldb: K, beta: 1, c: gradWeight, ldc: K)
         if let gradInput {
             sgemm(transA: false, transB: false, m: rows, n: K, k: cout,
-                  alpha: 1, a: gradOutput, lda: cout, b: weight, ldb: K, beta: 0, c: gradInput, ldc: K)
+                  alpha: 1, a: gradOutput, lda: cout, b: weight, ldb: K, beta: accumulateGradInput ? 1 : 0,
+                  c: gradInput, ldc: K)
         }
         return
     }
@@ -196,7 +202,7 @@ func conv2DBackward(
             sgemm(transA: false, transB: false, m: rows, n: K, k: cout,
                   alpha: 1, a: gOut, lda: cout, b: weight, ldb: K, beta: 0, c: col, ldc: K)
             let gIn = gradInput + n0 * imageIn
-            gIn.update(repeating: 0, count: images * imageIn)
+            if !accumulateGradInput { gIn.update(repeating: 0, count: images * imageIn) }
             col2imAccumulate(s, images: images, col: col, gradInput: gIn)
         }
         n0 += images

@@ -54,7 +54,7 @@ private func batchNormTraining(
     output: UnsafeMutablePointer<Float>,
     saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
-    momentum: Float, eps: Float, relu: Bool, reducer: BatchNormStatisticsReducer?
+    momentum: Float, eps: Float, relu: Bool, residual: UnsafePointer<Float>? = nil, reducer: BatchNormStatisticsReducer?
 ) {
     require(rows > 1 || reducer != nil, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
@@ -80,7 +80,37 @@ private func batchNormTraining(
         }
     }
     normalise(rows: rows, channels: channels, input: input, mean: UnsafePointer(saveMean),
-              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu)
+              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu,
+              residual: residual)
+}
+
+/// BN(input) + residual, then ReLU when `relu`, in BatchNorm's output pass: a
+/// residual block's last BatchNorm, shortcut add and activation in one sweep instead
+/// of three. Bit for bit what `batchNormForwardTraining`, an add and a ReLU give
+/// (the same float operations in the same order). `residual` is [rows, channels].
+public func batchNormAddForwardTraining(
+    rows: Int, channels: Int, input: UnsafePointer<Float>, residual: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>,
+    saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
+    runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+    momentum: Float, eps: Float, relu: Bool, reducer: BatchNormStatisticsReducer? = nil
+) {
+    batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
+                      saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
+                      momentum: momentum, eps: eps, relu: relu, residual: residual, reducer: reducer)
+}
+
+/// Inference form of `batchNormAddForwardTraining` (running statistics).
+public func batchNormAddForwardInference(
+    rows: Int, channels: Int, input: UnsafePointer<Float>, residual: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
+    output: UnsafeMutablePointer<Float>, relu: Bool
+) {
+    batchNormInference(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta,
+                       runningMean: runningMean, runningVar: runningVar, eps: eps, output: output, relu: relu,
+                       residual: residual)
 }
 
 /// relu(BN(input)) again with the statistics a training forward saved (`saveMean`,
@@ -124,13 +154,13 @@ private func batchNormInference(
     rows: Int, channels: Int, input: UnsafePointer<Float>,
     gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
     runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
-    output: UnsafeMutablePointer<Float>, relu: Bool
+    output: UnsafeMutablePointer<Float>, relu: Bool, residual: UnsafePointer<Float>? = nil
 ) {
     let invStd = UnsafeMutablePointer<Float>.allocate(capacity: channels)
     defer { invStd.deallocate() }
     for c in 0..<channels { invStd[c] = Float(1 / (Double(runningVar[c]) + Double(eps)).squareRoot()) }
     normalise(rows: rows, channels: channels, input: input, mean: runningMean, invStd: UnsafePointer(invStd),
-              gamma: gamma, beta: beta, output: output, relu: relu)
+              gamma: gamma, beta: beta, output: output, relu: relu, residual: residual)
 }
 
 // MARK: Backward
@@ -227,10 +257,11 @@ private func batchNormBackward(
 
 // MARK: Helpers
 
-/// output = (x - mean) * invStd * gamma + beta, folded to x * scale + shift.
+/// output = (x - mean) * invStd * gamma + beta, folded to x * scale + shift
+/// (+ residual, then ReLU, when given).
 private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                        invStd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                       output: UnsafeMutablePointer<Float>, relu: Bool) {
+                       output: UnsafeMutablePointer<Float>, relu: Bool, residual: UnsafePointer<Float>? = nil) {
     let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { scale.deallocate() }
     let shift = scale + channels
@@ -240,7 +271,16 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
         shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
     }
     parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
-        if relu {
+        if let residual {
+            for r in rowRange {
+                let x = input + r &* channels, y = output + r &* channels, z = residual + r &* channels
+                if relu {
+                    for c in 0..<channels { y[c] = max((x[c] * scale[c] + shift[c]) + z[c], 0) }
+                } else {
+                    for c in 0..<channels { y[c] = (x[c] * scale[c] + shift[c]) + z[c] }
+                }
+            }
+        } else if relu {
             for r in rowRange {
                 let x = input + r &* channels, y = output + r &* channels
                 for c in 0..<channels { y[c] = max(x[c] * scale[c] + shift[c], 0) }

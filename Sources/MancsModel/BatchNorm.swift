@@ -43,6 +43,27 @@ struct BatchNorm {
         }
     }
 
+    // MARK: BatchNorm + residual (+ ReLU), fused: a residual block's output in one pass
+
+    /// output = BN(input) + residual, then ReLU when `relu`.
+    func forwardAdd(rows: Int, _ stores: StoreBases, training: Bool, input: UnsafePointer<Float>,
+                    residual: UnsafePointer<Float>, relu: Bool, output: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            if training {
+                batchNormAddForwardTraining(rows: rows, channels: channels, input: input, residual: residual,
+                                            gamma: stores.values + gamma, beta: stores.values + beta, output: output,
+                                            saveMean: saveMean, saveInvStd: saveInvStd,
+                                            runningMean: stores.buffers + runningMean, runningVar: stores.buffers + runningVar,
+                                            momentum: momentum, eps: eps, relu: relu, reducer: stores.batchNormReducer)
+            } else {
+                batchNormAddForwardInference(rows: rows, channels: channels, input: input, residual: residual,
+                                             gamma: stores.values + gamma, beta: stores.values + beta,
+                                             runningMean: stores.buffers + runningMean,
+                                             runningVar: stores.buffers + runningVar, eps: eps, output: output, relu: relu)
+            }
+        }
+    }
+
     // MARK: BatchNorm + ReLU (fused: one pass, and no pre-ReLU buffer)
 
     /// output = relu(BN(input)).

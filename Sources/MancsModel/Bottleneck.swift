@@ -70,8 +70,9 @@ final class Bottleneck {
 
     // MARK: Forward
 
-    /// Uses scratch.g[0...2] for b1, b2, a c3 that is not kept, and the shortcut's conv and
-    /// BN outputs (c3 is consumed before the shortcut starts).
+    /// Uses scratch.g[0...2] for b1, b2, the shortcut's conv and BN outputs, and a c3
+    /// that is not kept. The shortcut runs before conv3, so that bn3, the add and the
+    /// final ReLU are one pass over the output (`forwardAdd`).
     func forward(_ n: Int, _ stores: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ scratch: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let b1 = scratch.g[0], b2 = scratch.g[1], c3 = self.c3 ?? scratch.g[2]
@@ -79,21 +80,19 @@ final class Bottleneck {
         bn1.forwardReLU(rows: inRows, stores, training: training, input: c1, output: b1)
         conv2.forward(n, stores, input: b1, output: c2, workspace: scratch.workspace)
         bn2.forwardReLU(rows: outRows, stores, training: training, input: c2, output: b2)
-        conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
-        bn3.forward(rows: outRows, stores, training: training, input: c3, output: sum)
-        let count = outRows * outChannels
+        var shortcut = x
         if let (dconv, dbn) = downsample {
-            let dc = self.dc ?? scratch.g[2], db = scratch.g[0]  // b1 is dead by now
+            // b1 is dead by now; a scratch dc is read by dbn before conv3 writes a scratch c3.
+            let dc = self.dc ?? scratch.g[2], db = scratch.g[0]
             dconv.forward(n, stores, input: x, output: dc, workspace: scratch.workspace)
             dbn.forward(rows: outRows, stores, training: training, input: dc, output: db)
-            Elementwise.add(stores, count: count, sum, db, into: sum)
-        } else {
-            Elementwise.add(stores, count: count, sum, x, into: sum)
+            shortcut = UnsafePointer(db)
         }
+        conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
+        bn3.forwardAdd(rows: outRows, stores, training: training, input: c3, residual: shortcut, relu: prelu == nil,
+                       output: sum)
         if let prelu, let preluOut {
             prelu.forward(rows: outRows, stores, input: sum, output: preluOut)
-        } else {
-            Activation.relu.forward(stores, count: count, input: sum, output: sum)
         }
     }
 
@@ -150,8 +149,8 @@ final class Bottleneck {
         ready.complete(conv2.range)
         bn1.backwardReLU(rows: inRows, stores, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)
         ready.complete(bn1.range)
-        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: t1, workspace: workspace)
+        // conv1 (1x1) adds its input gradient onto the shortcut's in its GEMM.
+        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace, accumulate: true)
         ready.complete(conv1.range)
-        Elementwise.addInPlace(stores, count: inRows * inChannels, t1, into: gradInput)
     }
 }

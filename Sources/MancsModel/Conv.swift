@@ -37,12 +37,13 @@ struct Conv {
         }
     }
 
+    /// With `accumulate`, gradInput += dL/dx (see `conv2DBackward`).
     func backward(_ n: Int, _ stores: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
-                  gradInput: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>) {
+                  gradInput: UnsafeMutablePointer<Float>?, workspace: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         stores.timed(kind) {
             conv2DBackward(at(n), input: input, weight: stores.values + weight, gradOutput: gradOutput, gradInput: gradInput,
                            gradWeight: stores.grads + weight, gradBias: bias.map { stores.grads + $0 }, workspace: workspace,
-                           algorithm: algorithm)
+                           algorithm: algorithm, accumulateGradInput: accumulate)
         }
     }
 }

@@ -167,6 +167,35 @@ func convBackwardWithoutInputGradient() {
     #expect(withInput.contains { $0 != 0 })
 }
 
+@Test("conv backward with accumulateGradInput adds the input gradient onto what gradInput held",
+      arguments: convCases.indices.dropFirst())
+func convBackwardAccumulatesInputGradient(caseIndex: Int) {
+    let s = convCases[caseIndex].shape
+    var rng = SplitMix64(seed: UInt64(60 + caseIndex))
+    let x = rng.array(s.inputCount), w = rng.array(s.weightCount), r = rng.array(s.outputCount)
+    let start = rng.array(s.inputCount, scale: 3)
+    var plain = [Float](repeating: .nan, count: s.inputCount), accumulated = start
+    var gW = [Float](repeating: 0, count: s.weightCount)
+    var work = [Float](repeating: 0, count: max(1, s.workspaceCount))
+    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in r.withUnsafeBufferPointer { rp in
+        work.withUnsafeMutableBufferPointer { ws in gW.withUnsafeMutableBufferPointer { gw in
+            for (buffer, accumulate) in [(0, false), (1, true)] {
+                func run(_ g: UnsafeMutablePointer<Float>) {
+                    conv2DBackward(s, input: xp.baseAddress!, weight: wp.baseAddress!, gradOutput: rp.baseAddress!,
+                                   gradInput: g, gradWeight: gw.baseAddress!, gradBias: nil, workspace: ws.baseAddress!,
+                                   accumulateGradInput: accumulate)
+                }
+                if buffer == 0 { plain.withUnsafeMutableBufferPointer { run($0.baseAddress!) } }
+                else { accumulated.withUnsafeMutableBufferPointer { run($0.baseAddress!) } }
+            }
+        } }
+    } } }
+    let expected = zip(start, plain).map { $0 + $1 }
+    let worst = zip(accumulated, expected).map { abs($0 - $1) }.max()!
+    #expect(worst <= 1e-5, "\(convCases[caseIndex].name): \(worst)")
+    #expect(plain.contains { $0 != 0 }, "the input gradient itself is not zero")
+}
+
 // MARK: Workspace and layout
 
 @Test("workspaceCount: zero for 1x1/1, bounded chunks otherwise")

@@ -224,3 +224,53 @@ func batchNormReLUFusedMatchesComposition() {
     let worst = zip(gX, gX2).map { abs($0 - $1) }.max()!
     #expect(worst <= 1e-6, "gradInput differs by \(worst)")
 }
+
+@Test("fused BatchNorm + residual (+ ReLU) is bit for bit BatchNorm, add, ReLU (training and inference)",
+      arguments: [false, true])
+func batchNormAddFusedMatchesComposition(relu: Bool) {
+    let rows = 257, channels = 19, count = rows * channels
+    var rng = SplitMix64(seed: relu ? 43 : 44)
+    let x = rng.array(count, scale: 3), residual = rng.array(count, scale: 2)
+    let gamma = rng.array(channels), beta = rng.array(channels, scale: 0.5)
+    /// (training output, running mean, running var, inference output) of one form.
+    func run(fused: Bool) -> ([Float], [Float], [Float], [Float]) {
+        var y = [Float](repeating: .nan, count: count), z = y
+        var mean = [Float](repeating: 0, count: channels), invStd = mean, rm = mean
+        var rv = [Float](repeating: 1, count: channels)
+        x.withUnsafeBufferPointer { xp in residual.withUnsafeBufferPointer { rp in
+        gamma.withUnsafeBufferPointer { gp in beta.withUnsafeBufferPointer { bp in
+        y.withUnsafeMutableBufferPointer { yp in z.withUnsafeMutableBufferPointer { zp in
+        mean.withUnsafeMutableBufferPointer { m in invStd.withUnsafeMutableBufferPointer { i in
+        rm.withUnsafeMutableBufferPointer { rmp in rv.withUnsafeMutableBufferPointer { rvp in
+            let xa = xp.baseAddress!, ra = rp.baseAddress!, ga = gp.baseAddress!, ba = bp.baseAddress!
+            if fused {
+                batchNormAddForwardTraining(rows: rows, channels: channels, input: xa, residual: ra, gamma: ga, beta: ba,
+                                            output: yp.baseAddress!, saveMean: m.baseAddress!, saveInvStd: i.baseAddress!,
+                                            runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                            momentum: 0.1, eps: 1e-5, relu: relu)
+                batchNormAddForwardInference(rows: rows, channels: channels, input: xa, residual: ra, gamma: ga, beta: ba,
+                                             runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!, eps: 1e-5,
+                                             output: zp.baseAddress!, relu: relu)
+            } else {
+                batchNormForwardTraining(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba,
+                                         output: yp.baseAddress!, saveMean: m.baseAddress!, saveInvStd: i.baseAddress!,
+                                         runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!, momentum: 0.1, eps: 1e-5)
+                add(count: count, yp.baseAddress!, ra, into: yp.baseAddress!)
+                if relu { reluForward(count: count, input: yp.baseAddress!, output: yp.baseAddress!) }
+                batchNormForwardInference(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba,
+                                          runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!, eps: 1e-5,
+                                          output: zp.baseAddress!)
+                add(count: count, zp.baseAddress!, ra, into: zp.baseAddress!)
+                if relu { reluForward(count: count, input: zp.baseAddress!, output: zp.baseAddress!) }
+            }
+        } } } } } } } } } }
+        return (y, rm, rv, z)
+    }
+    let separate = run(fused: false), fused = run(fused: true)
+    #expect(fused.0 == separate.0, "training output")
+    #expect(fused.1 == separate.1 && fused.2 == separate.2, "running statistics")
+    #expect(fused.3 == separate.3, "inference output")
+    // The residual really was added (and, with ReLU, some sums were cut to zero).
+    #expect(fused.0.contains { $0 < 0 } == !relu)
+    #expect(fused.0.contains { $0 == 0 } == relu)
+}
