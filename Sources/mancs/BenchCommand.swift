@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             One step = forward, the three losses, backward, the gradient allreduce (under mpirun), \
             global-norm clipping and Adam, exactly as the trainer runs it, on random NHWC images with \
-            labels i / 4. One warm-up step is not timed. Under `mpirun -np R` each rank runs global-batch / R \
+            labels i / 4 (i / 2 when fewer than 8 images are mined over). One warm-up step is not timed. Under `mpirun -np R` each rank runs global-batch / R \
             images and rank 0 prints; images/s are global (global batch / step time). The same run also times \
             a square sgemm with the same thread count, for comparison. See docs/performance.md.
             """)
@@ -31,6 +31,13 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.") var json = false
 
     static let imagesPerIdentity = 4
+
+    /// Images per identity in the synthetic labels: `imagesPerIdentity`, fewer when the
+    /// images mined over would otherwise hold a single identity (e.g. --global-batch 4).
+    func identitySize(ranks: Int) -> Int {
+        let mined = tripletMining == "global" ? batch : batch / max(1, ranks)
+        return max(2, min(BenchCommand.imagesPerIdentity, mined / 2))
+    }
 
     var threads: Int { compute.resolved }
 
@@ -74,7 +81,15 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--global-batch \(batch) must split into at least 2 images on each of \(ranks) ranks")
         }
         let local = batch / ranks
-        let k = BenchCommand.imagesPerIdentity
+        // The triplet loss needs a positive and a negative for every anchor among the
+        // images it mines over (the global batch, or each rank's shard): at least two
+        // identities of at least two images there.
+        let mined = tripletMining == "global" ? batch : local
+        guard mined >= 4 else {
+            throw ValidationError("--global-batch \(batch) on \(ranks) rank(s) gives the triplet loss \(mined) images to mine over "
+                                  + "(\(tripletMining) mining); it needs at least 4 (2 identities x 2 images)")
+        }
+        let k = identitySize(ranks: ranks)
         guard classes >= (batch + k - 1) / k else {
             throw ValidationError("--classes \(classes) is below the \((batch + k - 1) / k) identities of a batch of \(batch)")
         }
@@ -238,7 +253,7 @@ struct BenchCommand: ParsableCommand {
 
     /// Builds the network and runs one warm-up and `steps` timed training steps.
     private func timeSteps(_ comm: Communicator, local: Int) throws -> StepRun {
-        let ranks = comm.size, k = BenchCommand.imagesPerIdentity
+        let ranks = comm.size, k = identitySize(ranks: ranks)
         var config = MancsConfig()
         config.baseWidth = baseWidth
         config.blocks = try parsedBlocks()

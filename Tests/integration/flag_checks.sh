@@ -92,3 +92,10 @@ check "the old spelling gets a deprecation note" grep -q "^mancs bench: --batch 
 check "bench --batch 4 runs a global batch of 4" \
     python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['config']['batch'] == 4" "$WORK/bench.json"
 check "one note line" test "$(grep -c deprecated "$WORK/bench.err")" -eq 1
+# A batch of 2 holds one identity: no negative for the triplet loss. One line, exit 2.
+status=0
+"$MANCS" bench --global-batch 2 --height 64 --width 32 --base-width 4 --blocks 1,1,1,1 --classes 4 --steps 1 \
+    --sgemm-size 0 --threads 1 > "$WORK/out.txt" 2> "$WORK/err.txt" || status=$?
+check "bench --global-batch 2 exits 2" test "$status" -eq 2
+check "bench --global-batch 2: one line saying the triplet loss needs 4 images" \
+    test "$(wc -l < "$WORK/err.txt")" -eq 1 -a -n "$(grep 'needs at least 4' "$WORK/err.txt")"
