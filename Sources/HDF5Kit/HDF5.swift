@@ -85,9 +85,7 @@ public final class HDF5File: @unchecked Sendable {
     /// Opens an existing file read-only (or read-write).
     public init(openForReading path: String, writable: Bool = false) throws {
         self.path = path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw HDF5Error("\(path): no such file")
-        }
+        try FileProbe.requireRegularFile(path)  // "no such file"; a FIFO would block libhdf5's open
         let fid = locked { H5Fopen(path, writable ? mancs_h5f_acc_rdwr() : mancs_h5f_acc_rdonly(), mancs_h5p_default()) }
         guard fid >= 0 else { throw HDF5Error("\(path): not a readable HDF5 file (truncated or damaged?)") }
         id = fid

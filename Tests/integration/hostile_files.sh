@@ -100,6 +100,41 @@ for sub in inspect "eval --features"; do
     check "MANCS_PROBE_FILES=0 turns the probe off: $sub crashes in libhdf5 again (got $status)" test "$status" -ge 128
 done
 
+# 2d. The probe child's memory limit (default: the larger of 4 GiB and 4 times
+# the file): a good checkpoint passes under the default; with the limit forced
+# down to 1 MiB the file is refused in one line, and the parent does not read
+# it itself (it would have no limit).
+good="$ckpts/step-00000008.h5"
+check "a good checkpoint passes the probe under the default memory limit" bash -c "\"$MANCS\" inspect \"$good\" > /dev/null"
+for case in "inspect|1" "diff $good|2"; do
+    IFS='|' read -r sub want <<< "$case"
+    status=0
+    # shellcheck disable=SC2086
+    MANCS_PROBE_MEMORY_MB=1 timeout 30 "$MANCS" $sub "$good" > "$WORK/m.log" 2>&1 || status=$?
+    check "${sub%% /*} under a 1 MiB probe limit: exit $want (got $status)" test "$status" = "$want"
+    check "${sub%% /*} under a 1 MiB probe limit: one line" bash -c "[ \$(wc -l < '$WORK/m.log') = 1 ] && grep -q 'step-00000008.h5: damaged HDF5 file: reading it needed more than 1 MiB; refused' '$WORK/m.log'"
+done
+
+# 2e. A FIFO (or a folder) instead of a file: refused at once, naming it, by
+# every command that opens an HDF5 file from elsewhere (libhdf5's open of a
+# FIFO waits for a writer: before, the probe's 60 s timeout).
+mkfifo "$WORK/fifo.h5"
+for case in "inspect|1" "eval --features|1" "diff $good|2" "extract --data $WORK/data --out $WORK/fx.h5 --checkpoint|1" \
+            "export --out $WORK/fx.safetensors --checkpoint|1"; do
+    IFS='|' read -r sub want <<< "$case"
+    status=0
+    start=$SECONDS
+    # shellcheck disable=SC2086
+    timeout 30 "$MANCS" $sub "$WORK/fifo.h5" > "$WORK/q.log" 2>&1 || status=$?
+    check "${sub%% *} on a FIFO: exit $want (got $status)" test "$status" = "$want"
+    check "${sub%% *} on a FIFO: within 10 s" test $((SECONDS - start)) -lt 10
+    check "${sub%% *} on a FIFO: one line, not a regular file" bash -c "[ \$(wc -l < '$WORK/q.log') = 1 ] && grep -q 'fifo.h5: not a regular file' '$WORK/q.log'"
+done
+status=0
+timeout 30 "$MANCS" inspect "$WORK/data" > "$WORK/q.log" 2>&1 || status=$?
+check "inspect of a folder: exit 1, not a regular file (got $status)" bash -c "[ '$status' = 1 ] && grep -q 'not a regular file' '$WORK/q.log'"
+rm -f "$WORK/fifo.h5"
+
 # 3. A fresh run in a directory trained further keeps the checkpoint it writes.
 rm "$ckpts/step-00000010.h5" "$ckpts/step-00000011.h5"
 mpi -np 2 "$MANCS_DIST" "${common[@]}" --run-dir "$run" --resume none --max-steps 2 > "$WORK/c.log" 2>&1 || { cat "$WORK/c.log"; fail "fresh run"; }
