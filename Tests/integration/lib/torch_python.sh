@@ -1,7 +1,8 @@
 # Sourced: sets TORCH_PYTHON to a python with torch and h5py, for the tests that
 # compare with PyTorch. Uses, in order: $MANCS_TORCH_PYTHON; python3 if it has
 # them; launch/parity's venv (~/.cache/mancs-parity/venv) if it has them; else
-# makes ~/.cache/mancs-torch/venv and pip-installs torch (CPU wheels) and h5py.
+# makes ~/.cache/mancs-torch/venv and pip-installs torch (CPU wheels, or PyPI's
+# when the PyTorch index is out of reach) and h5py.
 #   torch_python [MODULE[=PIP_PACKAGE] ...]
 # also requires the given modules (e.g. `safetensors PIL=pillow`), pip-installing
 # them into one of those venvs that has torch but not them.
@@ -28,10 +29,14 @@ torch_python() {
     venv="$HOME/.cache/mancs-torch/venv"
     echo "installing torch (CPU), h5py${packages[*]:+ and ${packages[*]}} into $venv"
     python3 -m venv "$venv" || { echo "FAIL: python3 -m venv $venv" >&2; exit 1; }
-    if ! "$venv/bin/pip" install --quiet --index-url https://download.pytorch.org/whl/cpu torch \
-         || ! "$venv/bin/pip" install --quiet h5py numpy "${packages[@]}"; then
-        torch_pip_failed
+    # The CPU-only wheels first (small); where that index is out of reach but PyPI is
+    # not (a proxy that serves PyPI only), torch from PyPI (larger, runs on CPU too).
+    if ! "$venv/bin/pip" install --quiet --retries 1 --timeout 20 --index-url https://download.pytorch.org/whl/cpu torch \
+         2>/dev/null; then
+        echo "download.pytorch.org is out of reach: torch from PyPI"
+        "$venv/bin/pip" install --quiet torch || torch_pip_failed
     fi
+    "$venv/bin/pip" install --quiet h5py numpy "${packages[@]}" || torch_pip_failed
     TORCH_PYTHON="$venv/bin/python"
 }
 
