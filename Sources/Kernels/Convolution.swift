@@ -154,13 +154,14 @@ func conv2DBackward(
     workspace: UnsafeMutablePointer<Float>?, imagesPerChunk chunk: Int, winogradImagesPerChunk: Int? = nil,
     accumulateGradInput: Bool = false
 ) {
+    s.validate("conv2DBackward")
+    let rowsPerImage = s.outHeight * s.outWidth
+    let K = s.kernel * s.kernel * s.inChannels
+    let cout = s.outChannels
+    guard s.batch > 0 else { return }
+    if let gradBias { accumulateColumnSums(rows: s.batch * rowsPerImage, columns: cout, gradOutput, into: gradBias) }
     if let winogradChunk = winogradImagesPerChunk {
-        s.validate("conv2DBackward")
-        guard s.batch > 0 else { return }
         guard let workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace, got nil") }
-        if let gradBias {
-            accumulateColumnSums(rows: s.batch * s.outHeight * s.outWidth, columns: s.outChannels, gradOutput, into: gradBias)
-        }
         winogradWeightGradient3x3(s, input: input, gradOutput: gradOutput, gradWeight: gradWeight, workspace: workspace,
                                   imagesPerChunk: winogradChunk)
         guard let gradInput else { return }
@@ -169,12 +170,6 @@ func conv2DBackward(
                         output: gradInput, workspace: workspace, imagesPerChunk: winogradChunk)
         return
     }
-    s.validate("conv2DBackward")
-    let rowsPerImage = s.outHeight * s.outWidth
-    let K = s.kernel * s.kernel * s.inChannels
-    let cout = s.outChannels
-    guard s.batch > 0 else { return }
-    if let gradBias { accumulateColumnSums(rows: s.batch * rowsPerImage, columns: cout, gradOutput, into: gradBias) }
     if s.isPointwise {
         let rows = s.batch * rowsPerImage
         sgemm(transA: true, transB: false, m: cout, n: K, k: rows,

@@ -62,8 +62,8 @@ final class AttentionBlock {
         conv2.backward(n, stores, input: hidden, gradOutput: t1, gradInput: t2, workspace: workspace)
         ready.complete(conv2.range)
         Activation.relu.backward(stores, count: n * spatial * conv1.shape.outChannels, output: hidden, gradOutput: t2, gradInput: t2)
-        conv1.backward(n, stores, input: f, gradOutput: t2, gradInput: t1, workspace: workspace)
+        // conv1 (1x1) adds its input gradient onto the combine's in its GEMM, as in Bottleneck.
+        conv1.backward(n, stores, input: f, gradOutput: t2, gradInput: gradInput, workspace: workspace, accumulate: true)
         ready.complete(conv1.range)
-        Elementwise.addInPlace(stores, count: count, t1, into: gradInput)
     }
 }

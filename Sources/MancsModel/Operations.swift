@@ -97,11 +97,6 @@ enum Pooling {
 
 /// Residual adds, the attention combine, concat/split and copies (`LayerKind.elementwise`).
 enum Elementwise {
-    static func add(_ stores: StoreBases, count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                    into out: UnsafeMutablePointer<Float>) {
-        stores.timed(.elementwise) { Kernels.add(count: count, a, b, into: out) }
-    }
-
     static func addInPlace(_ stores: StoreBases, count: Int, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         stores.timed(.elementwise) { Kernels.addInPlace(count: count, x, into: y) }
     }
