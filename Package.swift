@@ -40,7 +40,9 @@ let package = Package(
         .target(name: "HDF5Kit", dependencies: ["CHDF5"]),
         // The one random generator (SplitMix64): every seeded stream of the project.
         .target(name: "DeterministicRandom"),
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: fast),
+        // mancs's own AVX-512 GEMM kernel (C with intrinsics, chosen at run time).
+        .target(name: "CGEMMKernels", cSettings: [.unsafeFlags(["-O3"])]),  // also in debug builds: tests run it
+        .target(name: "Kernels", dependencies: ["CBLAS", "CGEMMKernels"], swiftSettings: fast),
         .target(name: "MancsModel", dependencies: ["Kernels", "HDF5Kit", "DeterministicRandom"], swiftSettings: fast),
         .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel", "HDF5Kit", "DeterministicRandom"], swiftSettings: fast),
         // Readers of files from elsewhere (images, listings, MAT-files, features

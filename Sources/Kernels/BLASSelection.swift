@@ -48,6 +48,7 @@ public enum BLASKernelSelection {
         if let current { return current }
         let r = settle(allowRestart: false)
         current = r
+        GEMMKernel.checkAtStartup()
         return r
     }
 
@@ -55,7 +56,10 @@ public enum BLASKernelSelection {
     /// replace the process image (execv) to load better kernels; exits with status 1
     /// when the kernels compute wrong results and there is nothing to fall back to.
     public static func configureAtStartup() {
-        if current == nil { current = settle(allowRestart: true) }
+        if current == nil {
+            current = settle(allowRestart: true)
+            GEMMKernel.checkAtStartup()
+        }
     }
 
     private static func settle(allowRestart: Bool) -> BLASKernelReport {
@@ -69,7 +73,7 @@ public enum BLASKernelSelection {
         let badCore = env[simulateBadCoreVariable]?.lowercased()
         func selfCheck() -> String? {
             if let badCore, badCore == loaded.lowercased() { return "simulated failure (\(simulateBadCoreVariable))" }
-            return sgemmSelfCheck()
+            return sgemmSelfCheck(using: openblasSgemm)
         }
 
         if let m = marker, m.count >= 3, m[0] == "selected" {
@@ -139,14 +143,21 @@ public enum BLASKernelSelection {
 
     // MARK: Self-check
 
-    /// Checks single-threaded sgemm against a double-precision reference on small
-    /// random matrices: every transposition case, padded leading dimensions, beta 0
-    /// and 1, and the shape classes the kernels produce (tiny, tall, wide, long
-    /// reduction, sizes off the kernels' block multiples). Nil when all agree within
-    /// the float32 rounding bound, else the first mismatch.
-    public static func sgemmSelfCheck() -> String? {
+    /// Checks a single-threaded sgemm (OpenBLAS's, or mancs's own kernel on the
+    /// calls it `handles`) against a double-precision reference on small random
+    /// matrices: every transposition case, padded leading dimensions, beta 0 and 1,
+    /// and the shape classes the kernels produce (tiny, tall, wide, long reduction,
+    /// sizes off the kernels' block multiples, the own kernel's 16-column multiples
+    /// and its row and reduction blocks). Nil when all agree within the float32
+    /// rounding bound, else the first mismatch.
+    static func sgemmSelfCheck(
+        using gemm: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
+                     Float, UnsafeMutablePointer<Float>, Int) -> Void,
+        handles: (_ transA: Bool, _ n: Int, _ k: Int) -> Bool = { _, _, _ in true }
+    ) -> String? {
         let shapes: [(m: Int, n: Int, k: Int)] = [
             (1, 1, 1), (7, 5, 3), (37, 29, 61), (130, 67, 33), (16, 300, 17), (24, 20, 700), (64, 64, 64), (97, 113, 257),
+            (1, 16, 1), (5, 48, 3), (103, 80, 300), (13, 1088, 9), (200, 64, 513),
         ]
         var state: UInt64 = 0x2545_F491_4F6C_DD1D
         func next() -> Float {
@@ -154,7 +165,7 @@ public enum BLASKernelSelection {
             return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
         }
         for (m, n, k) in shapes {
-            for transA in [false, true] {
+            for transA in [false, true] where handles(transA, n, k) {
                 for transB in [false, true] {
                     for beta: Float in [0, 1] {
                         let aRows = transA ? k : m, aCols = transA ? m : k
@@ -168,8 +179,8 @@ public enum BLASKernelSelection {
                         a.withUnsafeBufferPointer { a in
                             b.withUnsafeBufferPointer { b in
                                 c.withUnsafeMutableBufferPointer { c in
-                                    blasSgemm(transA, transB, m, n, k, alpha, a.baseAddress!, lda, b.baseAddress!, ldb,
-                                              beta, c.baseAddress!, ldc)
+                                    gemm(transA, transB, m, n, k, alpha, a.baseAddress!, lda, b.baseAddress!, ldb,
+                                         beta, c.baseAddress!, ldc)
                                 }
                             }
                         }
@@ -205,8 +216,10 @@ public enum BLASKernelSelection {
     }
 }
 
-/// GFLOP/s of a square n^3 sgemm with the kernels' current threads (best of three
-/// after a warm-up): the rate the network's GEMMs are measured against.
+/// GFLOP/s of a square n^3 OpenBLAS sgemm with the kernels' current threads (best
+/// of three after a warm-up): the rate the network's GEMMs are measured against.
+/// Always OpenBLAS's, also where mancs's own kernel runs the network's GEMMs, so
+/// the reference does not move with the kernel it judges.
 public func measureSgemmGFLOPs(size n: Int, repeats: Int = 3) -> Double {
     let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
     var c = [Float](repeating: 0, count: n * n)
@@ -217,7 +230,7 @@ public func measureSgemmGFLOPs(size n: Int, repeats: Int = 3) -> Double {
                 for rep in 0...max(1, repeats) {
                     let t0 = monotonicNanoseconds()
                     sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.baseAddress!, lda: n,
-                          b: b.baseAddress!, ldb: n, beta: 0, c: c.baseAddress!, ldc: n)
+                          b: b.baseAddress!, ldb: n, beta: 0, c: c.baseAddress!, ldc: n, using: openblasSgemm)
                     let s = Double(monotonicNanoseconds() - t0) * 1e-9
                     if rep > 0 { best = min(best, s) }
                 }

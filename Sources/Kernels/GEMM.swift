@@ -3,7 +3,7 @@ import CBLAS
 /// Row-major C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C.
 ///
 /// With several compute threads (`setComputeThreads`) the product is split over
-/// them, each part one single-threaded OpenBLAS call: by rows of C when m is the
+/// them, each part one single-threaded call (`blasSgemm`: mancs's AVX-512 kernel or OpenBLAS): by rows of C when m is the
 /// larger side, by columns when n is, and by the reduction when k dominates both
 /// (the convolutions' weight gradients, e.g. 64 x 256 x 131072): each extra part
 /// then sums into its own scratch matrix, added to C in part order afterwards.
@@ -13,11 +13,30 @@ public func sgemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+          beta: beta, c: c, ldc: ldc, using: blasSgemm)
+}
+
+/// A single-threaded GEMM call with `blasSgemm`'s arguments.
+typealias SingleThreadSgemm = (
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) -> Void
+
+/// `sgemm` with each part run by `blasSgemm` (any kernel) or `openblasSgemm` (the
+/// BLAS rate the network is measured against, `measureSgemmGFLOPs`).
+func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, using blasSgemm: SingleThreadSgemm
+) {
     guard m > 0, n > 0 else { return }
     let work = m &* n &* max(k, 1)
     if k >= 4 * max(m, n) && k >= 256 {
         sgemmSplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, work: work)
+                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, work: work, using: blasSgemm)
         return
     }
     forEachPart(work: work) { part, parts in
@@ -46,7 +65,7 @@ private func sgemmSplitK(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, work: Int
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, work: Int, using blasSgemm: SingleThreadSgemm
 ) {
     withComputePool(work: work) { pool in
         guard let pool else {
@@ -79,8 +98,24 @@ private func sgemmSplitK(
     }
 }
 
+/// One single-threaded GEMM call: mancs's AVX-512 kernel for the calls it takes
+/// (GEMMKernel.swift), OpenBLAS for the rest.
 @inline(__always)
 func blasSgemm(
+    _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) {
+    if GEMMKernel.ownKernelEnabled && GEMMKernel.handles(transA: transA, n: n, k: k) {
+        GEMMKernel.ownSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    } else {
+        openblasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+}
+
+/// One single-threaded OpenBLAS sgemm call.
+@inline(__always)
+func openblasSgemm(
     _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int

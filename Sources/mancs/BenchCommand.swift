@@ -181,6 +181,8 @@ struct BenchCommand: ParsableCommand {
                 "blas_core": blas.core,
                 "blas_core_selected_by": blas.source.rawValue,
                 "blas_summary": blas.summary,
+                "gemm_kernel": GEMMKernel.ownKernelEnabled ? "mancs-avx512" : "openblas",
+                "gemm_summary": GEMMKernel.summary,
                 "cpu": blas.cpu.description,
                 "peak_rss_bytes_max_rank": Int(peakRSSMax),
                 "gflop_per_image": ["forward": round3(flops.forward / 1e9), "backward": round3(flops.backward / 1e9),
@@ -213,6 +215,7 @@ struct BenchCommand: ParsableCommand {
             print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks); ratio %.2f", achieved,
                          sgemmSize, sgemmTotal, sgemmTotal > 0 ? achieved / sgemmTotal : 0))
             print("BLAS: \(blas.summary)")
+            print("GEMM: \(GEMMKernel.summary)")
             print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
                          peakRSSMax / 1_073_741_824))
             print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,

@@ -77,6 +77,7 @@ struct MPICheckCommand: ParsableCommand {
         let kernels = try comm.gatherKernels(core: report.core, sgemmGFLOPs: measureSgemmGFLOPs(size: 1024, repeats: 2))
         if let kernels {
             say("BLAS (rank 0): \(report.summary)")
+            say("GEMM (rank 0): \(GEMMKernel.summary)")
             for k in kernels { say("  " + k.description + " (1 thread, 1024^3)") }
             for k in RankKernels.slow(kernels) { say("warning: " + k.slowWarning(comparedTo: kernels[0])) }
         }

@@ -1,5 +1,5 @@
 import Testing
-import Kernels
+@testable import Kernels
 
 // The BLAS kernel choice is a pure function of (OpenBLAS's core, CPU features,
 // cores in the build, the user's OPENBLAS_CORETYPE); these are its cases.
@@ -110,7 +110,7 @@ func cpuLevels() {
 
 @Test("this machine: the loaded kernels pass the self-check, and the report names them")
 func selfCheckOnThisMachine() {
-    #expect(BLASKernelSelection.sgemmSelfCheck() == nil)
+    #expect(BLASKernelSelection.sgemmSelfCheck(using: openblasSgemm) == nil)
     let report = BLASKernelSelection.report
     #expect(report.core == blasCoreName)
     #expect(BLASCoreTable.level(of: report.core) != nil)

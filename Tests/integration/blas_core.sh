@@ -91,6 +91,24 @@ if OPENBLAS_CORETYPE=Haswell MANCS_SIMULATE_BAD_BLAS_CORE=Haswell "$MANCS" bench
 fi
 check "bad kernels: one clear error line" bash -c "[ \$(wc -l < '$WORK/fatal.err') = 1 ] && grep -q 'compute wrong results' '$WORK/fatal.err'"
 
+# mancs's own AVX-512 GEMM kernel (Kernels/GEMMKernel.swift): on where the CPU has
+# AVX-512, off with MANCS_GEMM=openblas, and dropped for OpenBLAS when it fails the
+# self-check (simulated), each said in the bench's JSON and the trainer's log.
+if grep -q avx512f /proc/cpuinfo; then
+    check "AVX-512 CPU: the own GEMM kernel runs" test "$(field "$WORK/own.json" gemm_kernel)" = mancs-avx512
+    check "trainer: GEMM line names the own kernel" grep -q "GEMM: mancs AVX-512 kernel" "$WORK/train2.log"
+else
+    check "no AVX-512: OpenBLAS runs every GEMM" test "$(field "$WORK/own.json" gemm_kernel)" = openblas
+fi
+MANCS_GEMM=openblas "$MANCS" bench "${tiny[@]}" > "$WORK/gemm_off.json" || fail "bench with MANCS_GEMM=openblas"
+check "MANCS_GEMM=openblas: OpenBLAS runs every GEMM, said" bash -c \
+    "[ \"\$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[\"gemm_kernel\"], \"MANCS_GEMM=openblas\" in d[\"gemm_summary\"])' '$WORK/gemm_off.json')\" = 'openblas True' ]"
+if grep -q avx512f /proc/cpuinfo; then
+    MANCS_SIMULATE_BAD_GEMM_KERNEL=1 "$MANCS" bench "${tiny[@]}" > "$WORK/gemm_bad.json" || fail "bench with a failing own GEMM kernel"
+    check "own GEMM kernel failing its self-check: OpenBLAS instead" test "$(field "$WORK/gemm_bad.json" gemm_kernel)" = openblas
+    check "own GEMM kernel failing its self-check: said so" grep -q "GEMM kernel failed the self-check" <(field "$WORK/gemm_bad.json" gemm_summary)
+fi
+
 # mpi-check: every rank's kernels and sgemm rate.
 mpi -np 2 "$MANCS" mpi-check --megabytes 1 > "$WORK/mpi.txt" || fail "mpi-check"
 check "mpi-check: both ranks' kernels" bash -c "[ \$(grep -cE '^  sgemm of rank [01] on .* GFLOP/s \(.* kernels\)' '$WORK/mpi.txt') = 2 ]"

@@ -1,0 +1,85 @@
+import CGEMMKernels
+import Foundation
+
+// Which code runs a single-threaded GEMM call: mancs's own AVX-512 kernel
+// (Sources/CGEMMKernels) or OpenBLAS. On the network's thin GEMMs OpenBLAS spends
+// much of its time packing the big operand; the own kernel reads it in place. Its
+// measured gains are for A not transposed (the forward and input-gradient GEMMs):
+// 1.0-1.6x OpenBLAS's SkylakeX kernels per thread on the stage shapes, two threads
+// running (docs/performance.md), while for Aᵀ·B (weight gradients) the two were
+// equal, so those stay with OpenBLAS.
+
+/// The GEMM kernel choice of this process.
+public enum GEMMKernel {
+    /// `MANCS_GEMM`: `auto` (the default: the own kernel where the CPU has AVX-512)
+    /// or `openblas` (every GEMM by OpenBLAS).
+    public static let variable = "MANCS_GEMM"
+    /// Test hook: the own kernel's self-check fails (simulates a wrong kernel).
+    public static let simulateBadVariable = "MANCS_SIMULATE_BAD_GEMM_KERNEL"
+
+    /// What `choose` decided, and why when the own kernel is off.
+    public struct Decision: Equatable, Sendable {
+        public var ownKernel: Bool
+        public var note: String?
+    }
+
+    /// Pure decision from what the CPU runs and the user's setting (tested on a table).
+    public static func choose(cpu: CPUFeatures, built: Bool, setting: String?) -> Decision {
+        let value = setting?.lowercased() ?? "auto"
+        let usable = built && cpu.level == .avx512
+        switch value {
+        case "openblas": return Decision(ownKernel: false, note: "\(variable)=openblas: OpenBLAS runs every GEMM")
+        case "auto", "", "mancs":
+            if usable { return Decision(ownKernel: true, note: nil) }
+            return Decision(ownKernel: false, note: value == "mancs" ? "\(variable)=mancs, but this CPU has no AVX-512: OpenBLAS runs every GEMM" : nil)
+        default:
+            return Decision(ownKernel: usable, note: "\(variable)=\(setting ?? "") is not auto, mancs or openblas: ignored")
+        }
+    }
+
+    nonisolated(unsafe) static var decision: Decision = choose(
+        cpu: .detect(), built: mancs_gemm_avx512_built() != 0,
+        setting: ProcessInfo.processInfo.environment[variable])
+
+    /// Whether the own kernel runs the calls it handles (set once at start-up).
+    public static var ownKernelEnabled: Bool { decision.ownKernel }
+    /// Why the own kernel is off, or what about the setting was ignored.
+    public static var note: String? { decision.note }
+
+    /// Turns the own kernel off for the rest of the process (after a failed self-check).
+    static func disable(because reason: String) { decision = Decision(ownKernel: false, note: reason) }
+
+    /// Runs `sgemmSelfCheck` on the own kernel when it is on, and turns it off on a mismatch.
+    static func checkAtStartup() {
+        guard ownKernelEnabled else { return }
+        let failure = ProcessInfo.processInfo.environment[simulateBadVariable].map { _ in "simulated failure (\(simulateBadVariable))" }
+            ?? BLASKernelSelection.sgemmSelfCheck(using: ownSgemm, handles: handles)
+        if let failure {
+            disable(because: "mancs's AVX-512 GEMM kernel failed the self-check (\(failure)): OpenBLAS runs every GEMM")
+        }
+    }
+
+    /// One line for logs.
+    public static var summary: String {
+        var s = ownKernelEnabled ? "mancs AVX-512 kernel for thin A·B and A·Bᵀ (n or k at most \(thinLimit)), OpenBLAS for the rest" : "OpenBLAS for every GEMM"
+        if let note { s += " (\(note))" }
+        return s
+    }
+
+    /// The calls the own kernel takes: A not transposed, n a multiple of 16, and thin:
+    /// at most `thinLimit` columns or reduction (stages 1-2 of ResNet-50, the stem, the
+    /// Winograd GEMMs of those stages). On the wider stage-3/4 shapes OpenBLAS's
+    /// SkylakeX kernels were as fast or faster (docs/performance.md).
+    @inline(__always)
+    static func handles(transA: Bool, n: Int, k: Int) -> Bool { !transA && n & 15 == 0 && min(n, k) <= thinLimit }
+
+    static let thinLimit = 128
+
+    static func ownSgemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        mancs_sgemm_avx512(transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+}
