@@ -11,9 +11,11 @@ import Foundation
 
 /// The GEMM kernel choice of this process.
 public enum GEMMKernel {
-    /// `MANCS_GEMM`: `auto` (the default: the own kernel where the CPU has AVX-512)
-    /// or `openblas` (every GEMM by OpenBLAS).
+    /// `MANCS_GEMM`: `auto` (the default, also unset or empty: the own kernel where the
+    /// CPU has AVX-512), `mancs` (the same, said when impossible) or `openblas`
+    /// (every GEMM by OpenBLAS). Any other value stops the process at start-up.
     public static let variable = "MANCS_GEMM"
+    public enum Setting: String, Sendable, CaseIterable { case auto, mancs, openblas }
     /// Test hook: the own kernel's self-check fails (simulates a wrong kernel).
     public static let simulateBadVariable = "MANCS_SIMULATE_BAD_GEMM_KERNEL"
 
@@ -24,22 +26,31 @@ public enum GEMMKernel {
     }
 
     /// Pure decision from what the CPU runs and the user's setting (tested on a table).
-    public static func choose(cpu: CPUFeatures, built: Bool, setting: String?) -> Decision {
-        let value = setting?.lowercased() ?? "auto"
+    public static func choose(cpu: CPUFeatures, built: Bool, setting: Setting) -> Decision {
         let usable = built && cpu.level == .avx512
-        switch value {
-        case "openblas": return Decision(ownKernel: false, note: "\(variable)=openblas: OpenBLAS runs every GEMM")
-        case "auto", "", "mancs":
-            if usable { return Decision(ownKernel: true, note: nil) }
-            return Decision(ownKernel: false, note: value == "mancs" ? "\(variable)=mancs, but this CPU has no AVX-512: OpenBLAS runs every GEMM" : nil)
-        default:
-            return Decision(ownKernel: usable, note: "\(variable)=\(setting ?? "") is not auto, mancs or openblas: ignored")
+        switch setting {
+        case .openblas: return Decision(ownKernel: false, note: "\(variable)=openblas: OpenBLAS runs every GEMM")
+        case .auto: return Decision(ownKernel: usable, note: nil)
+        case .mancs:
+            return usable ? Decision(ownKernel: true, note: nil)
+                : Decision(ownKernel: false, note: "\(variable)=mancs, but this CPU has no AVX-512: OpenBLAS runs every GEMM")
         }
     }
 
-    nonisolated(unsafe) static var decision: Decision = choose(
-        cpu: .detect(), built: mancs_gemm_avx512_built() != 0,
-        setting: ProcessInfo.processInfo.environment[variable])
+    /// `MANCS_GEMM` (unset or empty: `auto`); throws on any other value.
+    public static func settingFromEnvironment() throws -> Setting {
+        guard let raw = ProcessInfo.processInfo.environment[variable], !raw.isEmpty else { return .auto }
+        guard let s = Setting(rawValue: raw.lowercased()) else { throw GEMMKernelSettingError(value: raw) }
+        return s
+    }
+
+    /// Read once; `checkAtStartup` (every executable, first thing) turns a bad value
+    /// into a one-line error before anything reads this.
+    nonisolated(unsafe) static var decision: Decision = {
+        do {
+            return choose(cpu: .detect(), built: mancs_gemm_avx512_built() != 0, setting: try settingFromEnvironment())
+        } catch { fatalError("\(error)") }
+    }()
 
     /// Whether the own kernel runs the calls it handles (set once at start-up).
     public static var ownKernelEnabled: Bool { decision.ownKernel }
@@ -49,8 +60,13 @@ public enum GEMMKernel {
     /// Turns the own kernel off for the rest of the process (after a failed self-check).
     static func disable(because reason: String) { decision = Decision(ownKernel: false, note: reason) }
 
-    /// Runs `sgemmSelfCheck` on the own kernel when it is on, and turns it off on a mismatch.
+    /// Checks the setting (a bad one: one error line, exit 1), then runs
+    /// `sgemmSelfCheck` on the own kernel when it is on, and turns it off on a mismatch.
     static func checkAtStartup() {
+        do { _ = try settingFromEnvironment() } catch {
+            FileHandle.standardError.write(Data("mancs: error: \(error)\n".utf8))
+            exit(1)
+        }
         guard ownKernelEnabled else { return }
         let failure = ProcessInfo.processInfo.environment[simulateBadVariable].map { _ in "simulated failure (\(simulateBadVariable))" }
             ?? BLASKernelSelection.sgemmSelfCheck(using: ownSgemm, handles: handles)
@@ -81,5 +97,13 @@ public enum GEMMKernel {
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
         mancs_sgemm_avx512(transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+}
+
+/// An unknown `MANCS_GEMM` value.
+public struct GEMMKernelSettingError: Error, CustomStringConvertible {
+    public let value: String
+    public var description: String {
+        "\(GEMMKernel.variable)=\(value): expected one of \(GEMMKernel.Setting.allCases.map(\.rawValue).joined(separator: ", "))"
     }
 }

@@ -17,23 +17,21 @@ private func cpu(_ level: ISALevel) -> CPUFeatures {
 
 @Test("the own kernel runs on AVX-512 CPUs unless MANCS_GEMM=openblas; settings are checked")
 func gemmKernelChoice() {
-    #expect(GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: nil) == .init(ownKernel: true, note: nil))
-    #expect(GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: "auto") == .init(ownKernel: true, note: nil))
-    #expect(GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: "MANCS").ownKernel)
-    let off = GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: "openblas")
+    #expect(GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: .auto) == .init(ownKernel: true, note: nil))
+    #expect(GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: .mancs) == .init(ownKernel: true, note: nil))
+    let off = GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: .openblas)
     #expect(!off.ownKernel && off.note?.contains("MANCS_GEMM=openblas") == true)
     // No AVX-512 (or the OS does not save its registers), or a build without the kernel: OpenBLAS, silently.
-    #expect(GEMMKernel.choose(cpu: cpu(.avx2), built: true, setting: nil) == .init(ownKernel: false, note: nil))
+    #expect(GEMMKernel.choose(cpu: cpu(.avx2), built: true, setting: .auto) == .init(ownKernel: false, note: nil))
     var noOS = cpu(.avx512)
     noOS.osAVX512 = false
-    #expect(!GEMMKernel.choose(cpu: noOS, built: true, setting: nil).ownKernel)
-    #expect(!GEMMKernel.choose(cpu: cpu(.avx512), built: false, setting: nil).ownKernel)
+    #expect(!GEMMKernel.choose(cpu: noOS, built: true, setting: .auto).ownKernel)
+    #expect(!GEMMKernel.choose(cpu: cpu(.avx512), built: false, setting: .auto).ownKernel)
     // Asked for, but impossible: said.
-    let impossible = GEMMKernel.choose(cpu: cpu(.avx2), built: true, setting: "mancs")
+    let impossible = GEMMKernel.choose(cpu: cpu(.avx2), built: true, setting: .mancs)
     #expect(!impossible.ownKernel && impossible.note?.contains("no AVX-512") == true)
-    // A typo is named and otherwise ignored.
-    let typo = GEMMKernel.choose(cpu: cpu(.avx512), built: true, setting: "openblass")
-    #expect(typo.ownKernel && typo.note?.contains("openblass") == true)
+    // A typo is an error naming the values.
+    #expect(GEMMKernelSettingError(value: "openblass").description == "MANCS_GEMM=openblass: expected one of auto, mancs, openblas")
     // Only thin A·B and A·Bᵀ with n a multiple of 16.
     #expect(GEMMKernel.handles(transA: false, n: 64, k: 256) && GEMMKernel.handles(transA: false, n: 512, k: 128))
     #expect(GEMMKernel.handles(transA: false, n: 16, k: 1))

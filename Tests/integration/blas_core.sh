@@ -103,6 +103,9 @@ fi
 MANCS_GEMM=openblas "$MANCS" bench "${tiny[@]}" > "$WORK/gemm_off.json" || fail "bench with MANCS_GEMM=openblas"
 check "MANCS_GEMM=openblas: OpenBLAS runs every GEMM, said" bash -c \
     "[ \"\$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[\"gemm_kernel\"], \"MANCS_GEMM=openblas\" in d[\"gemm_summary\"])' '$WORK/gemm_off.json')\" = 'openblas True' ]"
+if MANCS_GEMM=openblass "$MANCS" bench "${tiny[@]}" > /dev/null 2> "$WORK/gemm_typo.err"; then fail "MANCS_GEMM=openblass should stop the process"; fi
+check "MANCS_GEMM typo: one error line naming the values" bash -c \
+    "[ \$(wc -l < '$WORK/gemm_typo.err') = 1 ] && grep -q 'MANCS_GEMM=openblass: expected one of auto, mancs, openblas' '$WORK/gemm_typo.err'"
 if grep -q avx512f /proc/cpuinfo; then
     MANCS_SIMULATE_BAD_GEMM_KERNEL=1 "$MANCS" bench "${tiny[@]}" > "$WORK/gemm_bad.json" || fail "bench with a failing own GEMM kernel"
     check "own GEMM kernel failing its self-check: OpenBLAS instead" test "$(field "$WORK/gemm_bad.json" gemm_kernel)" = openblas
