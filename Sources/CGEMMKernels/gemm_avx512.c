@@ -13,6 +13,8 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,8 +102,24 @@ static void packB(int transB, const float *b, long ldb, long p0, long kc, long j
     }
 }
 
-// One packing buffer per thread (KC x NC floats, 1 MiB), kept for the thread's life.
-static _Thread_local float *packBuffer;
+// One packing buffer per thread (KC x NC floats, 1 MiB), kept for the thread's life
+// and freed when it exits (the compute pool's threads come and go with --threads).
+static pthread_key_t packKey;
+static pthread_once_t packKeyOnce = PTHREAD_ONCE_INIT;
+static void makePackKey(void) { pthread_key_create(&packKey, free); }
+
+static float *threadPackBuffer(void) {
+    pthread_once(&packKeyOnce, makePackKey);
+    float *buffer = pthread_getspecific(packKey);
+    if (!buffer) {
+        if (posix_memalign((void **)&buffer, 64, sizeof(float) * KC * NC) != 0) {
+            fputs("mancs: out of memory for the GEMM kernel's 1 MiB packing buffer\n", stderr);
+            abort();
+        }
+        pthread_setspecific(packKey, buffer);
+    }
+    return buffer;
+}
 
 AVX512 void mancs_sgemm_avx512(int transB, long m, long n, long k, float alpha, const float *a, long lda,
                                const float *b, long ldb, float beta, float *c, long ldc) {
@@ -111,10 +129,7 @@ AVX512 void mancs_sgemm_avx512(int transB, long m, long n, long k, float alpha, 
             for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
-    if (!packBuffer) {
-        if (posix_memalign((void **)&packBuffer, 64, sizeof(float) * KC * NC) != 0) abort();
-    }
-    float *const work = packBuffer;
+    float *const work = threadPackBuffer();
     for (long jc = 0; jc < n; jc += NC) {
         const long nc = n - jc < NC ? n - jc : NC;
         for (long pc = 0; pc < k; pc += KC) {

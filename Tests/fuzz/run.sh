@@ -40,11 +40,18 @@ swiftc_fuzz_target() {
     swift build "${build[@]}" --target "$target" > "$bin/$name.swift-build.log" 2>&1 \
         || { tail -n 20 "$bin/$name.swift-build.log" >&2; echo "FAIL: release build of $target" >&2; exit 1; }
     local rel; rel=$(swift build "${build[@]}" --show-bin-path)
-    local objects=() c
-    # The objects of the target's current sources (a build folder may hold stale ones of renamed files).
+    local objects=() cflags=() libs=() c
+    # The objects of the target's current sources (a build folder may hold stale ones of renamed files);
+    # a C target (one with an include folder) also brings the module map SwiftPM wrote for it.
     local src
-    for dep in "$@"; do for src in Sources/"$dep"/*.swift; do objects+=("$rel/$dep.build/$(basename "$src").o"); done; done
-    local cflags=() libs=()
+    for dep in "$@"; do
+        if [ -d Sources/"$dep"/include ]; then
+            for src in Sources/"$dep"/*.c; do objects+=("$rel/$dep.build/$(basename "$src").o"); done
+            cflags+=(-Xcc -fmodule-map-file="$rel/$dep.build/module.modulemap")
+        else
+            for src in Sources/"$dep"/*.swift; do objects+=("$rel/$dep.build/$(basename "$src").o"); done
+        fi
+    done
     for c in CBLAS CMPI CHDF5 CTurboJPEG CZlib; do cflags+=(-Xcc -fmodule-map-file=Sources/$c/module.modulemap); done
     for pc in openblas ompi-c hdf5 libturbojpeg zlib; do
         cflags+=($(pkg-config --cflags-only-I "$pc" | sed 's/-I/-Xcc -I/g')); libs+=($(pkg-config --libs "$pc"))
@@ -62,8 +69,8 @@ for t in "${targets[@]}"; do
     list) swiftc_fuzz list Tests/fuzz/list.swift Sources/ReIDData/ListFile.swift ;;
     hdf5) swiftc_fuzz hdf5 Tests/fuzz/hdf5.swift Sources/HDF5Kit/*.swift \
             -Xcc -fmodule-map-file=Sources/CHDF5/module.modulemap -I Sources/CHDF5 "${hdf5_flags[@]}" ;;
-    checkpoint) swiftc_fuzz_target checkpoint Checkpoint HDF5Kit Kernels MancsModel Distributed WeightsFiles DeterministicRandom ;;
-    features) swiftc_fuzz_target features ReIDEval HDF5Kit Kernels DeterministicRandom ;;
+    checkpoint) swiftc_fuzz_target checkpoint Checkpoint HDF5Kit Kernels CGEMMKernels MancsModel Distributed WeightsFiles DeterministicRandom ;;
+    features) swiftc_fuzz_target features ReIDEval HDF5Kit Kernels CGEMMKernels DeterministicRandom ;;
     *) echo "unknown fuzz target $t" >&2; exit 2 ;;
     esac
     mkdir -p "$out/$t/corpus"
