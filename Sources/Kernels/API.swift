@@ -12,7 +12,8 @@
 //   (=) input gradients. Where two paths meet, the caller adds them.
 // - Forward outputs are overwritten. Unless a comment says so, input and output
 //   must not alias.
-// - All GEMMs go through `sgemm` (single-threaded cblas_sgemm calls); kernels split
+// - All GEMMs go through `sgemm` (single-threaded calls: OpenBLAS, or mancs's own
+//   AVX-512 kernel for the thin ones, GEMMKernel.swift); kernels split
 //   their work over the threads set once with `setComputeThreads` (ComputeThreads.swift).
 //
 // This file holds the signatures; each kernel family lives in its own file.
