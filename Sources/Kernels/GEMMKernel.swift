@@ -3,11 +3,12 @@ import Foundation
 
 // Which code runs a single-threaded GEMM call: mancs's own AVX-512 kernel
 // (Sources/CGEMMKernels) or OpenBLAS. On the network's thin GEMMs OpenBLAS spends
-// much of its time packing the big operand; the own kernel reads it in place. Its
-// measured gains are for A not transposed (the forward and input-gradient GEMMs):
-// 1.0-1.6x OpenBLAS's SkylakeX kernels per thread on the stage shapes, two threads
-// running (docs/performance.md), while for Aᵀ·B (weight gradients) the two were
-// equal, so those stay with OpenBLAS.
+// much of its time packing the big operand; the own kernel reads it in place. It
+// takes the thin GEMMs with A not transposed (`handles`: forward and input
+// gradients of stages 1-2), where it measured 1.2-2x OpenBLAS's SkylakeX kernels
+// per thread with two threads running (docs/performance.md, "Own GEMM kernel");
+// the weight gradients (Aᵀ·B) and the wider shapes stay with OpenBLAS, which was
+// as fast there.
 
 /// The GEMM kernel choice of this process.
 public enum GEMMKernel {
@@ -54,7 +55,7 @@ public enum GEMMKernel {
 
     /// Whether the own kernel runs the calls it handles (set once at start-up).
     public static var ownKernelEnabled: Bool { decision.ownKernel }
-    /// Why the own kernel is off, or what about the setting was ignored.
+    /// Why the own kernel is off, when the user should know.
     public static var note: String? { decision.note }
 
     /// Turns the own kernel off for the rest of the process (after a failed self-check).
