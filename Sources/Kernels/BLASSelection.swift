@@ -151,8 +151,7 @@ public enum BLASKernelSelection {
     /// and its row and reduction blocks). Nil when all agree within the float32
     /// rounding bound, else the first mismatch.
     static func sgemmSelfCheck(
-        using gemm: (Bool, Bool, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int,
-                     Float, UnsafeMutablePointer<Float>, Int) -> Void,
+        using gemm: SingleThreadSgemm,
         handles: (_ transA: Bool, _ n: Int, _ k: Int) -> Bool = { _, _, _ in true }
     ) -> String? {
         let shapes: [(m: Int, n: Int, k: Int)] = [

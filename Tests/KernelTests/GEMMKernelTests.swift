@@ -131,38 +131,17 @@ func gemmKernelTiming() {
     }
     var total = [0.0, 0.0]
     for s in shapes {
-        var rng = SplitMix64(seed: 1)
-        let x = rng.array(s.inputCount), w = rng.array(s.weightCount, scale: 0.05), r = rng.array(s.outputCount)
-        var y = [Float](repeating: 0, count: s.outputCount), gX = [Float](repeating: 0, count: s.inputCount)
-        var gW = [Float](repeating: 0, count: s.weightCount)
-        let algorithm: ConvAlgorithm = s.supportsWinograd ? .winograd : .gemm
-        var best = [[Double]](repeating: [.infinity, .infinity], count: 2)
-        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in r.withUnsafeBufferPointer { rp in
-            y.withUnsafeMutableBufferPointer { yp in gX.withUnsafeMutableBufferPointer { gx in gW.withUnsafeMutableBufferPointer { gw in
-                withScratch(s.workspaceCount(algorithm)) { ws in
-                    for rep in 0..<10 {
-                        let own = rep % 2
-                        GEMMKernel.decision.ownKernel = own == 1
-                        let t0 = DispatchTime.now().uptimeNanoseconds
-                        conv2DForward(s, input: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!,
-                                      workspace: ws, algorithm: algorithm)
-                        let t1 = DispatchTime.now().uptimeNanoseconds
-                        conv2DBackward(s, input: xp.baseAddress!, weight: wp.baseAddress!, gradOutput: rp.baseAddress!,
-                                       gradInput: gx.baseAddress!, gradWeight: gw.baseAddress!, gradBias: nil,
-                                       workspace: ws, algorithm: algorithm)
-                        let t2 = DispatchTime.now().uptimeNanoseconds
-                        if rep >= 2 {
-                            best[own][0] = min(best[own][0], Double(t1 - t0) * 1e-6)
-                            best[own][1] = min(best[own][1], Double(t2 - t1) * 1e-6)
-                        }
-                    }
-                }
-            } } }
-        } } }
-        total[0] += best[0][0] + best[0][1]
-        total[1] += best[1][0] + best[1][1]
+        // Slot 0 OpenBLAS alone, slot 1 the own kernel, alternating after two warm-up passes.
+        let best = timeConvolution(s, algorithm: s.supportsWinograd ? .winograd : .gemm, repetitions: 10, warmUp: 2,
+                                   slots: 2) { rep in
+            GEMMKernel.decision.ownKernel = rep % 2 == 1
+            return rep % 2
+        }.best
+        total[0] += best[0].forward + best[0].backward
+        total[1] += best[1].forward + best[1].backward
         print(String(format: "%@ %dx%d %d->%d: forward %.1f ms OpenBLAS, %.1f own; backward %.1f, %.1f", s.kernel == 1 ? "1x1" : "3x3",
-                     s.inHeight, s.inWidth, s.inChannels, s.outChannels, best[0][0], best[1][0], best[0][1], best[1][1]))
+                     s.inHeight, s.inWidth, s.inChannels, s.outChannels, best[0].forward, best[1].forward,
+                     best[0].backward, best[1].backward))
     }
     print(String(format: "sum of best forward + backward: %.0f ms OpenBLAS, %.0f ms own", total[0], total[1]))
 }

@@ -158,38 +158,53 @@ func winogradTiming() {
         Conv2DShape(batch: 64, inHeight: h, inWidth: w, inChannels: c, outChannels: c, kernel: 3, stride: 1, padding: 1)
     }
     for s in shapes {
-        var rng = SplitMix64(seed: 1)
-        let x = rng.array(s.inputCount), w = rng.array(s.weightCount, scale: 0.05), r = rng.array(s.outputCount)
-        var y = [Float](repeating: 0, count: s.outputCount), gX = [Float](repeating: 0, count: s.inputCount)
-        var gW = [Float](repeating: 0, count: s.weightCount)
         var line = "\(s.inHeight)x\(s.inWidth)x\(s.inChannels):"
         var outputs: [[Float]] = []
         for algorithm in ConvAlgorithm.allCases {
-            var best = (Double.infinity, Double.infinity)
-            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in r.withUnsafeBufferPointer { rp in
-                y.withUnsafeMutableBufferPointer { yp in gX.withUnsafeMutableBufferPointer { gx in gW.withUnsafeMutableBufferPointer { gw in
-                    withScratch(s.workspaceCount(algorithm)) { ws in
-                        for _ in 0..<4 {
-                            let t0 = DispatchTime.now().uptimeNanoseconds
-                            conv2DForward(s, input: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!,
-                                          workspace: ws, algorithm: algorithm)
-                            let t1 = DispatchTime.now().uptimeNanoseconds
-                            gw.baseAddress!.update(repeating: 0, count: s.weightCount)
-                            conv2DBackward(s, input: xp.baseAddress!, weight: wp.baseAddress!, gradOutput: rp.baseAddress!,
-                                           gradInput: gx.baseAddress!, gradWeight: gw.baseAddress!, gradBias: nil,
-                                           workspace: ws, algorithm: algorithm)
-                            let t2 = DispatchTime.now().uptimeNanoseconds
-                            best = (min(best.0, Double(t1 - t0) * 1e-6), min(best.1, Double(t2 - t1) * 1e-6))
-                        }
-                    }
-                } } }
-            } } }
-            outputs.append(y + gX + gW)
-            line += " \(algorithm.rawValue) forward \(String(format: "%.1f", best.0)) ms, backward \(String(format: "%.1f", best.1)) ms;"
+            let run = timeConvolution(s, algorithm: algorithm, repetitions: 4)
+            outputs.append(run.outputs)
+            line += " \(algorithm.rawValue) forward \(String(format: "%.1f", run.best[0].forward)) ms, backward \(String(format: "%.1f", run.best[0].backward)) ms;"
         }
         print(line)
         #expect(relativeWorst(outputs[1], outputs[0]) < 1e-4)
     }
+}
+
+/// Times forward and backward of `s` by `algorithm` on seeded data (threads as the
+/// caller set them), `repetitions` times. `configure(rep)` prepares a repetition (e.g.
+/// switches kernels) and names its slot in 0..<slots; repetitions before `warmUp` are
+/// not counted. Returns the best forward and backward ms per slot, and the last
+/// output, input gradient and weight gradient, concatenated.
+func timeConvolution(
+    _ s: Conv2DShape, algorithm: ConvAlgorithm, repetitions: Int, warmUp: Int = 0, slots: Int = 1,
+    configure: (Int) -> Int = { _ in 0 }
+) -> (best: [(forward: Double, backward: Double)], outputs: [Float]) {
+    var rng = SplitMix64(seed: 1)
+    let x = rng.array(s.inputCount), w = rng.array(s.weightCount, scale: 0.05), r = rng.array(s.outputCount)
+    var y = [Float](repeating: 0, count: s.outputCount), gX = [Float](repeating: 0, count: s.inputCount)
+    var gW = [Float](repeating: 0, count: s.weightCount)
+    var best = [(forward: Double, backward: Double)](repeating: (.infinity, .infinity), count: slots)
+    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in r.withUnsafeBufferPointer { rp in
+        y.withUnsafeMutableBufferPointer { yp in gX.withUnsafeMutableBufferPointer { gx in gW.withUnsafeMutableBufferPointer { gw in
+            withScratch(s.workspaceCount(algorithm)) { ws in
+                for rep in 0..<repetitions {
+                    let slot = configure(rep)
+                    gw.baseAddress!.update(repeating: 0, count: s.weightCount)  // backward accumulates into it
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    conv2DForward(s, input: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!,
+                                  workspace: ws, algorithm: algorithm)
+                    let t1 = DispatchTime.now().uptimeNanoseconds
+                    conv2DBackward(s, input: xp.baseAddress!, weight: wp.baseAddress!, gradOutput: rp.baseAddress!,
+                                   gradInput: gx.baseAddress!, gradWeight: gw.baseAddress!, gradBias: nil,
+                                   workspace: ws, algorithm: algorithm)
+                    let t2 = DispatchTime.now().uptimeNanoseconds
+                    guard rep >= warmUp else { continue }
+                    best[slot] = (min(best[slot].forward, Double(t1 - t0) * 1e-6), min(best[slot].backward, Double(t2 - t1) * 1e-6))
+                }
+            }
+        } } }
+    } } }
+    return (best, y + gX + gW)
 }
 
 @Test("MANCS_CONV_ALGORITHM: unset or empty is auto, names any case, anything else a readable error")
