@@ -42,7 +42,8 @@ let package = Package(
         .target(name: "DeterministicRandom"),
         // mancs's own AVX-512 GEMM kernel (C with intrinsics, chosen at run time).
         .target(name: "CGEMMKernels", cSettings: [.unsafeFlags(["-O3"])]),  // also in debug builds: tests run it
-        .target(name: "Kernels", dependencies: ["CBLAS", "CGEMMKernels"], swiftSettings: fast),
+        .target(name: "CWinogradKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CGEMMKernels", "CWinogradKernels"], swiftSettings: fast),
         .target(name: "MancsModel", dependencies: ["Kernels", "HDF5Kit", "DeterministicRandom"], swiftSettings: fast),
         .target(name: "MancsTraining", dependencies: ["Kernels", "MancsModel", "HDF5Kit", "DeterministicRandom"], swiftSettings: fast),
         // Readers of files from elsewhere (images, listings, MAT-files, features

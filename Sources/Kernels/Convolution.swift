@@ -82,8 +82,13 @@ public func conv2DForward(
         s.validate("conv2DForward")
         guard s.batch > 0 else { return }
         guard let workspace else { fatalError("conv2DForward: \(s.summary) needs a workspace of \(s.workspaceCount(algorithm)) floats, got nil") }
-        winogradConv3x3(s, input: input, weight: weight, flipped: false, bias: bias, output: output,
-                        workspace: workspace, imagesPerChunk: s.winogradImagesPerChunk)
+        if let tiling = s.winogradBlockedTiles {
+            winogradConv3x3Blocked(s, tiling: tiling, input: input, weight: weight, flipped: false, bias: bias, output: output,
+                                   workspace: workspace)
+        } else {
+            winogradConv3x3(s, input: input, weight: weight, flipped: false, bias: bias, output: output,
+                            workspace: workspace, imagesPerChunk: s.winogradImagesPerChunk)
+        }
         return
     }
     conv2DForward(s, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
@@ -162,12 +167,22 @@ func conv2DBackward(
     if let gradBias { accumulateColumnSums(rows: s.batch * rowsPerImage, columns: cout, gradOutput, into: gradBias) }
     if let winogradChunk = winogradImagesPerChunk {
         guard let workspace else { fatalError("conv2DBackward: \(s.summary) needs a workspace, got nil") }
-        winogradWeightGradient3x3(s, input: input, gradOutput: gradOutput, gradWeight: gradWeight, workspace: workspace,
-                                  imagesPerChunk: winogradChunk)
+        if let tiling = s.winogradBlockedTiles {
+            winogradWeightGradient3x3Blocked(s, tiling: tiling, input: input, gradOutput: gradOutput, gradWeight: gradWeight,
+                                             workspace: workspace)
+        } else {
+            winogradWeightGradient3x3(s, input: input, gradOutput: gradOutput, gradWeight: gradWeight, workspace: workspace,
+                                      imagesPerChunk: winogradChunk)
+        }
         guard let gradInput else { return }
         // dL/dx is the convolution of dL/dy with the rotated, channel-swapped filter.
-        winogradConv3x3(s.channelsSwapped, input: gradOutput, weight: weight, flipped: true, bias: nil,
-                        output: gradInput, workspace: workspace, imagesPerChunk: winogradChunk)
+        if let tiling = s.channelsSwapped.winogradBlockedTiles {
+            winogradConv3x3Blocked(s.channelsSwapped, tiling: tiling, input: gradOutput, weight: weight, flipped: true, bias: nil,
+                                   output: gradInput, workspace: workspace)
+        } else {
+            winogradConv3x3(s.channelsSwapped, input: gradOutput, weight: weight, flipped: true, bias: nil,
+                            output: gradInput, workspace: workspace, imagesPerChunk: winogradChunk)
+        }
         return
     }
     if s.isPointwise {

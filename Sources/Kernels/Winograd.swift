@@ -1,3 +1,4 @@
+import CWinogradKernels
 import Foundation
 
 // Winograd F(2x2, 3x3) for 3x3, stride-1, padding-1 convolutions (Lavin & Gray 2016).
@@ -16,6 +17,12 @@ import Foundation
 // the adjoint of the forward's transforms: dU_p = dM_p^T V_p with dM = A dY A^T,
 // folded back by dW = G^T dU G (`winogradWeightGradient3x3`).
 //
+// Up to 128 channels the convolution entry points run `winogradConv3x3Blocked`
+// (WinogradBlocked.swift: F(4x4, 3x3), each thread in cache-sized blocks of tiles)
+// instead; this point-major form runs the wider layers. The tile transforms run as
+// AVX-512 C (Sources/CWinogradKernels) where the CPU has it and the channels are
+// a multiple of 16, bit for bit the Swift ones below.
+//
 // Results differ from im2col + GEMM by float rounding (the transforms add and
 // subtract before multiplying), well within float32 tolerance but not bit-identical;
 // `MANCS_CONV_ALGORITHM=gemm` turns it off.
@@ -26,7 +33,8 @@ import Foundation
 public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + GEMM (every shape).
     case gemm
-    /// Winograd F(2x2, 3x3) for forward, input and weight gradient (3x3, stride 1, padding 1 only).
+    /// Winograd for forward, input and weight gradient (3x3, stride 1, padding 1 only):
+    /// F(4x4, 3x3) in blocks up to 128 channels, F(2x2, 3x3) point-major above.
     case winograd
 
     /// The algorithm for `shape` under the process's `MANCS_CONV_ALGORITHM` setting:
@@ -125,6 +133,10 @@ extension Conv2DShape {
     /// with Winograd, the largest of its forward, input-gradient and weight-gradient passes.
     public func workspaceCount(_ algorithm: ConvAlgorithm) -> Int {
         guard algorithm == .winograd, supportsWinograd else { return workspaceCount }
+        if let tiling = winogradBlockedTiles {
+            return max(winogradBlockedPassCount(tiling), channelsSwapped.winogradBlockedPassCount(tiling),
+                       winogradBlockedWeightGradientCount(tiling))
+        }
         return max(winogradPassCount(images: winogradImagesPerChunk),
                    channelsSwapped.winogradPassCount(images: winogradImagesPerChunk),
                    winogradWeightGradientCount(images: winogradImagesPerChunk))
@@ -199,16 +211,26 @@ let winogradMaximumPointParts = 4
 
 // MARK: Transforms
 
+/// Whether the tile transforms run as AVX-512 C (Sources/CWinogradKernels, bit for
+/// bit the Swift code below, 16 channels per instruction) where the channel count
+/// is a multiple of 16: on x86-64 builds on CPUs with AVX-512. Set once; tests
+/// switch it to compare the two.
+enum WinogradTransforms {
+    nonisolated(unsafe) static var avx512 = mancs_winograd_avx512_built() != 0 && CPUFeatures.detect().level == .avx512
+}
+
+/// The first `n` (at most 8) floats at `p` as a vector (the rest 0), for the Swift transforms.
 @inline(__always)
-private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
+func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
     if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
     var v = SIMD8<Float>()
     for i in 0..<n { v[i] = p[i] }
     return v
 }
 
+/// Stores the first `n` (at most 8) lanes of `v` at `p`.
 @inline(__always)
-private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self); return }
     for i in 0..<n { p[i] = v[i] }
 }
@@ -248,7 +270,7 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
                 let n = min(8, c - c0)
                 @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD8<Float> {
                     let tap = flipped ? (2 - i) * 3 + (2 - j) : i * 3 + j
-                    return load(weight + (k * 9 + tap) * c + c0, n)
+                    return loadLanes(weight + (k * 9 + tap) * c + c0, n)
                 }
                 // q = G g (4 x 3), column by column; then each row of q times G^T.
                 let (q00, q10, q20, q30) = g3(g(0, 0), g(1, 0), g(2, 0))
@@ -257,10 +279,10 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
                 let at = u + k * c + c0
                 @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ d: SIMD8<Float>) {
                     let (x0, x1, x2, x3) = g3(a, b, d)
-                    store(x0, at + (i * 4) * plane, n)
-                    store(x1, at + (i * 4 + 1) * plane, n)
-                    store(x2, at + (i * 4 + 2) * plane, n)
-                    store(x3, at + (i * 4 + 3) * plane, n)
+                    storeLanes(x0, at + (i * 4) * plane, n)
+                    storeLanes(x1, at + (i * 4 + 1) * plane, n)
+                    storeLanes(x2, at + (i * 4 + 2) * plane, n)
+                    storeLanes(x3, at + (i * 4 + 3) * plane, n)
                 }
                 row(0, q00, q01, q02)
                 row(1, q10, q11, q12)
@@ -278,40 +300,54 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
 func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<Float>, zeros: UnsafePointer<Float>,
                             into v: UnsafeMutablePointer<Float>, pointSlot: (Int) -> Int) {
     let at = (0..<16).map { v + pointSlot($0) }
+    parallelRanges(images * s.tilesHigh * s.tilesWide, workPerItem: 64 * s.inChannels, align: 1) { tiles in
+        winogradInputTransform(s, tiles: tiles, input: input, zeros: zeros, into: at, firstRow: 0)
+    }
+}
+
+/// The input transform of the tiles `tiles` (numbered over the whole batch from
+/// `input`) on the calling thread: tile t's V_p goes to row t - firstRow of `at[p]`.
+func winogradInputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafePointer<Float>, zeros: UnsafePointer<Float>,
+                            into at: [UnsafeMutablePointer<Float>], firstRow: Int) {
     let H = s.inHeight, W = s.inWidth, c = s.inChannels
     let th = s.tilesHigh, tw = s.tilesWide
-    parallelRanges(images * th * tw, workPerItem: 64 * c, align: 1) { tiles in
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { rows in
-            for t in tiles {
-                let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
-                for i in 0..<4 {
-                    for j in 0..<4 {
-                        let y = 2 * ty - 1 + i, x = 2 * tx - 1 + j
-                        rows[i * 4 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : zeros
-                    }
+    if WinogradTransforms.avx512 && c % 16 == 0 {
+        at.withUnsafeBufferPointer { points in
+            mancs_winograd_input_avx512(tiles.lowerBound, tiles.upperBound, firstRow, H, W, c, th, tw, input,
+                                        UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        }
+        return
+    }
+    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 16) { rows in
+        for t in tiles {
+            let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
+            for i in 0..<4 {
+                for j in 0..<4 {
+                    let y = 2 * ty - 1 + i, x = 2 * tx - 1 + j
+                    rows[i * 4 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : zeros
                 }
-                var c0 = 0
-                while c0 < c {
-                    let cnt = min(8, c - c0), offset = t * c + c0
-                    @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { load(rows[i * 4 + j] + c0, cnt) }
-                    // r = B^T d, column by column; then each row of r times B.
-                    let (r00, r10, r20, r30) = bt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
-                    let (r01, r11, r21, r31) = bt(d(0, 1), d(1, 1), d(2, 1), d(3, 1))
-                    let (r02, r12, r22, r32) = bt(d(0, 2), d(1, 2), d(2, 2), d(3, 2))
-                    let (r03, r13, r23, r33) = bt(d(0, 3), d(1, 3), d(2, 3), d(3, 3))
-                    @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ e: SIMD8<Float>, _ f: SIMD8<Float>) {
-                        let (x0, x1, x2, x3) = bt(a, b, e, f)
-                        store(x0, at[i * 4] + offset, cnt)
-                        store(x1, at[i * 4 + 1] + offset, cnt)
-                        store(x2, at[i * 4 + 2] + offset, cnt)
-                        store(x3, at[i * 4 + 3] + offset, cnt)
-                    }
-                    row(0, r00, r01, r02, r03)
-                    row(1, r10, r11, r12, r13)
-                    row(2, r20, r21, r22, r23)
-                    row(3, r30, r31, r32, r33)
-                    c0 += 8
+            }
+            var c0 = 0
+            while c0 < c {
+                let cnt = min(8, c - c0), offset = (t - firstRow) * c + c0
+                @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(rows[i * 4 + j] + c0, cnt) }
+                // r = B^T d, column by column; then each row of r times B.
+                let (r00, r10, r20, r30) = bt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
+                let (r01, r11, r21, r31) = bt(d(0, 1), d(1, 1), d(2, 1), d(3, 1))
+                let (r02, r12, r22, r32) = bt(d(0, 2), d(1, 2), d(2, 2), d(3, 2))
+                let (r03, r13, r23, r33) = bt(d(0, 3), d(1, 3), d(2, 3), d(3, 3))
+                @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ e: SIMD8<Float>, _ f: SIMD8<Float>) {
+                    let (x0, x1, x2, x3) = bt(a, b, e, f)
+                    storeLanes(x0, at[i * 4] + offset, cnt)
+                    storeLanes(x1, at[i * 4 + 1] + offset, cnt)
+                    storeLanes(x2, at[i * 4 + 2] + offset, cnt)
+                    storeLanes(x3, at[i * 4 + 3] + offset, cnt)
                 }
+                row(0, r00, r01, r02, r03)
+                row(1, r10, r11, r12, r13)
+                row(2, r20, r21, r22, r23)
+                row(3, r30, r31, r32, r33)
+                c0 += 8
             }
         }
     }
@@ -322,33 +358,48 @@ func winogradInputTransform(_ s: Conv2DShape, images: Int, input: UnsafePointer<
 func winogradOutputTransform(_ s: Conv2DShape, images: Int, from m: UnsafePointer<Float>, pointSlot: (Int) -> Int,
                              bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
     let at = (0..<16).map { m + pointSlot($0) }
+    parallelRanges(images * s.tilesHigh * s.tilesWide, workPerItem: 64 * s.outChannels, align: 1) { tiles in
+        winogradOutputTransform(s, tiles: tiles, from: at, firstRow: 0, bias: bias, output: output)
+    }
+}
+
+/// The output transform of the tiles `tiles` on the calling thread: tile t reads
+/// row t - firstRow of `at[p]`.
+func winogradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [UnsafePointer<Float>], firstRow: Int,
+                             bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
     let th = s.tilesHigh, tw = s.tilesWide
-    parallelRanges(images * th * tw, workPerItem: 64 * k, align: 1) { tiles in
-        for t in tiles {
-            let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
-            let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
-            let out = output + ((n * oh + 2 * ty) * ow + 2 * tx) * k
-            var c0 = 0
-            while c0 < k {
-                let cnt = min(8, k - c0)
-                @inline(__always) func mp(_ i: Int, _ j: Int) -> SIMD8<Float> { load(at[i * 4 + j] + (t * k + c0), cnt) }
-                // r = A^T M (2 x 4), column by column; then each row of r times A.
-                let (r00, r10) = at2(mp(0, 0), mp(1, 0), mp(2, 0), mp(3, 0))
-                let (r01, r11) = at2(mp(0, 1), mp(1, 1), mp(2, 1), mp(3, 1))
-                let (r02, r12) = at2(mp(0, 2), mp(1, 2), mp(2, 2), mp(3, 2))
-                let (r03, r13) = at2(mp(0, 3), mp(1, 3), mp(2, 3), mp(3, 3))
-                let b = bias.map { load($0 + c0, cnt) } ?? .zero
-                let (y00, y01) = at2(r00, r01, r02, r03)
-                store(y00 + b, out + c0, cnt)
-                if colsValid == 2 { store(y01 + b, out + k + c0, cnt) }
-                if rowsValid == 2 {
-                    let (y10, y11) = at2(r10, r11, r12, r13)
-                    store(y10 + b, out + ow * k + c0, cnt)
-                    if colsValid == 2 { store(y11 + b, out + (ow + 1) * k + c0, cnt) }
-                }
-                c0 += 8
+    if WinogradTransforms.avx512 && k % 16 == 0 {
+        at.withUnsafeBufferPointer { points in
+            mancs_winograd_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw,
+                                         UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self),
+                                         bias, output)
+        }
+        return
+    }
+    for t in tiles {
+        let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
+        let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
+        let out = output + ((n * oh + 2 * ty) * ow + 2 * tx) * k
+        var c0 = 0
+        while c0 < k {
+            let cnt = min(8, k - c0)
+            @inline(__always) func mp(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(at[i * 4 + j] + ((t - firstRow) * k + c0), cnt) }
+            // r = A^T M (2 x 4), column by column; then each row of r times A.
+            let (r00, r10) = at2(mp(0, 0), mp(1, 0), mp(2, 0), mp(3, 0))
+            let (r01, r11) = at2(mp(0, 1), mp(1, 1), mp(2, 1), mp(3, 1))
+            let (r02, r12) = at2(mp(0, 2), mp(1, 2), mp(2, 2), mp(3, 2))
+            let (r03, r13) = at2(mp(0, 3), mp(1, 3), mp(2, 3), mp(3, 3))
+            let b = bias.map { loadLanes($0 + c0, cnt) } ?? .zero
+            let (y00, y01) = at2(r00, r01, r02, r03)
+            storeLanes(y00 + b, out + c0, cnt)
+            if colsValid == 2 { storeLanes(y01 + b, out + k + c0, cnt) }
+            if rowsValid == 2 {
+                let (y10, y11) = at2(r10, r11, r12, r13)
+                storeLanes(y10 + b, out + ow * k + c0, cnt)
+                if colsValid == 2 { storeLanes(y11 + b, out + (ow + 1) * k + c0, cnt) }
             }
+            c0 += 8
         }
     }
 }
@@ -419,40 +470,54 @@ extension Conv2DShape {
 func winogradGradOutputTransform(_ s: Conv2DShape, images: Int, gradOutput: UnsafePointer<Float>,
                                  into m: UnsafeMutablePointer<Float>, pointSlot: (Int) -> Int) {
     let at = (0..<16).map { m + pointSlot($0) }
+    parallelRanges(images * s.tilesHigh * s.tilesWide, workPerItem: 64 * s.outChannels, align: 1) { tiles in
+        winogradGradOutputTransform(s, tiles: tiles, gradOutput: gradOutput, into: at, firstRow: 0)
+    }
+}
+
+/// The output-gradient transform of the tiles `tiles` on the calling thread: tile
+/// t's dM_p goes to row t - firstRow of `at[p]`.
+func winogradGradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutput: UnsafePointer<Float>,
+                                 into at: [UnsafeMutablePointer<Float>], firstRow: Int) {
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
     let th = s.tilesHigh, tw = s.tilesWide
+    if WinogradTransforms.avx512 && k % 16 == 0 {
+        at.withUnsafeBufferPointer { points in
+            mancs_winograd_grad_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw, gradOutput,
+                                              UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        }
+        return
+    }
     @inline(__always) func a(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>)
         -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
         (y0, y0 + y1, y0 - y1, -y1)
     }
-    parallelRanges(images * th * tw, workPerItem: 64 * k, align: 1) { tiles in
-        for t in tiles {
-            let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
-            let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
-            let g = gradOutput + ((n * oh + 2 * ty) * ow + 2 * tx) * k
-            var c0 = 0
-            while c0 < k {
-                let cnt = min(8, k - c0), offset = t * k + c0
-                let y00 = load(g + c0, cnt)
-                let y01 = colsValid == 2 ? load(g + k + c0, cnt) : .zero
-                let y10 = rowsValid == 2 ? load(g + ow * k + c0, cnt) : .zero
-                let y11 = rowsValid == 2 && colsValid == 2 ? load(g + (ow + 1) * k + c0, cnt) : .zero
-                // r = A dY (4 x 2), column by column; then each row of r times A^T.
-                let (r00, r10, r20, r30) = a(y00, y10)
-                let (r01, r11, r21, r31) = a(y01, y11)
-                @inline(__always) func row(_ i: Int, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>) {
-                    let (d0, d1, d2, d3) = a(x0, x1)
-                    store(d0, at[i * 4] + offset, cnt)
-                    store(d1, at[i * 4 + 1] + offset, cnt)
-                    store(d2, at[i * 4 + 2] + offset, cnt)
-                    store(d3, at[i * 4 + 3] + offset, cnt)
-                }
-                row(0, r00, r01)
-                row(1, r10, r11)
-                row(2, r20, r21)
-                row(3, r30, r31)
-                c0 += 8
+    for t in tiles {
+        let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
+        let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
+        let g = gradOutput + ((n * oh + 2 * ty) * ow + 2 * tx) * k
+        var c0 = 0
+        while c0 < k {
+            let cnt = min(8, k - c0), offset = (t - firstRow) * k + c0
+            let y00 = loadLanes(g + c0, cnt)
+            let y01 = colsValid == 2 ? loadLanes(g + k + c0, cnt) : .zero
+            let y10 = rowsValid == 2 ? loadLanes(g + ow * k + c0, cnt) : .zero
+            let y11 = rowsValid == 2 && colsValid == 2 ? loadLanes(g + (ow + 1) * k + c0, cnt) : .zero
+            // r = A dY (4 x 2), column by column; then each row of r times A^T.
+            let (r00, r10, r20, r30) = a(y00, y10)
+            let (r01, r11, r21, r31) = a(y01, y11)
+            @inline(__always) func row(_ i: Int, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>) {
+                let (d0, d1, d2, d3) = a(x0, x1)
+                storeLanes(d0, at[i * 4] + offset, cnt)
+                storeLanes(d1, at[i * 4 + 1] + offset, cnt)
+                storeLanes(d2, at[i * 4 + 2] + offset, cnt)
+                storeLanes(d3, at[i * 4 + 3] + offset, cnt)
             }
+            row(0, r00, r01)
+            row(1, r10, r11)
+            row(2, r20, r21)
+            row(3, r30, r31)
+            c0 += 8
         }
     }
 }
@@ -472,7 +537,7 @@ func winogradFilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: In
             var c0 = 0
             while c0 < c {
                 let n = min(8, c - c0)
-                @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { load(dU + (i * 4 + j) * plane + k * c + c0, n) }
+                @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(dU + (i * 4 + j) * plane + k * c + c0, n) }
                 // q = G^T dU (3 x 4), column by column; then each row of q times G.
                 let (q00, q10, q20) = gt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
                 let (q01, q11, q21) = gt(d(0, 1), d(1, 1), d(2, 1), d(3, 1))
@@ -481,9 +546,9 @@ func winogradFilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: In
                 @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ e: SIMD8<Float>, _ f: SIMD8<Float>) {
                     let (w0, w1, w2) = gt(a, b, e, f)
                     let base = gradWeight + (k * 9 + i * 3) * c + c0
-                    store(load(base, n) + w0, base, n)
-                    store(load(base + c, n) + w1, base + c, n)
-                    store(load(base + 2 * c, n) + w2, base + 2 * c, n)
+                    storeLanes(loadLanes(base, n) + w0, base, n)
+                    storeLanes(loadLanes(base + c, n) + w1, base + c, n)
+                    storeLanes(loadLanes(base + 2 * c, n) + w2, base + 2 * c, n)
                 }
                 row(0, q00, q01, q02, q03)
                 row(1, q10, q11, q12, q13)

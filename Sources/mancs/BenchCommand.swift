@@ -346,7 +346,7 @@ struct BenchCommand: ParsableCommand {
 
     /// Seconds for the GEMMs alone of every non-pointwise convolution's forward and
     /// backward (the chunked calls `conv2DForward`/`conv2DBackward` make, Winograd's
-    /// 16 per chunk where it runs), on scratch data.
+    /// 16 per chunk or 36 per block where it runs), on scratch data.
     private func replayKxKGEMMs(_ shapes: [Conv2DShape], batch: Int) -> Double {
         let kxk = shapes.enumerated().filter { !$0.element.isPointwise }.map { i, s -> (Int, Conv2DShape) in
             var s = s; s.batch = batch; return (i, s)
@@ -371,6 +371,10 @@ struct BenchCommand: ParsableCommand {
         for (index, s) in kxk {
             let rowsPerImage = s.outHeight * s.outWidth, K = s.kernel * s.kernel * s.inChannels, cout = s.outChannels
             let winograd = ConvAlgorithm.chosen(for: s) == .winograd
+            if winograd && s.winogradBlockedTiles != nil {
+                replayWinogradBlockedGEMMs(s)  // F(4x4, 3x3) in blocks: 36 GEMMs per block and pass
+                continue
+            }
             if winograd {
                 // Winograd's 16 GEMMs per chunk: forward, input gradient, weight gradient.
                 let cin = s.inChannels, chunk = s.winogradImagesPerChunk

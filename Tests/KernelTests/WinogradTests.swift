@@ -77,6 +77,10 @@ func winogradBackwardMatches(caseIndex: Int) {
         return (gX, gW, gB)
     }
     let (gemmX, gemmW, gemmB) = backward(winogradChunk: nil)
+    // The point-major path with its chunks (the entry points run these small shapes
+    // blocked: WinogradBlockedTests).
+    Conv2DShape.forcedBlockedTiles = 0
+    defer { Conv2DShape.forcedBlockedTiles = nil }
     for chunk in Set([1, 2, s.batch]) {
         let (winoX, winoW, winoB) = backward(winogradChunk: chunk)
         #expect(relativeWorst(winoX, gemmX) < 1e-5, "\(s.summary) chunk \(chunk): gradInput \(relativeWorst(winoX, gemmX))")
@@ -97,7 +101,7 @@ func winogradPublicEntryPoints() {
     let saved = ComputePool.minimumWork
     ComputePool.minimumWork = 1
     defer { setComputeThreads(1); ComputePool.minimumWork = saved }
-    // 1 thread; 2 and 3 split the GEMMs by points (uneven parts with 3); 5 splits each GEMM.
+    // Runs blocked F(4x4, 3x3) (WinogradBlockedTests); 3 threads take uneven runs of blocks.
     for threads in [1, 2, 3, 5] {
     setComputeThreads(threads)
     var results: [ConvAlgorithm: ([Float], [Float], [Float])] = [:]

@@ -18,6 +18,18 @@ func gemmKernelStepTiming() throws {
     defer { setComputeThreads(1); GEMMKernel.decision = saved }
     let batch = 64, pairs = Int(ProcessInfo.processInfo.environment["MANCS_GEMM_TIMING_PAIRS"] ?? "") ?? 4
     let network = try MancsNetwork(config: MancsConfig(), maxBatch: batch, seed: 1)
+    let times = alternatingStepTimes(network: network, batch: batch, pairs: pairs) { GEMMKernel.decision.ownKernel = $0 }
+    let mean = times.map { $0.reduce(0, +) / Double($0.count) }
+    print("steps with OpenBLAS alone: " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print("steps with the own kernel: " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print(String(format: "mean %.3f s (%.2f imgs/s) OpenBLAS alone, %.3f s (%.2f imgs/s) own kernel: %.1f%% faster",
+                 mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
+}
+
+/// Seconds of `2 * pairs` training steps of `network` on seeded images, alternating
+/// `select(false)` and `select(true)` as 0 1 1 0 0 1 1 0 ... (each setting runs first
+/// and second alike) after two warm-up steps; [steps with false, steps with true].
+func alternatingStepTimes(network: MancsNetwork, batch: Int, pairs: Int, select: (Bool) -> Void) -> [[Double]] {
     let step = TrainStep(network: network)
     var seed: UInt64 = 7
     let images = (0..<(batch * 256 * 128 * 3)).map { _ -> Float in
@@ -28,16 +40,12 @@ func gemmKernelStepTiming() throws {
     var times: [[Double]] = [[], []]
     var rng = SystemRandomNumberGenerator()
     for i in 0..<(2 * pairs + 2) {
-        let own = (i / 2 + i) % 2  // 0 1 1 0 0 1 1 0 ...: each kernel runs first and second alike
-        GEMMKernel.decision.ownKernel = own == 1
+        let second = (i / 2 + i) % 2
+        select(second == 1)
         let t0 = DispatchTime.now().uptimeNanoseconds
         _ = images.withUnsafeBufferPointer { step.run(images: $0.baseAddress!, labels: labels, sampling: .hardest, rng: &rng) }
         let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-        if i >= 2 { times[own].append(s) }  // the first two warm up
+        if i >= 2 { times[second].append(s) }  // the first two warm up
     }
-    let mean = times.map { $0.reduce(0, +) / Double($0.count) }
-    print("steps with OpenBLAS alone: " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print("steps with the own kernel: " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print(String(format: "mean %.3f s (%.2f imgs/s) OpenBLAS alone, %.3f s (%.2f imgs/s) own kernel: %.1f%% faster",
-                 mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
+    return times
 }

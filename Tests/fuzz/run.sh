@@ -69,8 +69,8 @@ for t in "${targets[@]}"; do
     list) swiftc_fuzz list Tests/fuzz/list.swift Sources/ReIDData/ListFile.swift ;;
     hdf5) swiftc_fuzz hdf5 Tests/fuzz/hdf5.swift Sources/HDF5Kit/*.swift \
             -Xcc -fmodule-map-file=Sources/CHDF5/module.modulemap -I Sources/CHDF5 "${hdf5_flags[@]}" ;;
-    checkpoint) swiftc_fuzz_target checkpoint Checkpoint HDF5Kit Kernels CGEMMKernels MancsModel Distributed WeightsFiles DeterministicRandom ;;
-    features) swiftc_fuzz_target features ReIDEval HDF5Kit Kernels CGEMMKernels DeterministicRandom ;;
+    checkpoint) swiftc_fuzz_target checkpoint Checkpoint HDF5Kit Kernels CGEMMKernels CWinogradKernels MancsModel Distributed WeightsFiles DeterministicRandom ;;
+    features) swiftc_fuzz_target features ReIDEval HDF5Kit Kernels CGEMMKernels CWinogradKernels DeterministicRandom ;;
     *) echo "unknown fuzz target $t" >&2; exit 2 ;;
     esac
     mkdir -p "$out/$t/corpus"

@@ -1,0 +1,33 @@
+import Foundation
+import Testing
+@testable import Kernels
+import MancsModel
+import MancsTraining
+
+/// Whole training steps (ResNet-50 Mancs, 256x128, batch 64, two threads) with the
+/// blocked F(4x4, 3x3) Winograd path and with the point-major F(2x2, 3x3) one
+/// alone, alternating step by step in one process (as `gemmKernelStepTiming`).
+/// Opt-in: `MANCS_WINOGRAD_TIMING=1 swift test -c release -Xswiftc -enable-testing
+/// --filter winogradStepTiming`.
+@Test("training step with blocked F(4x4) Winograd vs point-major F(2x2) alone, alternating (opt-in)",
+      .enabled(if: ProcessInfo.processInfo.environment["MANCS_WINOGRAD_TIMING"] != nil))
+func winogradStepTiming() throws {
+    setComputeThreads(2)
+    defer { setComputeThreads(1); Conv2DShape.forcedBlockedTiles = nil }
+    let batch = 64, pairs = Int(ProcessInfo.processInfo.environment["MANCS_WINOGRAD_TIMING_PAIRS"] ?? "") ?? 4
+    Conv2DShape.forcedBlockedTiles = nil
+    let network = try MancsNetwork(config: MancsConfig(), maxBatch: batch, seed: 1)
+    // The shared workspace was sized for the blocked path; the point-major passes must fit it too.
+    let shapes = network.convolutionShapes.map { s -> Conv2DShape in var s = s; s.batch = batch; return s }
+    let blockedMax = shapes.map { $0.workspaceCount(.winograd) }.max()!
+    Conv2DShape.forcedBlockedTiles = 0
+    try #require(shapes.map { $0.workspaceCount(.winograd) }.max()! <= blockedMax)
+    let times = alternatingStepTimes(network: network, batch: batch, pairs: pairs) { blocked in
+        Conv2DShape.forcedBlockedTiles = blocked ? nil : 0
+    }
+    let mean = times.map { $0.reduce(0, +) / Double($0.count) }
+    print("steps point-major F(2x2): " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print("steps blocked F(4x4):     " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print(String(format: "mean %.3f s (%.2f imgs/s) point-major, %.3f s (%.2f imgs/s) blocked: %.1f%% faster",
+                 mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
+}
