@@ -9,13 +9,14 @@ import Foundation
 // 64: 59 ms forward, 21 ms of it the GEMMs' arithmetic at the sgemm rate).
 //
 // Here every thread takes its own run of tiles and walks it in blocks of
-// `winogradBlockTiles`: input transform of the block into small point slots, one
-// GEMM per point on them, output transform, so a block's transformed data never
-// leaves the thread's L2 cache. The transformed filter U [points, Cout, Cin] is
-// shared and read by every block, so the path is taken where U is small
-// (`winogradBlockedTiles`): F(4x4, 3x3) (Winograd4x4.swift, 36 points, 2.25x fewer
-// multiplies than F(2x2, 3x3)) where its U fits, F(2x2, 3x3) where only that one's
-// does.
+// `winogradBlockTiles`: input transform of the block into point slots, one GEMM
+// per point on them, output transform, so a block's transformed data is reread
+// from cache instead of memory (4 MiB per thread: L2 and the Xeon's large L3).
+// The transformed filter U [points, Cout, Cin] is shared and read by every
+// block, so the path is taken where U is small (`winogradBlockedTiles`: up to
+// 128 channels), with F(4x4, 3x3) (Winograd4x4.swift: 36 points per 16 outputs,
+// 2.25x fewer multiplies than F(2x2, 3x3)). Tests also run it with F(2x2, 3x3)
+// tiles, as a cross-check of the blocking.
 //
 // The weight gradient works the same way: V and dM of a block, then the GEMMs
 // dU_p += dM_p^T V_p into the thread's own dU; the threads' dU are summed in
@@ -84,10 +85,10 @@ extension Conv2DShape {
     /// Largest Cin x Cout the blocked path takes: up to 128 channels (stages 1-2 of
     /// ResNet-50). At 512 the transformed filter (36 x 512 x 512 floats, 38 MB) is
     /// too big to be read again by every block, and the point-major F(2x2, 3x3) of
-    /// `winogradConv3x3` was faster; at 256 blocked F(4x4) measured about as fast
-    /// per convolution but each further thread's weight gradient needs its own dU
-    /// (9 MB), which the 3 GiB budget of the full-size step does not have room for
-    /// (docs/performance.md).
+    /// `winogradConv3x3` was faster. At 256 blocked F(4x4) was faster per
+    /// convolution (~61 against ~80 ms forward + backward, ~0.05 s per step), but
+    /// each further thread's weight gradient needs its own 9 MB dU, and the
+    /// full-size step peaks 14 MB under its 3 GiB budget (docs/performance.md).
     static let winogradBlockedChannelProduct = 128 * 128
 
     /// Tests and timing: 0 turns the blocked path off, 2 or 4 forces F(2x2) or F(4x4) blocks.
