@@ -174,29 +174,36 @@ public func batchNormBackward(
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
     reducer: BatchNormStatisticsReducer? = nil
 ) {
-    batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: nil, gamma: gamma,
+    batchNormBackward(rows: rows, channels: channels, input: input, reluFold: nil, gamma: gamma,
                       saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
                       gradGamma: gradGamma, gradBeta: gradBeta, reducer: reducer)
 }
 
-/// Backward of `batchNormReLUForwardTraining`: the gradient is masked where
-/// `output` (the forward's post-ReLU output) is not positive, then goes through
-/// BatchNorm. gradGamma/gradBeta accumulate, gradInput is overwritten.
+/// Backward of `batchNormReLUForwardTraining`: the gradient is masked where the
+/// forward's post-ReLU output was not positive, then goes through BatchNorm.
+/// The mask is rebuilt from `input` with the saved statistics, `gamma` and `beta`
+/// (the forward's `x * scale + shift > 0`, the same float operations: bit for bit
+/// its output's sign), so the output itself is not read again.
+/// gradGamma/gradBeta accumulate, gradInput is overwritten.
 public func batchNormReLUBackward(
-    rows: Int, channels: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
-    gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
     reducer: BatchNormStatisticsReducer? = nil
 ) {
-    batchNormBackward(rows: rows, channels: channels, input: input, reluOutput: output, gamma: gamma,
+    let fold = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
+    defer { fold.deallocate() }
+    foldScaleShift(channels: channels, mean: saveMean, invStd: saveInvStd, gamma: gamma, beta: beta, into: fold)
+    batchNormBackward(rows: rows, channels: channels, input: input, reluFold: UnsafePointer(fold), gamma: gamma,
                       saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
                       gradGamma: gradGamma, gradBeta: gradBeta, reducer: reducer)
 }
 
-/// With `reluOutput`, g is read as (reluOutput > 0 ? g : 0) everywhere.
+/// With `reluFold` ([scale, shift], as the forward's `normalise` folds them), g is
+/// read as (x * scale + shift > 0 ? g : 0) everywhere: the forward's ReLU mask.
 private func batchNormBackward(
-    rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
+    rows: Int, channels: Int, input: UnsafePointer<Float>, reluFold: UnsafePointer<Float>?,
     gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
@@ -208,7 +215,7 @@ private func batchNormBackward(
     sums.withUnsafeMutableBufferPointer { all in
         let sumG = all.baseAddress! + 1, sumGX = sumG + channels
         do {
-            gradientSums(rows: rows, channels: channels, input: input, reluOutput: reluOutput, mean: saveMean,
+            gradientSums(rows: rows, channels: channels, input: input, reluFold: reluFold, mean: saveMean,
                          gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
             for c in 0..<channels {
                 sumGX[c] *= Double(saveInvStd[c])
@@ -235,13 +242,13 @@ private func batchNormBackward(
                 d[c] = Float(k * (slope * Double(saveMean[c]) - meanG))
             }
             parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
-                if let reluOutput {
+                if let reluFold {
+                    let scale = reluFold, shift = reluFold + channels
                     for r in rowRange {
                         let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                        let y = reluOutput + r &* channels
                         for c in 0..<channels {
-                            let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
-                            gi[c] = a[c] * masked + b[c] * x[c] + d[c]
+                            let gv = g[c], xv = x[c], masked: Float = xv * scale[c] + shift[c] > 0 ? gv : 0
+                            gi[c] = a[c] * masked + b[c] * xv + d[c]
                         }
                     }
                 } else {
@@ -265,11 +272,7 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
     let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
     defer { scale.deallocate() }
     let shift = scale + channels
-    for c in 0..<channels {
-        let s = Double(invStd[c]) * Double(gamma[c])
-        scale[c] = Float(s)
-        shift[c] = Float(Double(beta[c]) - Double(mean[c]) * s)
-    }
+    foldScaleShift(channels: channels, mean: mean, invStd: invStd, gamma: gamma, beta: beta, into: scale)
     parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
         if let residual {
             for r in rowRange {
@@ -291,6 +294,17 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
                 for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }
             }
         }
+    }
+}
+
+/// scale = invStd * gamma into fold[0..<channels], shift = beta - mean * scale into
+/// fold[channels..<2 channels]: BN(x) = x * scale + shift.
+private func foldScaleShift(channels: Int, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                            gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, into fold: UnsafeMutablePointer<Float>) {
+    for c in 0..<channels {
+        let s = Double(invStd[c]) * Double(gamma[c])
+        fold[c] = Float(s)
+        fold[channels + c] = Float(Double(beta[c]) - Double(mean[c]) * s)
     }
 }
 
@@ -413,7 +427,7 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
 /// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read
 /// (g masked by reluOutput > 0 when given). Blocks are shared among the compute threads in
 /// contiguous runs, each summed in Double, then the runs added in order.
-private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?,
+private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluFold: UnsafePointer<Float>?,
                           mean: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                           sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>) {
     let block = blockRows(channels: channels)
@@ -433,13 +447,14 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
         while start < rowRange.upperBound {
             let end = min(rowRange.upperBound, start + block)
             partial.update(repeating: 0, count: 2 * channels)
-            if let reluOutput {
+            if let reluFold {
+                let scale = reluFold, shift = reluFold + channels
                 for r in start..<end {
-                    let x = input + r &* channels, g = gradOutput + r &* channels, y = reluOutput + r &* channels
+                    let x = input + r &* channels, g = gradOutput + r &* channels
                     for c in 0..<channels {
-                        let gv = g[c], masked: Float = y[c] > 0 ? gv : 0
+                        let gv = g[c], xv = x[c], masked: Float = xv * scale[c] + shift[c] > 0 ? gv : 0
                         partial[c] += masked
-                        partialX[c] += masked * (x[c] - mean[c])
+                        partialX[c] += masked * (xv - mean[c])
                     }
                 }
             } else {

@@ -94,12 +94,13 @@ struct BatchNorm {
         }
     }
 
-    /// Backward of `forwardReLU` (training): `output` is its post-ReLU output.
-    func backwardReLU(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+    /// Backward of `forwardReLU` (training); the ReLU mask comes from `input` and the
+    /// saved statistics, so the post-ReLU output need not be at hand.
+    func backwardReLU(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>,
                       gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
         stores.timed(.batchNorm) {
-            batchNormReLUBackward(rows: rows, channels: channels, input: input, output: output, gamma: stores.values + gamma,
-                                  saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
+            batchNormReLUBackward(rows: rows, channels: channels, input: input, gamma: stores.values + gamma,
+                                  beta: stores.values + beta, saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput,
                                   gradInput: gradInput, gradGamma: stores.grads + gamma, gradBeta: stores.grads + beta,
                                   reducer: stores.batchNormReducer)
         }

@@ -142,12 +142,12 @@ final class Bottleneck {
         }
         conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv3.range)
-        bn2.backwardReLU(rows: outRows, stores, input: c2, output: rebuilt, gradOutput: t1, gradInput: t2)
+        bn2.backwardReLU(rows: outRows, stores, input: c2, gradOutput: t1, gradInput: t2)
         ready.complete(bn2.range)
         bn1.recomputeReLU(rows: inRows, stores, input: c1, output: rebuilt)
         conv2.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
         ready.complete(conv2.range)
-        bn1.backwardReLU(rows: inRows, stores, input: c1, output: rebuilt, gradOutput: t1, gradInput: t2)
+        bn1.backwardReLU(rows: inRows, stores, input: c1, gradOutput: t1, gradInput: t2)
         ready.complete(bn1.range)
         // conv1 (1x1) adds its input gradient onto the shortcut's in its GEMM.
         conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace, accumulate: true)

@@ -208,8 +208,8 @@ struct ComputeThreadsTests {
                                                 saveInvStd: ip.baseAddress!, runningMean: rmp.baseAddress!,
                                                 runningVar: rvp.baseAddress!, momentum: 0.1, eps: 1e-5)
                                             batchNormReLUBackward(
-                                                rows: rows, channels: channels, input: xp.baseAddress!, output: yp.baseAddress!,
-                                                gamma: gap.baseAddress!, saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
+                                                rows: rows, channels: channels, input: xp.baseAddress!,
+                                                gamma: gap.baseAddress!, beta: bp.baseAddress!, saveMean: mp.baseAddress!, saveInvStd: ip.baseAddress!,
                                                 gradOutput: gp.baseAddress!, gradInput: gxp.baseAddress!,
                                                 gradGamma: ggp.baseAddress!, gradBeta: gbp.baseAddress!)
                                         } else {

@@ -202,7 +202,7 @@ func batchNormReLUFusedMatchesComposition() {
                 batchNormBackward(rows: rows, channels: channels, input: xa, gamma: ga, saveMean: m.baseAddress!,
                                   saveInvStd: i.baseAddress!, gradOutput: gm.baseAddress!, gradInput: gx.baseAddress!,
                                   gradGamma: gg.baseAddress!, gradBeta: gb.baseAddress!)
-                batchNormReLUBackward(rows: rows, channels: channels, input: xa, output: yf.baseAddress!, gamma: ga,
+                batchNormReLUBackward(rows: rows, channels: channels, input: xa, gamma: ga, beta: ba,
                                       saveMean: m2.baseAddress!, saveInvStd: i2.baseAddress!, gradOutput: goa,
                                       gradInput: gx2.baseAddress!, gradGamma: gg2.baseAddress!, gradBeta: gb2.baseAddress!)
             } } } } } } }

@@ -39,13 +39,13 @@ private func forward(_ x: [Float], rows: Int, channels: Int, gamma: [Float], bet
     return s
 }
 
-private func backward(_ s: inout BNState, _ x: [Float], _ g: [Float], rows: Int, channels: Int, gamma: [Float], relu: Bool,
+private func backward(_ s: inout BNState, _ x: [Float], _ g: [Float], rows: Int, channels: Int, gamma: [Float], beta: [Float], relu: Bool,
                       reducer: BatchNormStatisticsReducer?) {
     s.gradX = [Float](repeating: .nan, count: x.count)
     s.gradGamma = [Float](repeating: 0, count: channels)
     s.gradBeta = [Float](repeating: 0, count: channels)
     if relu {
-        batchNormReLUBackward(rows: rows, channels: channels, input: x, output: s.y, gamma: gamma, saveMean: s.mean,
+        batchNormReLUBackward(rows: rows, channels: channels, input: x, gamma: gamma, beta: beta, saveMean: s.mean,
                               saveInvStd: s.invStd, gradOutput: g, gradInput: &s.gradX, gradGamma: &s.gradGamma,
                               gradBeta: &s.gradBeta, reducer: reducer)
     } else {
@@ -67,7 +67,7 @@ func synchronisedBatchNorm(shards: Int, relu: Bool) {
     let g = rng.array(rows * channels)
     let gamma = rng.array(channels).map { $0 + 1 }, beta = rng.array(channels)
     var whole = forward(x, rows: rows, channels: channels, gamma: gamma, beta: beta, relu: relu, reducer: nil)
-    backward(&whole, x, g, rows: rows, channels: channels, gamma: gamma, relu: relu, reducer: nil)
+    backward(&whole, x, g, rows: rows, channels: channels, gamma: gamma, beta: beta, relu: relu, reducer: nil)
 
     func shard(_ a: [Float], _ r: Int) -> [Float] { Array(a[(r * m * channels)..<((r + 1) * m * channels)]) }
     // Forward: contributions, then every shard with the sums.
@@ -83,12 +83,12 @@ func synchronisedBatchNorm(shards: Int, relu: Bool) {
     let backwardParts = (0..<shards).map { r -> [Double] in
         let rec = Recorder()
         var s = states[r]
-        backward(&s, shard(x, r), shard(g, r), rows: m, channels: channels, gamma: gamma, relu: relu, reducer: rec)
+        backward(&s, shard(x, r), shard(g, r), rows: m, channels: channels, gamma: gamma, beta: beta, relu: relu, reducer: rec)
         return rec.calls[0]
     }
     var gradGamma = [Float](repeating: 0, count: channels), gradBeta = gradGamma
     for r in 0..<shards {
-        backward(&states[r], shard(x, r), shard(g, r), rows: m, channels: channels, gamma: gamma, relu: relu,
+        backward(&states[r], shard(x, r), shard(g, r), rows: m, channels: channels, gamma: gamma, beta: beta, relu: relu,
                  reducer: Summer(backwardParts))
         #expect(close(states[r].y, shard(whole.y, r), 1e-5), "output of shard \(r)")
         #expect(close(states[r].runningMean, whole.runningMean, 1e-6) && close(states[r].runningVar, whole.runningVar, 1e-6),
