@@ -339,15 +339,13 @@ public final class MancsNetwork: @unchecked Sendable {
         let stemRows = n * stemConv.outHeight * stemConv.outWidth
         Pooling.maxPool3x3s2Backward(stores, batch: n, height: stemConv.outHeight, width: stemConv.outWidth,
                                      channels: stemBN.channels, gradOutput: g[cur], argmax: poolArgmax, gradInput: g[next])
-        // Rebuild the conv output (in the pooled gradient's buffer, now free) and its ReLU'd
-        // BN; mask the gradient in place, then BN backward into the ReLU output's buffer.
-        let stemConvOut = g[cur], stemOut = g[(cur + 2) % 3], gradStemOut = g[next]
+        // Rebuild the conv output (in the pooled gradient's buffer, now free); BN+ReLU
+        // backward (the ReLU mask from the conv output) into the third buffer.
+        let stemConvOut = g[cur], gradStemConv = g[(cur + 2) % 3], gradStemOut = g[next]
         stemConv.forward(n, stores, input: images, output: stemConvOut, workspace: ws)
-        stemBN.recomputeReLU(rows: stemRows, stores, input: stemConvOut, output: stemOut)
-        Activation.relu.backward(stores, count: stemRows * stemBN.channels, output: stemOut, gradOutput: gradStemOut, gradInput: gradStemOut)
-        stemBN.backward(rows: stemRows, stores, input: stemConvOut, gradOutput: gradStemOut, gradInput: stemOut)
+        stemBN.backwardReLU(rows: stemRows, stores, input: stemConvOut, gradOutput: gradStemOut, gradInput: gradStemConv)
         ready.complete(stemBN.range)
-        stemConv.backward(n, stores, input: images, gradOutput: stemOut, gradInput: gradImages, workspace: ws)
+        stemConv.backward(n, stores, input: images, gradOutput: gradStemConv, gradInput: gradImages, workspace: ws)
         ready.complete(stemConv.range)
         precondition(onGradientsReady == nil || ready.isFinished, "gradient ranges did not cover the store")
     }
