@@ -8,12 +8,16 @@ import MancsTraining
 /// blocked F(4x4, 3x3) Winograd path and with the point-major F(2x2, 3x3) one
 /// alone, alternating step by step in one process (as `gemmKernelStepTiming`).
 /// Opt-in: `MANCS_WINOGRAD_TIMING=1 swift test -c release -Xswiftc -enable-testing
-/// --filter winogradStepTiming`.
+/// --filter winogradStepTiming`; with `MANCS_WINOGRAD_TIMING=all` the point-major
+/// steps also run the Swift tile transforms (the Winograd code before the blocked
+/// path and the AVX-512 transforms, as a whole).
 @Test("training step with blocked F(4x4) Winograd vs point-major F(2x2) alone, alternating (opt-in)",
       .enabled(if: ProcessInfo.processInfo.environment["MANCS_WINOGRAD_TIMING"] != nil))
 func winogradStepTiming() throws {
     setComputeThreads(2)
-    defer { setComputeThreads(1); Conv2DShape.forcedBlockedTiles = nil }
+    let avx512Transforms = WinogradTransforms.avx512
+    defer { setComputeThreads(1); Conv2DShape.forcedBlockedTiles = nil; WinogradTransforms.avx512 = avx512Transforms }
+    let alsoTransforms = ProcessInfo.processInfo.environment["MANCS_WINOGRAD_TIMING"] == "all"
     let batch = 64, pairs = Int(ProcessInfo.processInfo.environment["MANCS_WINOGRAD_TIMING_PAIRS"] ?? "") ?? 4
     Conv2DShape.forcedBlockedTiles = nil
     let network = try MancsNetwork(config: MancsConfig(), maxBatch: batch, seed: 1)
@@ -24,9 +28,10 @@ func winogradStepTiming() throws {
     try #require(shapes.map { $0.workspaceCount(.winograd) }.max()! <= blockedMax)
     let times = alternatingStepTimes(network: network, batch: batch, pairs: pairs) { blocked in
         Conv2DShape.forcedBlockedTiles = blocked ? nil : 0
+        if alsoTransforms { WinogradTransforms.avx512 = blocked && avx512Transforms }
     }
     let mean = times.map { $0.reduce(0, +) / Double($0.count) }
-    print("steps point-major F(2x2): " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print("steps point-major F(2x2)\(alsoTransforms ? ", Swift transforms" : ""): " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
     print("steps blocked F(4x4):     " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
     print(String(format: "mean %.3f s (%.2f imgs/s) point-major, %.3f s (%.2f imgs/s) blocked: %.1f%% faster",
                  mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
