@@ -4,7 +4,7 @@ import CWinogradKernels
 // 2016, with the points 0, ±1, ±2): 4x4 output tiles from 6x6 input patches, 36
 // multiplies per (Cin, Cout) pair and tile of 16 outputs, against 64 for four
 // F(2x2, 3x3) tiles and 144 directly. The blocked path (WinogradBlocked.swift)
-// runs it where the transformed filter [36, Cout, Cin] fits in cache.
+// runs it, up to 128 channels.
 //
 //   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0 4 -4 -1 1 0;
 //          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0 4  0 -5 0 1]
@@ -12,8 +12,9 @@ import CWinogradKernels
 //   A^T = [1 1 1 1 1 0;  0 1 -1 2 -2 0;  0 1 1 4 4 0;  0 1 -1 8 -8 1]
 //
 // The transforms' coefficients (up to 8 and 1/24) cost some accuracy against
-// F(2x2, 3x3): about 1e-5 of the output's scale at 64 channels, still far inside
-// what float32 training notices (WinogradTests bound it). The tile transforms
+// F(2x2, 3x3): differences from im2col + GEMM of ~5e-6 of the output's scale at
+// 64-512 channels (~1e-6 for F(2x2)), far inside what float32 training notices
+// (WinogradBlockedTests bound them). The tile transforms
 // run as AVX-512 C where the channel count is a multiple of 16
 // (Sources/CWinogradKernels, the same operations in the same order, so bit for
 // bit this Swift code), Swift elsewhere.
