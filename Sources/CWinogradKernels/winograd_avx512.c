@@ -1,6 +1,6 @@
-// AVX-512 tile transforms of Winograd F(2x2, 3x3); see CWinogradKernels.h.
-// Each function mirrors its Swift twin in Sources/Kernels/Winograd.swift line for
-// line (columns first, then rows; the same additions in the same order), which
+// AVX-512 tile transforms of Winograd F(2x2, 3x3) and F(4x4, 3x3); see
+// CWinogradKernels.h. Each function mirrors its Swift twin in
+// Sources/Kernels/Winograd.swift or Winograd4x4.swift line for line (columns first, then rows; the same additions in the same order), which
 // is what makes the two bit-identical. No reassociation: built without fast-math.
 
 #include "CWinogradKernels.h"
@@ -17,17 +17,24 @@
 
 int mancs_winograd_avx512_built(void) { return 1; }
 
+// rows[i * size + j]: pixel (y0 + i, x0 + j) of image n of the H x W x c input, or
+// NULL where it lies outside the image (the padding, read as 0).
+static inline void patchRows(const float *input, long n, long H, long W, long c, long y0, long x0, int size,
+                             const float **rows) {
+    for (int i = 0; i < size; i++) {
+        for (int j = 0; j < size; j++) {
+            const long y = y0 + i, x = x0 + j;
+            rows[i * size + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : NULL;
+        }
+    }
+}
+
 AVX512 void mancs_winograd_input_avx512(long t0, long t1, long firstRow, long H, long W, long c, long th, long tw,
                                         const float *input, float *const points[16]) {
     for (long t = t0; t < t1; t++) {
         const long n = t / (th * tw), ty = (t / tw) % th, tx = t % tw;
         const float *rows[16];
-        for (int i = 0; i < 4; i++) {
-            for (int j = 0; j < 4; j++) {
-                const long y = 2 * ty - 1 + i, x = 2 * tx - 1 + j;
-                rows[i * 4 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : NULL;
-            }
-        }
+        patchRows(input, n, H, W, c, 2 * ty - 1, 2 * tx - 1, 4, rows);
         const long offset = (t - firstRow) * c;
         for (long c0 = 0; c0 < c; c0 += 16) {
             __m512 d[16], r[16];
@@ -164,12 +171,7 @@ AVX512 void mancs_winograd4_input_avx512(long t0, long t1, long firstRow, long H
     for (long t = t0; t < t1; t++) {
         const long n = t / (th * tw), ty = (t / tw) % th, tx = t % tw;
         const float *rows[36];
-        for (int i = 0; i < 6; i++) {
-            for (int j = 0; j < 6; j++) {
-                const long y = 4 * ty - 1 + i, x = 4 * tx - 1 + j;
-                rows[i * 6 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : NULL;
-            }
-        }
+        patchRows(input, n, H, W, c, 4 * ty - 1, 4 * tx - 1, 6, rows);
         const long offset = (t - firstRow) * c;
         for (long c0 = 0; c0 < c; c0 += 16) {
             __m512 d[36];

@@ -425,7 +425,7 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
 }
 
 /// sumG[c] = sum_r g[r, c] and sumGX[c] = sum_r g[r, c] * (x[r, c] - mean[c]), in one read
-/// (g masked by reluOutput > 0 when given). Blocks are shared among the compute threads in
+/// (g masked by the forward's ReLU, x * scale + shift > 0, when `reluFold` is given). Blocks are shared among the compute threads in
 /// contiguous runs, each summed in Double, then the runs added in order.
 private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluFold: UnsafePointer<Float>?,
                           mean: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,

@@ -219,6 +219,21 @@ enum WinogradTransforms {
     nonisolated(unsafe) static var avx512 = mancs_winograd_avx512_built() != 0 && CPUFeatures.detect().level == .avx512
 }
 
+/// `at` (16 or 36 point rows) as the C transforms' `float *const points[]` argument.
+@inline(__always)
+func withCPointers<P, R>(_ at: [P], _ body: (UnsafePointer<P?>) -> R) -> R {
+    at.withUnsafeBufferPointer { body(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: P?.self)) }
+}
+
+/// Filter tap (i, j) of output channel k, lanes c0..<c0+n, from an OHWI [K, 3, 3, C]
+/// weight; with `flipped`, tap (2 - i, 2 - j): the 180-degree rotation.
+@inline(__always)
+func winogradFilterTap(_ weight: UnsafePointer<Float>, k: Int, _ i: Int, _ j: Int, flipped: Bool,
+                       channels c: Int, c0: Int, _ n: Int) -> SIMD8<Float> {
+    let tap = flipped ? (2 - i) * 3 + (2 - j) : i * 3 + j
+    return loadLanes(weight + (k * 9 + tap) * c + c0, n)
+}
+
 /// The first `n` (at most 8) floats at `p` as a vector (the rest 0), for the Swift transforms.
 @inline(__always)
 func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
@@ -269,8 +284,7 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
             while c0 < c {
                 let n = min(8, c - c0)
                 @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD8<Float> {
-                    let tap = flipped ? (2 - i) * 3 + (2 - j) : i * 3 + j
-                    return loadLanes(weight + (k * 9 + tap) * c + c0, n)
+                    winogradFilterTap(weight, k: k, i, j, flipped: flipped, channels: c, c0: c0, n)
                 }
                 // q = G g (4 x 3), column by column; then each row of q times G^T.
                 let (q00, q10, q20, q30) = g3(g(0, 0), g(1, 0), g(2, 0))
@@ -312,9 +326,8 @@ func winogradInputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafePo
     let H = s.inHeight, W = s.inWidth, c = s.inChannels
     let th = s.tilesHigh, tw = s.tilesWide
     if WinogradTransforms.avx512 && c % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
-            mancs_winograd_input_avx512(tiles.lowerBound, tiles.upperBound, firstRow, H, W, c, th, tw, input,
-                                        UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        withCPointers(at) { points in
+            mancs_winograd_input_avx512(tiles.lowerBound, tiles.upperBound, firstRow, H, W, c, th, tw, input, points)
         }
         return
     }
@@ -370,10 +383,9 @@ func winogradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Unsa
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
     let th = s.tilesHigh, tw = s.tilesWide
     if WinogradTransforms.avx512 && k % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
+        withCPointers(at) { points in
             mancs_winograd_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw,
-                                         UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self),
-                                         bias, output)
+                                         points, bias, output)
         }
         return
     }
@@ -482,9 +494,8 @@ func winogradGradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutput
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels
     let th = s.tilesHigh, tw = s.tilesWide
     if WinogradTransforms.avx512 && k % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
-            mancs_winograd_grad_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw, gradOutput,
-                                              UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        withCPointers(at) { points in
+            mancs_winograd_grad_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw, gradOutput, points)
         }
         return
     }

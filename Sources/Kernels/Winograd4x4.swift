@@ -93,9 +93,8 @@ func winograd4InputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafeP
                              into at: [UnsafeMutablePointer<Float>], firstRow: Int) {
     let H = s.inHeight, W = s.inWidth, c = s.inChannels, th = s.tiles4High, tw = s.tiles4Wide
     if WinogradTransforms.avx512 && c % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
-            mancs_winograd4_input_avx512(tiles.lowerBound, tiles.upperBound, firstRow, H, W, c, th, tw, input,
-                                         UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        withCPointers(at) { points in
+            mancs_winograd4_input_avx512(tiles.lowerBound, tiles.upperBound, firstRow, H, W, c, th, tw, input, points)
         }
         return
     }
@@ -129,10 +128,9 @@ func winograd4OutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Uns
                               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels, th = s.tiles4High, tw = s.tiles4Wide
     if WinogradTransforms.avx512 && k % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
+        withCPointers(at) { points in
             mancs_winograd4_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw,
-                                          UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafePointer<Float>?.self),
-                                          bias, output)
+                                          points, bias, output)
         }
         return
     }
@@ -165,9 +163,8 @@ func winograd4GradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutpu
                                   into at: [UnsafeMutablePointer<Float>], firstRow: Int) {
     let oh = s.outHeight, ow = s.outWidth, k = s.outChannels, th = s.tiles4High, tw = s.tiles4Wide
     if WinogradTransforms.avx512 && k % 16 == 0 {
-        at.withUnsafeBufferPointer { points in
-            mancs_winograd4_grad_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw, gradOutput,
-                                               UnsafeRawPointer(points.baseAddress!).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self))
+        withCPointers(at) { points in
+            mancs_winograd4_grad_output_avx512(tiles.lowerBound, tiles.upperBound, firstRow, oh, ow, k, th, tw, gradOutput, points)
         }
         return
     }
@@ -209,8 +206,7 @@ func winograd4FilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, 
                 while c0 < c {
                     let n = min(8, c - c0)
                     @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD8<Float> {
-                        let tap = flipped ? (2 - i) * 3 + (2 - j) : i * 3 + j
-                        return loadLanes(weight + (k * 9 + tap) * c + c0, n)
+                        winogradFilterTap(weight, k: k, i, j, flipped: flipped, channels: c, c0: c0, n)
                     }
                     for j in 0..<3 {
                         (q[j], q[3 + j], q[6 + j], q[9 + j], q[12 + j], q[15 + j]) = filterTransform6(g(0, j), g(1, j), g(2, j))

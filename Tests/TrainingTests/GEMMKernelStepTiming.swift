@@ -19,11 +19,19 @@ func gemmKernelStepTiming() throws {
     let batch = 64, pairs = Int(ProcessInfo.processInfo.environment["MANCS_GEMM_TIMING_PAIRS"] ?? "") ?? 4
     let network = try MancsNetwork(config: MancsConfig(), maxBatch: batch, seed: 1)
     let times = alternatingStepTimes(network: network, batch: batch, pairs: pairs) { GEMMKernel.decision.ownKernel = $0 }
+    printStepComparison(times, batch: batch, names: ("OpenBLAS alone", "own kernel"))
+}
+
+/// Prints each setting's step seconds, and their means as seconds and images/s
+/// with how much faster the second setting was.
+func printStepComparison(_ times: [[Double]], batch: Int, names: (String, String)) {
     let mean = times.map { $0.reduce(0, +) / Double($0.count) }
-    print("steps with OpenBLAS alone: " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print("steps with the own kernel: " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print(String(format: "mean %.3f s (%.2f imgs/s) OpenBLAS alone, %.3f s (%.2f imgs/s) own kernel: %.1f%% faster",
-                 mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
+    print("steps with \(names.0): " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    print("steps with \(names.1): " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
+    func f(_ format: String, _ value: Double) -> String { String(format: format, value) }
+    print("mean \(f("%.3f", mean[0])) s (\(f("%.2f", Double(batch) / mean[0])) imgs/s) \(names.0), "
+          + "\(f("%.3f", mean[1])) s (\(f("%.2f", Double(batch) / mean[1])) imgs/s) \(names.1): "
+          + "\(f("%.1f", (mean[0] / mean[1] - 1) * 100))% faster")
 }
 
 /// Seconds of `2 * pairs` training steps of `network` on seeded images, alternating

@@ -30,9 +30,6 @@ func winogradStepTiming() throws {
         Conv2DShape.forcedBlockedTiles = blocked ? nil : 0
         if alsoTransforms { WinogradTransforms.avx512 = blocked && avx512Transforms }
     }
-    let mean = times.map { $0.reduce(0, +) / Double($0.count) }
-    print("steps point-major F(2x2)\(alsoTransforms ? ", Swift transforms" : ""): " + times[0].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print("steps blocked F(4x4):     " + times[1].map { String(format: "%.3f", $0) }.joined(separator: " "))
-    print(String(format: "mean %.3f s (%.2f imgs/s) point-major, %.3f s (%.2f imgs/s) blocked: %.1f%% faster",
-                 mean[0], Double(batch) / mean[0], mean[1], Double(batch) / mean[1], (mean[0] / mean[1] - 1) * 100))
+    printStepComparison(times, batch: batch,
+                        names: (alsoTransforms ? "point-major F(2x2), Swift transforms" : "point-major F(2x2)", "blocked F(4x4)"))
 }

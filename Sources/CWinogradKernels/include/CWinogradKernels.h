@@ -9,9 +9,9 @@
 // and for channel counts that are not multiples of 16.
 //
 // Tiles are numbered over an NHWC batch: t -> image t / (th * tw), tile row
-// (t / tw) % th, tile column t % tw, with th x tw 2x2 output tiles per image.
-// Point p of tile t is row (t - firstRow) of the p-th of 16 row-major matrices
-// `points[p]` with `channels` columns. Only call on a CPU with AVX-512 F
+// (t / tw) % th, tile column t % tw, with th x tw output tiles (2x2, or 4x4 for
+// F(4x4)) per image. Point p of tile t is row (t - firstRow) of the p-th of the
+// 16 (or 36) row-major matrices `points[p]` with `channels` columns. Only call on a CPU with AVX-512 F
 // enabled by the operating system.
 
 // 1 on x86-64 builds, which have the kernels.
