@@ -222,19 +222,26 @@ public enum BLASKernelSelection {
 public func measureSgemmGFLOPs(size n: Int, repeats: Int = 3) -> Double {
     let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
     var c = [Float](repeating: 0, count: n * n)
-    var best = Double.infinity
-    a.withUnsafeBufferPointer { a in
+    return a.withUnsafeBufferPointer { a in
         b.withUnsafeBufferPointer { b in
             c.withUnsafeMutableBufferPointer { c in
-                for rep in 0...max(1, repeats) {
-                    let t0 = monotonicNanoseconds()
-                    sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.baseAddress!, lda: n,
-                          b: b.baseAddress!, ldb: n, beta: 0, c: c.baseAddress!, ldc: n, using: openblasSgemm)
-                    let s = Double(monotonicNanoseconds() - t0) * 1e-9
-                    if rep > 0 { best = min(best, s) }
-                }
+                measureSgemmGFLOPs(size: n, repeats: repeats, a: a.baseAddress!, b: b.baseAddress!, c: c.baseAddress!)
             }
         }
+    }
+}
+
+/// `measureSgemmGFLOPs` on the caller's matrices (n x n floats each; `a` and `b` may
+/// be the same), for a measurement that must not raise the process's peak memory.
+public func measureSgemmGFLOPs(size n: Int, repeats: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                               c: UnsafeMutablePointer<Float>) -> Double {
+    var best = Double.infinity
+    for rep in 0...max(1, repeats) {
+        let t0 = monotonicNanoseconds()
+        sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n,
+              b: b, ldb: n, beta: 0, c: c, ldc: n, using: openblasSgemm)
+        let s = Double(monotonicNanoseconds() - t0) * 1e-9
+        if rep > 0 { best = min(best, s) }
     }
     return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
 }

@@ -13,8 +13,9 @@ struct BenchCommand: ParsableCommand {
             One step = forward, the three losses, backward, the gradient allreduce (under mpirun), \
             global-norm clipping and Adam, exactly as the trainer runs it, on random NHWC images with \
             labels i / 4 (i / 2 when fewer than 8 images are mined over). One warm-up step is not timed. Under `mpirun -np R` each rank runs global-batch / R \
-            images and rank 0 prints; images/s are global (global batch / step time). The same run also times \
-            a square sgemm with the same thread count, for comparison. See docs/performance.md.
+            images and rank 0 prints; images/s are global (global batch / step time). After every timed step \
+            the same run also times a square sgemm with the same thread count, for comparison (their mean \
+            time is the sgemm figure). See docs/performance.md.
             """)
 
     @Option(name: .customLong("global-batch"), help: "Training batch of all ranks together, split evenly across them (the old spelling --batch still works).") var batch = 64
@@ -104,7 +105,11 @@ struct BenchCommand: ParsableCommand {
         // GEMM-only replay of the KxK convolutions (same calls as the conv kernels make), to split
         // their time into GEMM and im2col/col2im.
         let kxkGEMMSeconds = replayKxKGEMMs(run.convolutionShapes, batch: local) * Double(steps)
-        let sgemmPerRank = sgemmSize > 0 ? measureSgemmGFLOPs(size: sgemmSize) : 0
+        // The limit the steps are measured against: this rank's sgemm timed after every
+        // step (so a machine that speeds up or slows down during the run moves both
+        // alike), as the mean of those times.
+        let sgemmSamples = timing.sgemmSamples
+        let sgemmPerRank = sgemmSamples.isEmpty ? 0 : Double(sgemmSamples.count) / sgemmSamples.reduce(0) { $0 + 1 / $1 }
         let sgemmTotal = try comm.allreduceSum(sgemmPerRank)
 
         // Peak resident memory of the whole process (as /usr/bin/time and VmHWM count it).
@@ -175,6 +180,7 @@ struct BenchCommand: ParsableCommand {
                 "gflops": round3(achieved),
                 "sgemm_gflops": round3(sgemmTotal),
                 "sgemm_gflops_per_rank": round3(sgemmPerRank),
+                "sgemm_gflops_per_rank_samples": sgemmSamples.map(round3),
                 "sgemm_size": sgemmSize,
                 "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
                 "peak_rss_bytes": peakRSS,
@@ -212,8 +218,9 @@ struct BenchCommand: ParsableCommand {
                          timing.steps.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
             print(String(format: "%.2f imgs/s (best %.2f); %.2f GFLOP/img (%.2f fwd + %.2f bwd)", imgsPerSecond,
                          Double(batch) / bestStep, flops.total / 1e9, flops.forward / 1e9, flops.backward / 1e9))
-            print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks); ratio %.2f", achieved,
-                         sgemmSize, sgemmTotal, sgemmTotal > 0 ? achieved / sgemmTotal : 0))
+            print(String(format: "%.1f GFLOP/s achieved; sgemm %d^3: %.1f GFLOP/s (all ranks; after each step: %@); ratio %.2f",
+                         achieved, sgemmSize, sgemmTotal, sgemmSamples.map { String(format: "%.0f", $0) }.joined(separator: ", "),
+                         sgemmTotal > 0 ? achieved / sgemmTotal : 0))
             print("BLAS: \(blas.summary)")
             print("GEMM: \(GEMMKernel.summary)")
             print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
@@ -331,10 +338,27 @@ struct BenchCommand: ParsableCommand {
             timing.optimiser += Double(end - clipped) * 1e-9
         }
 
+        // The sgemm timed between steps (outside their timing) runs in memory the step
+        // already holds, so it does not raise the peak: it reads the input images as
+        // both factors and writes into the gradient buffer, which is dead from Adam to
+        // the next step's zeroing. Too small for that (tiny settings): its own matrices.
+        let probeFloats = sgemmSize * sgemmSize
+        func sgemmBetweenSteps() -> Double {
+            guard images.count >= probeFloats, grads.count >= probeFloats else {
+                return measureSgemmGFLOPs(size: sgemmSize, repeats: 2)
+            }
+            return images.withUnsafeBufferPointer { img in
+                measureSgemmGFLOPs(size: sgemmSize, repeats: 2, a: img.baseAddress!, b: img.baseAddress!, c: grads.baseAddress!)
+            }
+        }
+
         try step()  // warm-up: first touch of every buffer, compute thread start-up
         profiler.reset()
         timing = StepTiming()
-        for _ in 0..<steps { try step() }
+        for _ in 0..<steps {
+            try step()
+            if sgemmSize > 0 { timing.sgemmSamples.append(sgemmBetweenSteps()) }
+        }
 
         return StepRun(timing: timing, profiler: profiler, convolutionShapes: network.convolutionShapes,
                        flops: network.stepFLOPsPerImage, parameterCount: network.parameters.count,
@@ -490,6 +514,8 @@ private struct RingModel {
 /// Accumulated seconds of the timed steps, by part.
 private struct StepTiming {
     var steps: [Double] = []
+    /// This rank's sgemm GFLOP/s timed after each step.
+    var sgemmSamples: [Double] = []
     var forward = 0.0
     /// Backward without the time spent in the reducer's callbacks.
     var backward = 0.0

@@ -41,6 +41,23 @@ else
     unaided=$own
 fi
 
+# The sgemm reference is timed after every step: one sample per step, and the figure
+# is their mean time. --sgemm-size 64 runs it in the bench's own buffers (images and
+# gradients), 256 in matrices of its own (the tiny images are too small).
+for size in 64 256; do
+    env -u OPENBLAS_CORETYPE "$MANCS" bench "${tiny[@]}" --steps 3 --sgemm-size $size > "$WORK/samples.json" \
+        || fail "bench --steps 3 --sgemm-size $size"
+    check "sgemm $size: one sample per step, figure = their mean time" python3 - "$WORK/samples.json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+s = o["sgemm_gflops_per_rank_samples"]
+assert len(s) == 3 and all(x > 0 for x in s), s
+mean = len(s) / sum(1 / x for x in s)
+assert abs(o["sgemm_gflops_per_rank"] - mean) <= 0.01 * mean, (o["sgemm_gflops_per_rank"], mean)
+assert abs(o["gemm_efficiency"] - o["gflops"] / o["sgemm_gflops"]) < 0.01, o["gemm_efficiency"]
+PY
+done
+
 # Simulated fallback.
 env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" bench "${tiny[@]}" > "$WORK/sim.json" \
     || fail "bench with a simulated fallback"
