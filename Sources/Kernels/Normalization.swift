@@ -396,19 +396,29 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
     while start < rowRange.upperBound {
         let end = min(rowRange.upperBound, start + block)
         let count = end - start
-        // Block mean.
+        // Block mean, then M2 about it (the block is still in cache). Rows in order,
+        // sixteen channels per vector operation into the per-channel sums (explicit
+        // vectors: the compiler cannot prove the sums and the input apart), the rest one
+        // by one; each channel's sum runs over the rows in order either way.
+        let vectorChannels = channels & ~15
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            for c in 0..<channels { partial[c] += row[c] }
+            for c0 in stride(from: 0, to: vectorChannels, by: 16) {
+                storeLanes16(lanes16(partial + c0) + lanes16(row + c0), partial + c0)
+            }
+            for c in vectorChannels..<channels { partial[c] += row[c] }
         }
         let invCount = 1 / Float(count)
         for c in 0..<channels { blockMean[c] = partial[c] * invCount }
-        // Block M2 about its own mean (the block is still in cache).
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            for c in 0..<channels {
+            for c0 in stride(from: 0, to: vectorChannels, by: 16) {
+                let d = lanes16(row + c0) - lanes16(blockMean + c0)
+                storeLanes16(lanes16(partial + c0) + d * d, partial + c0)
+            }
+            for c in vectorChannels..<channels {
                 let d = row[c] - blockMean[c]
                 partial[c] += d * d
             }
@@ -444,27 +454,29 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
         defer { partial.deallocate() }
         let partialX = partial + channels
         var start = rowRange.lowerBound
+        // Rows in order, sixteen channels per vector operation into the per-channel sums
+        // (explicit vectors, as in `blockMoments`), the rest one by one.
+        let vectorChannels = channels & ~15
         while start < rowRange.upperBound {
             let end = min(rowRange.upperBound, start + block)
             partial.update(repeating: 0, count: 2 * channels)
-            if let reluFold {
-                let scale = reluFold, shift = reluFold + channels
-                for r in start..<end {
-                    let x = input + r &* channels, g = gradOutput + r &* channels
-                    for c in 0..<channels {
-                        let gv = g[c], xv = x[c], masked: Float = xv * scale[c] + shift[c] > 0 ? gv : 0
-                        partial[c] += masked
-                        partialX[c] += masked * (xv - mean[c])
+            for r in start..<end {
+                let x = input + r &* channels, g = gradOutput + r &* channels
+                for c0 in stride(from: 0, to: vectorChannels, by: 16) {
+                    let xv = lanes16(x + c0)
+                    var gv = lanes16(g + c0)
+                    if let reluFold {
+                        let pre = xv * lanes16(reluFold + c0) + lanes16(reluFold + (channels &+ c0))
+                        gv = SIMD16<Float>().replacing(with: gv, where: pre .> 0)
                     }
+                    storeLanes16(lanes16(partial + c0) + gv, partial + c0)
+                    storeLanes16(lanes16(partialX + c0) + gv * (xv - lanes16(mean + c0)), partialX + c0)
                 }
-            } else {
-                for r in start..<end {
-                    let x = input + r &* channels, g = gradOutput + r &* channels
-                    for c in 0..<channels {
-                        let gv = g[c]
-                        partial[c] += gv
-                        partialX[c] += gv * (x[c] - mean[c])
-                    }
+                for c in vectorChannels..<channels {
+                    let gv = g[c], xv = x[c]
+                    let masked: Float = reluFold.map { xv * $0[c] + $0[channels &+ c] > 0 ? gv : 0 } ?? gv
+                    partial[c] += masked
+                    partialX[c] += masked * (xv - mean[c])
                 }
             }
             for c in 0..<channels {
@@ -483,4 +495,15 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
             sumGX[c] += gx[c]
         }
     }
+}
+
+/// Sixteen floats at `p` (any alignment).
+@inline(__always)
+private func lanes16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func storeLanes16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }
