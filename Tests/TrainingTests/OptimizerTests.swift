@@ -93,6 +93,30 @@ import TestSupport
         #expect(abs(params[0] - 1.9) < 1e-6 && abs(params[1] - 2.1) < 1e-6, "\(params)")
     }
 
+    @Test func vectorLoopMatchesOneByOneBitForBit() {
+        // 37 parameters run eight-wide (32) and one by one (5); one-parameter optimisers
+        // only one by one. Three steps with weight decay: every bit of p, m and v agrees.
+        let count = 37
+        var rng = SplitMix64(seed: 11)
+        let start = rng.array(count, scale: 2)
+        let steps = (0..<3).map { _ in rng.array(count) }
+        let together = Adam(count: count, lr: 1e-2, weightDecay: 0.01)
+        var params = start
+        for g in steps {
+            params.withUnsafeMutableBufferPointer { p in g.withUnsafeBufferPointer { together.update(parameters: p, gradients: $0) } }
+        }
+        for i in 0..<count {
+            let alone = Adam(count: 1, lr: 1e-2, weightDecay: 0.01)
+            var p = [start[i]]
+            for g in steps {
+                p.withUnsafeMutableBufferPointer { p in [g[i]].withUnsafeBufferPointer { alone.update(parameters: p, gradients: $0) } }
+            }
+            #expect(p[0].bitPattern == params[i].bitPattern && alone.m[0].bitPattern == together.m[i].bitPattern
+                    && alone.v[0].bitPattern == together.v[i].bitPattern, "parameter \(i): \(p[0]) vs \(params[i])")
+        }
+        #expect(params != start)
+    }
+
     @Test func clippingFollowsTorchSemantics() {
         var small: [Float] = [0.3, -0.4]  // norm 0.5
         let before = small
