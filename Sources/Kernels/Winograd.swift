@@ -17,7 +17,7 @@ import Foundation
 // the adjoint of the forward's transforms: dU_p = dM_p^T V_p with dM = A dY A^T,
 // folded back by dW = G^T dU G (`winogradWeightGradient3x3`).
 //
-// Up to 128 channels the convolution entry points run `winogradConv3x3Blocked`
+// Up to 256 channels the convolution entry points run `winogradConv3x3Blocked`
 // (WinogradBlocked.swift: F(4x4, 3x3), each thread in cache-sized blocks of tiles)
 // instead; this point-major form runs the wider layers. The tile transforms run as
 // AVX-512 C (Sources/CWinogradKernels) where the CPU has it and the channels are
@@ -34,7 +34,7 @@ public enum ConvAlgorithm: String, Sendable, CaseIterable {
     /// im2col + GEMM (every shape).
     case gemm
     /// Winograd for forward, input and weight gradient (3x3, stride 1, padding 1 only):
-    /// F(4x4, 3x3) in blocks up to 128 channels, F(2x2, 3x3) point-major above.
+    /// F(4x4, 3x3) in blocks up to 256 channels, F(2x2, 3x3) point-major above.
     case winograd
 
     /// The algorithm for `shape` under the process's `MANCS_CONV_ALGORITHM` setting:

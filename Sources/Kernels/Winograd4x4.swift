@@ -4,7 +4,7 @@ import CWinogradKernels
 // 2016, with the points 0, ±1, ±2): 4x4 output tiles from 6x6 input patches, 36
 // multiplies per (Cin, Cout) pair and tile of 16 outputs, against 64 for four
 // F(2x2, 3x3) tiles and 144 directly. The blocked path (WinogradBlocked.swift)
-// runs it, up to 128 channels.
+// runs it, up to 256 channels.
 //
 //   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0 4 -4 -1 1 0;
 //          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0 4  0 -5 0 1]

@@ -13,8 +13,8 @@ import Foundation
 // per point on them, output transform, so a block's transformed data is reread
 // from cache instead of memory (4 MiB per thread: L2 and the Xeon's large L3).
 // The transformed filter U [points, Cout, Cin] is shared and read by every
-// block, so the path is taken where U is small (`winogradBlockedTiles`: up to
-// 128 channels), with F(4x4, 3x3) (Winograd4x4.swift: 36 points per 16 outputs,
+// block, so the path is taken where U is small enough (`winogradBlockedTiles`: up
+// to 256 channels), with F(4x4, 3x3) (Winograd4x4.swift: 36 points per 16 outputs,
 // 2.25x fewer multiplies than F(2x2, 3x3)). Tests also run it with F(2x2, 3x3)
 // tiles, as a cross-check of the blocking.
 //
@@ -75,21 +75,22 @@ public enum WinogradTiles: Int, Sendable {
 
 extension Conv2DShape {
     /// The tiles of the blocked path for this shape, or nil where `winogradConv3x3`
-    /// (point-major F(2x2, 3x3)) runs: F(4x4, 3x3) up to 128 channels.
+    /// (point-major F(2x2, 3x3)) runs: F(4x4, 3x3) up to 256 channels.
     public var winogradBlockedTiles: WinogradTiles? {
         guard supportsWinograd else { return nil }
         if let forced = Conv2DShape.forcedBlockedTiles { return forced == 0 ? nil : WinogradTiles(rawValue: forced) }
         return inChannels * outChannels <= Conv2DShape.winogradBlockedChannelProduct ? .f4x4 : nil
     }
 
-    /// Largest Cin x Cout the blocked path takes: up to 128 channels (stages 1-2 of
+    /// Largest Cin x Cout the blocked path takes: up to 256 channels (stages 1-3 of
     /// ResNet-50). At 512 the transformed filter (36 x 512 x 512 floats, 38 MB) is
     /// too big to be read again by every block, and the point-major F(2x2, 3x3) of
-    /// `winogradConv3x3` was faster. At 256 blocked F(4x4) was faster per
-    /// convolution (~61 against ~80 ms forward + backward, ~0.05 s per step), but
-    /// each further thread's weight gradient needs its own 9 MB dU, and the
-    /// full-size step peaks 14 MB under its 3 GiB budget (docs/performance.md).
-    static let winogradBlockedChannelProduct = 128 * 128
+    /// `winogradConv3x3` was faster. At 256, blocks of 54 tiles measured ~69 ms
+    /// forward + backward per convolution against ~91 point-major (two threads,
+    /// alternating), ~0.1 s per step over stage 3's five; each further thread's
+    /// weight gradient needs its own 9 MB dU, which leaves the full-size step 7.7 MB
+    /// under its 3 GiB budget (docs/performance.md).
+    static let winogradBlockedChannelProduct = 256 * 256
 
     /// Tests and timing: 0 turns the blocked path off, 2 or 4 forces F(2x2) or F(4x4) blocks.
     nonisolated(unsafe) static var forcedBlockedTiles: Int?
@@ -104,7 +105,7 @@ extension Conv2DShape {
     /// Floats of one thread's block slots (4 MiB): more than L2 holds, which measured
     /// faster than L2-sized blocks (the GEMMs get more rows per packed filter, and
     /// the Xeon's L3 is large); see docs/performance.md.
-    static let winogradBlockFloats = 1 << 20
+    nonisolated(unsafe) static var winogradBlockFloats = 1 << 20  // tests shrink it to force several blocks
 
     /// Floats of one thread's slots (V and M, or V and dM) in the blocked path.
     func winogradBlockSlotCount(_ tiles: WinogradTiles) -> Int {

@@ -83,15 +83,43 @@ func winogradBlockedMatches(caseIndex: Int) {
     }
 }
 
-@Test("the conv entry points run blocked F(4x4) up to 128 channels, point-major F(2x2) above")
+@Test("blocked Winograd F(4x4) walking several blocks per thread (six-tile blocks) equals im2col + GEMM, on 1-2 threads")
+func winogradBlockedSeveralBlocks() {
+    // 2 x 3 x 3 = 18 tiles: three blocks on one thread, 6 + 3 on each of two. At full
+    // size a thread walks many blocks (54 tiles each at 256 channels); the shapes above
+    // fit in one.
+    let s = Conv2DShape(batch: 2, inHeight: 12, inWidth: 12, inChannels: 64, outChannels: 32, kernel: 3, stride: 1, padding: 1)
+    var rng = SplitMix64(seed: 77)
+    let x = rng.array(s.inputCount), w = rng.array(s.weightCount, scale: 0.5), b = rng.array(s.outChannels)
+    let r = rng.array(s.outputCount), weightStart = rng.array(s.weightCount)
+    let gemm = blockedPasses(s, tiling: nil, x: x, w: w, b: b, r: r, weightStart: weightStart)
+    let gemmGradOnly = zip(gemm.gW, weightStart).map { $0 - $1 }
+    let savedFloats = Conv2DShape.winogradBlockFloats, savedWork = ComputePool.minimumWork
+    defer { Conv2DShape.winogradBlockFloats = savedFloats; ComputePool.minimumWork = savedWork; setComputeThreads(1) }
+    Conv2DShape.winogradBlockFloats = 36 * (64 + 32) * 6
+    ComputePool.minimumWork = 1
+    #expect(s.winogradBlockTiles(.f4x4) == 6 && s.channelsSwapped.winogradBlockTiles(.f4x4) == 6)
+    for threads in [1, 2] {
+        setComputeThreads(threads)
+        let run = blockedPasses(s, tiling: .f4x4, x: x, w: w, b: b, r: r, weightStart: weightStart)
+        #expect(relativeWorst(run.y, gemm.y) < 4e-5, "\(threads) threads: forward \(relativeWorst(run.y, gemm.y))")
+        #expect(relativeWorst(run.gX, gemm.gX) < 4e-5, "\(threads) threads: gradInput \(relativeWorst(run.gX, gemm.gX))")
+        let gradOnly = zip(run.gW, weightStart).map { $0 - $1 }
+        #expect(relativeWorst(gradOnly, gemmGradOnly) < 4e-4, "\(threads) threads: gradWeight \(relativeWorst(gradOnly, gemmGradOnly))")
+    }
+}
+
+@Test("the conv entry points run blocked F(4x4) up to 256 channels, point-major F(2x2) above")
 func winogradBlockedChoice() {
     func shape(_ c: Int) -> Conv2DShape {
         Conv2DShape(batch: 64, inHeight: 16, inWidth: 8, inChannels: c, outChannels: c, kernel: 3, stride: 1, padding: 1)
     }
     #expect(shape(64).winogradBlockedTiles == .f4x4)
     #expect(shape(128).winogradBlockedTiles == .f4x4)
-    #expect(shape(256).winogradBlockedTiles == nil)
+    #expect(shape(256).winogradBlockedTiles == .f4x4)
     #expect(shape(512).winogradBlockedTiles == nil)
+    #expect(Conv2DShape(batch: 64, inHeight: 16, inWidth: 8, inChannels: 256, outChannels: 512, kernel: 3, stride: 1,
+                        padding: 1).winogradBlockedTiles == nil)
     var strided = shape(64); strided.stride = 2
     #expect(strided.winogradBlockedTiles == nil)
     // The workspace covers the blocked passes where they run, the point-major ones elsewhere.
