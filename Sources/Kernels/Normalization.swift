@@ -398,29 +398,24 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
         let count = end - start
         // Block mean, then M2 about it (the block is still in cache). Rows in order,
         // sixteen channels per vector operation into the per-channel sums (explicit
-        // vectors: the compiler cannot prove the sums and the input apart), the rest one
-        // by one; each channel's sum runs over the rows in order either way.
-        let vectorChannels = channels & ~15
+        // vectors: the compiler cannot prove the sums and the input apart); each
+        // channel's sum runs over the rows in order.
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            for c0 in stride(from: 0, to: vectorChannels, by: 16) {
-                storeLanes16(lanes16(partial + c0) + lanes16(row + c0), partial + c0)
+            forEachVector(channels) { c0, n in
+                storeVector(loadVector(partial + c0, count: n) + loadVector(row + c0, count: n, as: SIMD16<Float>.self),
+                            partial + c0, count: n)
             }
-            for c in vectorChannels..<channels { partial[c] += row[c] }
         }
         let invCount = 1 / Float(count)
         for c in 0..<channels { blockMean[c] = partial[c] * invCount }
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            for c0 in stride(from: 0, to: vectorChannels, by: 16) {
-                let d = lanes16(row + c0) - lanes16(blockMean + c0)
-                storeLanes16(lanes16(partial + c0) + d * d, partial + c0)
-            }
-            for c in vectorChannels..<channels {
-                let d = row[c] - blockMean[c]
-                partial[c] += d * d
+            forEachVector(channels) { c0, n in
+                let d = loadVector(row + c0, count: n) - loadVector(blockMean + c0, count: n, as: SIMD16<Float>.self)
+                storeVector(loadVector(partial + c0, count: n) + d * d, partial + c0, count: n)
             }
         }
         // Merge (Chan et al.): M2 += M2_b + delta^2 * n_a * n_b / n.
@@ -455,28 +450,22 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
         let partialX = partial + channels
         var start = rowRange.lowerBound
         // Rows in order, sixteen channels per vector operation into the per-channel sums
-        // (explicit vectors, as in `blockMoments`), the rest one by one.
-        let vectorChannels = channels & ~15
+        // (explicit vectors, as in `blockMoments`).
         while start < rowRange.upperBound {
             let end = min(rowRange.upperBound, start + block)
             partial.update(repeating: 0, count: 2 * channels)
             for r in start..<end {
                 let x = input + r &* channels, g = gradOutput + r &* channels
-                for c0 in stride(from: 0, to: vectorChannels, by: 16) {
-                    let xv = lanes16(x + c0)
-                    var gv = lanes16(g + c0)
+                forEachVector(channels) { c0, n in
+                    let xv: SIMD16<Float> = loadVector(x + c0, count: n)
+                    var gv: SIMD16<Float> = loadVector(g + c0, count: n)
                     if let reluFold {
-                        let pre = xv * lanes16(reluFold + c0) + lanes16(reluFold + (channels &+ c0))
+                        let pre = xv * loadVector(reluFold + c0, count: n) + loadVector(reluFold + (channels &+ c0), count: n)
                         gv = SIMD16<Float>().replacing(with: gv, where: pre .> 0)
                     }
-                    storeLanes16(lanes16(partial + c0) + gv, partial + c0)
-                    storeLanes16(lanes16(partialX + c0) + gv * (xv - lanes16(mean + c0)), partialX + c0)
-                }
-                for c in vectorChannels..<channels {
-                    let gv = g[c], xv = x[c]
-                    let masked: Float = reluFold.map { xv * $0[c] + $0[channels &+ c] > 0 ? gv : 0 } ?? gv
-                    partial[c] += masked
-                    partialX[c] += masked * (xv - mean[c])
+                    storeVector(loadVector(partial + c0, count: n) + gv, partial + c0, count: n)
+                    storeVector(loadVector(partialX + c0, count: n) + gv * (xv - loadVector(mean + c0, count: n)),
+                                partialX + c0, count: n)
                 }
             }
             for c in 0..<channels {
@@ -497,13 +486,15 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
     }
 }
 
-/// Sixteen floats at `p` (any alignment).
+/// Calls `body(c0, n)` for the channels in runs of sixteen (n = 16), then once for
+/// the rest when channels are not a multiple of 16. (The full runs pass the constant
+/// 16, so once inlined their loads and stores carry no remainder branch.)
 @inline(__always)
-private func lanes16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-
-@inline(__always)
-private func storeLanes16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+private func forEachVector(_ channels: Int, _ body: (_ c0: Int, _ n: Int) -> Void) {
+    var c0 = 0
+    while c0 &+ 16 <= channels {
+        body(c0, 16)
+        c0 &+= 16
+    }
+    if c0 < channels { body(c0, channels &- c0) }
 }

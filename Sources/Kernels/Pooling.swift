@@ -24,13 +24,13 @@ public func maxPool3x3s2Forward(batch: Int, height: Int, width: Int, channels: I
                     var c = 0
                     // Four channels at a time, the running max kept in registers across the taps.
                     while c &+ 4 <= channels {
-                        var best = load4(input + (first &+ c))
+                        var best = loadVector(input + (first &+ c), as: SIMD4<Float>.self)
                         var arg = SIMD4<Int32>(repeating: Int32(truncatingIfNeeded: first &+ c)) &+ lanes
                         for iy in y0..<y1 {
                             for ix in x0..<x1 {
                                 let base = ((n &* height &+ iy) &* width &+ ix) &* channels &+ c
                                 if base == first &+ c { continue }
-                                let v = load4(input + base)
+                                let v = loadVector(input + base, as: SIMD4<Float>.self)
                                 let better = v .> best
                                 best.replace(with: v, where: better)
                                 arg.replace(with: SIMD4<Int32>(repeating: Int32(truncatingIfNeeded: base)) &+ lanes, where: better)
@@ -57,11 +57,6 @@ public func maxPool3x3s2Forward(batch: Int, height: Int, width: Int, channels: I
             }
         }
     }
-}
-
-@inline(__always)
-private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
 }
 
 /// Output spatial size of the 3x3/2 pad 1 max-pool for an input side.

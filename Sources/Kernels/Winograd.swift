@@ -236,19 +236,11 @@ func winogradFilterTap(_ weight: UnsafePointer<Float>, k: Int, _ i: Int, _ j: In
 
 /// The first `n` (at most 8) floats at `p` as a vector (the rest 0), for the Swift transforms.
 @inline(__always)
-func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
-    if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-    var v = SIMD8<Float>()
-    for i in 0..<n { v[i] = p[i] }
-    return v
-}
+func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> { loadVector(p, count: n) }
 
 /// Stores the first `n` (at most 8) lanes of `v` at `p`.
 @inline(__always)
-func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    if n == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self); return }
-    for i in 0..<n { p[i] = v[i] }
-}
+func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) { storeVector(v, p, count: n) }
 
 /// B^T x for one column (or row) of a 4x4 patch: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
 @inline(__always)

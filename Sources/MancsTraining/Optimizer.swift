@@ -55,42 +55,23 @@ public final class Adam: @unchecked Sendable {
               let m = m.baseAddress, let v = v.baseAddress else { return }
         // Every element on its own: split over the compute threads, eight elements per
         // vector operation (the compiler left the plain loop scalar: the four buffers
-        // might alias), the same float operations per element as the one-by-one tail.
+        // might alias), the last ones in a shorter vector with the same operations.
         parallelRanges(count, workPerItem: 8) { range in
-            let vectorEnd = range.lowerBound + (range.count & ~7)
             var i = range.lowerBound
-            while i < vectorEnd {
-                var grad = Lanes.load(g + i)
-                if decay != 0 { grad += decay * Lanes.load(p + i) }
-                var mi = Lanes.load(m + i), vi = Lanes.load(v + i)
+            while i < range.upperBound {
+                let n = min(8, range.upperBound &- i)
+                var grad: SIMD8<Float> = loadVector(g + i, count: n)
+                if decay != 0 { grad += decay * loadVector(p + i, count: n) }
+                var mi: SIMD8<Float> = loadVector(m + i, count: n), vi: SIMD8<Float> = loadVector(v + i, count: n)
                 mi += oneMinusBeta1 * (grad - mi)
                 vi = vi * beta2 + oneMinusBeta2 * grad * grad
                 let denom = vi.squareRoot() / bc2 + eps
-                Lanes.store(mi, m + i)
-                Lanes.store(vi, v + i)
-                Lanes.store(Lanes.load(p + i) + -stepSize * (mi / denom), p + i)
-                i += 8
-            }
-            for i in vectorEnd..<range.upperBound {
-                var grad = g[i]
-                if decay != 0 { grad += decay * p[i] }
-                m[i] += oneMinusBeta1 * (grad - m[i])
-                v[i] = v[i] * beta2 + oneMinusBeta2 * grad * grad
-                let denom = v[i].squareRoot() / bc2 + eps
-                p[i] += -stepSize * (m[i] / denom)
+                storeVector(mi, m + i, count: n)
+                storeVector(vi, v + i, count: n)
+                storeVector(loadVector(p + i, count: n) + -stepSize * (mi / denom), p + i, count: n)
+                i &+= n
             }
         }
-    }
-}
-
-/// Eight floats at a time, any alignment.
-private enum Lanes {
-    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-    }
-    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load(UnsafePointer(p)) }
-    @inline(__always) static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     }
 }
 

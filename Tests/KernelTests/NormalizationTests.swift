@@ -23,8 +23,8 @@ func batchNormTraining(rows: Int, channels: Int, _ x: [Float], _ gamma: [Float],
     return y
 }
 
-/// 3 channels run the one-by-one loops only; 19 also the sixteen-wide vector loops
-/// (statistics and gradient sums), with 3 channels left for the one-by-one tail.
+/// 3 channels run only a short (3-lane) vector in the statistics and gradient sums;
+/// 19 a full sixteen-lane one and a short one of 3.
 @Test("BatchNorm training backward matches finite differences (input, gamma, beta)",
       arguments: [(2 * 3 * 5, 3), (4, 3), (12, 19)])
 func batchNormGradient(rows: Int, channels: Int) {
@@ -169,7 +169,7 @@ func batchNormManyBlocks() {
     }
 }
 
-/// 7 channels: the one-by-one loops; 37: two sixteen-wide vector groups and a tail of 5
+/// 7 channels: one short vector; 37: two full sixteen-lane vectors and a short one of 5
 /// (the masked vector gradient sums against the unmasked ones, bit for bit).
 @Test("fused BatchNorm+ReLU equals BatchNorm then ReLU, forward (training, inference) and backward", arguments: [7, 37])
 func batchNormReLUFusedMatchesComposition(channels: Int) {

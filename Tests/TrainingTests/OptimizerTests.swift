@@ -93,9 +93,10 @@ import TestSupport
         #expect(abs(params[0] - 1.9) < 1e-6 && abs(params[1] - 2.1) < 1e-6, "\(params)")
     }
 
-    @Test func vectorLoopMatchesOneByOneBitForBit() {
-        // 37 parameters run eight-wide (32) and one by one (5); one-parameter optimisers
-        // only one by one. Three steps with weight decay: every bit of p, m and v agrees.
+    @Test func fullVectorsMatchShortOnesBitForBit() {
+        // 37 parameters run as four full eight-lane vectors and a short one of 5;
+        // one-parameter optimisers as one-lane vectors. Three steps with weight decay:
+        // every bit of p, m and v agrees.
         let count = 37
         var rng = SplitMix64(seed: 11)
         let start = rng.array(count, scale: 2)
