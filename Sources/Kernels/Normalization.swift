@@ -403,7 +403,7 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            forEachVector(channels) { c0, n in
+            forEachVectorRun(channels, width: 16) { c0, n in
                 storeVector(loadVector(partial + c0, count: n) + loadVector(row + c0, count: n, as: SIMD16<Float>.self),
                             partial + c0, count: n)
             }
@@ -413,7 +413,7 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
         partial.update(repeating: 0, count: channels)
         for r in start..<end {
             let row = x + r &* channels
-            forEachVector(channels) { c0, n in
+            forEachVectorRun(channels, width: 16) { c0, n in
                 let d = loadVector(row + c0, count: n) - loadVector(blockMean + c0, count: n, as: SIMD16<Float>.self)
                 storeVector(loadVector(partial + c0, count: n) + d * d, partial + c0, count: n)
             }
@@ -456,7 +456,7 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
             partial.update(repeating: 0, count: 2 * channels)
             for r in start..<end {
                 let x = input + r &* channels, g = gradOutput + r &* channels
-                forEachVector(channels) { c0, n in
+                forEachVectorRun(channels, width: 16) { c0, n in
                     let xv: SIMD16<Float> = loadVector(x + c0, count: n)
                     var gv: SIMD16<Float> = loadVector(g + c0, count: n)
                     if let reluFold {
@@ -484,17 +484,4 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
             sumGX[c] += gx[c]
         }
     }
-}
-
-/// Calls `body(c0, n)` for the channels in runs of sixteen (n = 16), then once for
-/// the rest when channels are not a multiple of 16. (The full runs pass the constant
-/// 16, so once inlined their loads and stores carry no remainder branch.)
-@inline(__always)
-private func forEachVector(_ channels: Int, _ body: (_ c0: Int, _ n: Int) -> Void) {
-    var c0 = 0
-    while c0 &+ 16 <= channels {
-        body(c0, 16)
-        c0 &+= 16
-    }
-    if c0 < channels { body(c0, channels &- c0) }
 }

@@ -24,3 +24,17 @@ public func storeVector<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<V.Scalar>, co
     if count == V.scalarCount { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self); return }
     for i in 0..<count { p[i] = v[i] }
 }
+
+/// Calls `body(start, n)` for 0..<count in runs of `width` (n = width), then once for
+/// the rest (n < width) when count is not a multiple of it. With a literal width the
+/// full runs pass a constant n, so once inlined their `loadVector`/`storeVector`
+/// carry no remainder branch.
+@inlinable @inline(__always)
+public func forEachVectorRun(_ count: Int, width: Int, _ body: (_ start: Int, _ n: Int) -> Void) {
+    var start = 0
+    while start &+ width <= count {
+        body(start, width)
+        start &+= width
+    }
+    if start < count { body(start, count &- start) }
+}

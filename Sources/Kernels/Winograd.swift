@@ -272,9 +272,7 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
     let c = inChannels, plane = outChannels * c
     parallelRanges(outChannels, workPerItem: 64 * c, align: 1) { ks in
         for k in ks {
-            var c0 = 0
-            while c0 < c {
-                let n = min(8, c - c0)
+            forEachVectorRun(c, width: 8) { c0, n in
                 @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD8<Float> {
                     winogradFilterTap(weight, k: k, i, j, flipped: flipped, channels: c, c0: c0, n)
                 }
@@ -294,7 +292,6 @@ func winogradFilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, i
                 row(1, q10, q11, q12)
                 row(2, q20, q21, q22)
                 row(3, q30, q31, q32)
-                c0 += 8
             }
         }
     }
@@ -332,9 +329,8 @@ func winogradInputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafePo
                     rows[i * 4 + j] = y >= 0 && y < H && x >= 0 && x < W ? input + ((n * H + y) * W + x) * c : zeros
                 }
             }
-            var c0 = 0
-            while c0 < c {
-                let cnt = min(8, c - c0), offset = (t - firstRow) * c + c0
+            forEachVectorRun(c, width: 8) { c0, cnt in
+                let offset = (t - firstRow) * c + c0
                 @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(rows[i * 4 + j] + c0, cnt) }
                 // r = B^T d, column by column; then each row of r times B.
                 let (r00, r10, r20, r30) = bt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
@@ -352,7 +348,6 @@ func winogradInputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafePo
                 row(1, r10, r11, r12, r13)
                 row(2, r20, r21, r22, r23)
                 row(3, r30, r31, r32, r33)
-                c0 += 8
             }
         }
     }
@@ -385,9 +380,7 @@ func winogradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Unsa
         let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
         let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
         let out = output + ((n * oh + 2 * ty) * ow + 2 * tx) * k
-        var c0 = 0
-        while c0 < k {
-            let cnt = min(8, k - c0)
+        forEachVectorRun(k, width: 8) { c0, cnt in
             @inline(__always) func mp(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(at[i * 4 + j] + ((t - firstRow) * k + c0), cnt) }
             // r = A^T M (2 x 4), column by column; then each row of r times A.
             let (r00, r10) = at2(mp(0, 0), mp(1, 0), mp(2, 0), mp(3, 0))
@@ -403,7 +396,6 @@ func winogradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Unsa
                 storeLanes(y10 + b, out + ow * k + c0, cnt)
                 if colsValid == 2 { storeLanes(y11 + b, out + (ow + 1) * k + c0, cnt) }
             }
-            c0 += 8
         }
     }
 }
@@ -499,9 +491,8 @@ func winogradGradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutput
         let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
         let rowsValid = min(2, oh - 2 * ty), colsValid = min(2, ow - 2 * tx)
         let g = gradOutput + ((n * oh + 2 * ty) * ow + 2 * tx) * k
-        var c0 = 0
-        while c0 < k {
-            let cnt = min(8, k - c0), offset = (t - firstRow) * k + c0
+        forEachVectorRun(k, width: 8) { c0, cnt in
+            let offset = (t - firstRow) * k + c0
             let y00 = loadLanes(g + c0, cnt)
             let y01 = colsValid == 2 ? loadLanes(g + k + c0, cnt) : .zero
             let y10 = rowsValid == 2 ? loadLanes(g + ow * k + c0, cnt) : .zero
@@ -520,7 +511,6 @@ func winogradGradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutput
             row(1, r10, r11)
             row(2, r20, r21)
             row(3, r30, r31)
-            c0 += 8
         }
     }
 }
@@ -537,9 +527,7 @@ func winogradFilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: In
     }
     parallelRanges(outChannels, workPerItem: 64 * c, align: 1) { ks in
         for k in ks {
-            var c0 = 0
-            while c0 < c {
-                let n = min(8, c - c0)
+            forEachVectorRun(c, width: 8) { c0, n in
                 @inline(__always) func d(_ i: Int, _ j: Int) -> SIMD8<Float> { loadLanes(dU + (i * 4 + j) * plane + k * c + c0, n) }
                 // q = G^T dU (3 x 4), column by column; then each row of q times G.
                 let (q00, q10, q20) = gt(d(0, 0), d(1, 0), d(2, 0), d(3, 0))
@@ -556,7 +544,6 @@ func winogradFilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: In
                 row(0, q00, q01, q02, q03)
                 row(1, q10, q11, q12, q13)
                 row(2, q20, q21, q22, q23)
-                c0 += 8
             }
         }
     }

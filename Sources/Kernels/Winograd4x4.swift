@@ -103,9 +103,7 @@ func winograd4InputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafeP
         for t in tiles {
             let n = t / (th * tw), ty = (t / tw) % th, tx = t % tw
             let offset = (t - firstRow) * c
-            var c0 = 0
-            while c0 < c {
-                let cnt = min(8, c - c0)
+            forEachVectorRun(c, width: 8) { c0, cnt in
                 for i in 0..<6 {
                     let y = 4 * ty - 1 + i
                     for j in 0..<6 {
@@ -116,7 +114,6 @@ func winograd4InputTransform(_ s: Conv2DShape, tiles: Range<Int>, input: UnsafeP
                 for j in 0..<6 { inputTransform6(d + j, 6) }
                 for i in 0..<6 { inputTransform6(d + i * 6, 1) }
                 for p in 0..<36 { storeLanes(d[p], at[p] + offset + c0, cnt) }
-                c0 += 8
             }
         }
     }
@@ -141,9 +138,7 @@ func winograd4OutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Uns
             let rowsValid = min(4, oh - 4 * ty), colsValid = min(4, ow - 4 * tx)
             let out = output + ((n * oh + 4 * ty) * ow + 4 * tx) * k
             let offset = (t - firstRow) * k
-            var c0 = 0
-            while c0 < k {
-                let cnt = min(8, k - c0)
+            forEachVectorRun(k, width: 8) { c0, cnt in
                 for p in 0..<36 { m[p] = loadLanes(at[p] + offset + c0, cnt) }
                 for j in 0..<6 { outputTransform6(m + j, 6, r + j, 6) }      // r: 4 x 6
                 for i in 0..<4 { outputTransform6(r + i * 6, 1, y + i * 4, 1) }  // y: 4 x 4
@@ -151,7 +146,6 @@ func winograd4OutputTransform(_ s: Conv2DShape, tiles: Range<Int>, from at: [Uns
                 for i in 0..<rowsValid {
                     for j in 0..<colsValid { storeLanes(y[i * 4 + j] + b, out + (i * ow + j) * k + c0, cnt) }
                 }
-                c0 += 8
             }
         }
     }
@@ -175,16 +169,13 @@ func winograd4GradOutputTransform(_ s: Conv2DShape, tiles: Range<Int>, gradOutpu
             let rowsValid = min(4, oh - 4 * ty), colsValid = min(4, ow - 4 * tx)
             let g = gradOutput + ((n * oh + 4 * ty) * ow + 4 * tx) * k
             let offset = (t - firstRow) * k
-            var c0 = 0
-            while c0 < k {
-                let cnt = min(8, k - c0)
+            forEachVectorRun(k, width: 8) { c0, cnt in
                 for i in 0..<4 {
                     for j in 0..<4 { y[i * 4 + j] = i < rowsValid && j < colsValid ? loadLanes(g + (i * ow + j) * k + c0, cnt) : .zero }
                 }
                 for j in 0..<4 { gradOutputTransform6(y + j, 4, r + j, 4) }     // r: 6 x 4
                 for i in 0..<6 { gradOutputTransform6(r + i * 4, 1, d + i * 6, 1) }  // d: 6 x 6
                 for p in 0..<36 { storeLanes(d[p], at[p] + offset + c0, cnt) }
-                c0 += 8
             }
         }
     }
@@ -202,9 +193,7 @@ func winograd4FilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, 
         withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 18) { q in
             let q = q.baseAddress!  // G g: 6 x 3
             for k in ks {
-                var c0 = 0
-                while c0 < c {
-                    let n = min(8, c - c0)
+                forEachVectorRun(c, width: 8) { c0, n in
                     @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD8<Float> {
                         winogradFilterTap(weight, k: k, i, j, flipped: flipped, channels: c, c0: c0, n)
                     }
@@ -221,7 +210,6 @@ func winograd4FilterTransform(_ weight: UnsafePointer<Float>, outChannels: Int, 
                         storeLanes(x.4, at + (i * 6 + 4) * plane, n)
                         storeLanes(x.5, at + (i * 6 + 5) * plane, n)
                     }
-                    c0 += 8
                 }
             }
         }
@@ -237,9 +225,7 @@ func winograd4FilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: I
         withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 36 + 18) { buffer in
             let d = buffer.baseAddress!, q = d + 36  // q = G^T dU: 3 x 6
             for k in ks {
-                var c0 = 0
-                while c0 < c {
-                    let n = min(8, c - c0)
+                forEachVectorRun(c, width: 8) { c0, n in
                     for p in 0..<36 { d[p] = loadLanes(dU + p * plane + k * c + c0, n) }
                     for j in 0..<6 { (q[j], q[6 + j], q[12 + j]) = filterGradientTransform6(d + j, 6) }
                     for i in 0..<3 {
@@ -249,7 +235,6 @@ func winograd4FilterGradientTransform(_ dU: UnsafePointer<Float>, outChannels: I
                         storeLanes(loadLanes(base + c, n) + w1, base + c, n)
                         storeLanes(loadLanes(base + 2 * c, n) + w2, base + 2 * c, n)
                     }
-                    c0 += 8
                 }
             }
         }
