@@ -18,7 +18,9 @@ final class Bottleneck {
     // is the shortcut's BN output. The shortcut conv's output `dc` is kept unless
     // rebuilding it is cheap (see `rebuildsShortcut`), and so is c3 (`rebuildsConv3`).
     private let c1, c2, sum: UnsafeMutablePointer<Float>
-    private let c3, dc, preluOut: UnsafeMutablePointer<Float>?
+    private let dc, preluOut: UnsafeMutablePointer<Float>?
+    /// conv3's output when kept: in the arena, or in a scratch buffer's tail (`keepConv3`).
+    private var c3: UnsafeMutablePointer<Float>?
     /// True when backward recomputes the shortcut conv instead of keeping its output:
     /// for the projection whose input has at most `baseWidth` channels (stage 1 of a
     /// ResNet: the largest map, 128 MiB at batch 64, for 0.4% more FLOPs). Deeper
@@ -27,8 +29,9 @@ final class Bottleneck {
     /// True when backward recomputes conv3's output (bn3's input, 4 x planes channels)
     /// from the rebuilt b2 instead of keeping it: one more 1x1 GEMM, 2 x planes FLOPs
     /// per float not kept. The network asks for it where that is cheapest per byte, in
-    /// the early stages (at full size, batch 64: 832 MiB for 5% more FLOPs).
-    let rebuildsConv3: Bool
+    /// the early stages (at full size, batch 64: 832 MiB for 5% more FLOPs), and takes
+    /// it back where a scratch buffer has room for c3 all the while it is needed.
+    private(set) var rebuildsConv3: Bool
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
          lastPReLU: Bool, rebuildsConv3: Bool) {
@@ -62,6 +65,20 @@ final class Bottleneck {
         b.recomputed(conv1.outPerImage)
         b.recomputed(conv2.outPerImage)
     }
+
+    /// Keeps conv3's output in `slot` (`conv3.outPerImage` floats per image of the maximum
+    /// batch) instead of rebuilding it in backward. The caller guarantees that nothing else
+    /// writes there from this block's forward to the end of its backward.
+    func keepConv3(in slot: UnsafeMutablePointer<Float>) {
+        precondition(rebuildsConv3, "conv3's output is already kept")
+        c3 = slot
+        rebuildsConv3 = false
+    }
+
+    /// The most floats per image this block holds in a scratch buffer (`Scratch.g`) in
+    /// forward or backward: b1, b2, the shortcut's and rebuilt outputs, and the gradients
+    /// of its input, output and inner maps.
+    var scratchPerImage: Int { max(inPerImage, outPerImage, conv1.outPerImage, conv2.outPerImage) }
 
     /// The block's output (valid after forward).
     var output: UnsafeMutablePointer<Float> { preluOut ?? sum }
@@ -98,11 +115,15 @@ final class Bottleneck {
 
     // MARK: Backward
 
-    /// gradInput (overwritten) from gradOutput, which is consumed (used as scratch);
-    /// t2 is a free scratch buffer. Three activation-sized buffers in all.
+    /// The input gradient from gradOutput, which is consumed; gradInput and t2 are free
+    /// scratch buffers. Three activation-sized buffers in all. Returns the buffer that
+    /// holds the input gradient: gradInput, or with an identity shortcut gradOutput's
+    /// (d(sum) is already the shortcut's share, so conv1 adds onto it in place instead of
+    /// onto a copy).
+    @discardableResult
     func backward(_ n: Int, _ stores: StoreBases, input x: UnsafePointer<Float>, gradOutput: UnsafeMutablePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>, t2: UnsafeMutablePointer<Float>,
-                  _ scratch: Scratch, ready: GradientReadiness) {
+                  _ scratch: Scratch, ready: GradientReadiness) -> UnsafeMutablePointer<Float> {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let count = outRows * outChannels
         let workspace = scratch.workspace, rebuilt = scratch.recompute
@@ -115,8 +136,10 @@ final class Bottleneck {
         } else {
             Activation.relu.backward(stores, count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
         }
-        // Shortcut: gradInput = d(shortcut input). A rebuilt shortcut conv output lives in
-        // gradInput's buffer until its BN backward has read it.
+        // Shortcut: `inputGradient` = d(shortcut input), which conv1 completes; `free` is the
+        // buffer left for the main path's inner gradients. A rebuilt shortcut conv output
+        // lives in gradInput's buffer until its BN backward has read it.
+        let inputGradient: UnsafeMutablePointer<Float>, free: UnsafeMutablePointer<Float>
         if let (dconv, dbn) = downsample {
             let dc = self.dc ?? gradInput
             if rebuildsShortcut { dconv.forward(n, stores, input: x, output: dc, workspace: workspace) }
@@ -124,10 +147,12 @@ final class Bottleneck {
             ready.complete(dbn.range)
             dconv.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
+            inputGradient = gradInput; free = t1
         } else {
-            Elementwise.copy(stores, count: count, t1, into: gradInput)
+            inputGradient = t1; free = gradInput
         }
-        // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`.
+        // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`. t1 is read for
+        // the last time by bn3's backward.
         if let c3 {
             bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
@@ -140,17 +165,18 @@ final class Bottleneck {
             bn3.backward(rows: outRows, stores, input: t2, gradOutput: t1, gradInput: t2)
             ready.complete(bn3.range)
         }
-        conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
+        conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: free, workspace: workspace)
         ready.complete(conv3.range)
-        bn2.backwardReLU(rows: outRows, stores, input: c2, gradOutput: t1, gradInput: t2)
+        bn2.backwardReLU(rows: outRows, stores, input: c2, gradOutput: free, gradInput: t2)
         ready.complete(bn2.range)
         bn1.recomputeReLU(rows: inRows, stores, input: c1, output: rebuilt)
-        conv2.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: t1, workspace: workspace)
+        conv2.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: free, workspace: workspace)
         ready.complete(conv2.range)
-        bn1.backwardReLU(rows: inRows, stores, input: c1, gradOutput: t1, gradInput: t2)
+        bn1.backwardReLU(rows: inRows, stores, input: c1, gradOutput: free, gradInput: t2)
         ready.complete(bn1.range)
         // conv1 (1x1) adds its input gradient onto the shortcut's in its GEMM.
-        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace, accumulate: true)
+        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: inputGradient, workspace: workspace, accumulate: true)
         ready.complete(conv1.range)
+        return inputGradient
     }
 }

@@ -184,6 +184,7 @@ struct BenchCommand: ParsableCommand {
                 "sgemm_size": sgemmSize,
                 "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
                 "peak_rss_bytes": peakRSS,
+                "conv3_rebuilt_blocks": run.conv3Rebuilds.rebuilt,
                 "blas_core": blas.core,
                 "blas_core_selected_by": blas.source.rawValue,
                 "blas_summary": blas.summary,
@@ -225,6 +226,7 @@ struct BenchCommand: ParsableCommand {
             print("GEMM: \(GEMMKernel.summary)")
             print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
                          peakRSSMax / 1_073_741_824))
+            print("conv3 output rebuilt in backward (memory for FLOPs) in \(run.conv3Rebuilds.rebuilt) of \(run.conv3Rebuilds.blocks) bottlenecks")
             print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,
                          timing.backward * perStep))
             for (name, s) in perStepBreakdown {
@@ -254,6 +256,8 @@ struct BenchCommand: ParsableCommand {
         var flops: StepFLOPs
         var parameterCount: Int
         var blocks: [Int]
+        /// Bottlenecks whose conv3 output backward rebuilds (a GEMM again), of all.
+        var conv3Rebuilds: (rebuilt: Int, blocks: Int)
         var reducerMode: String
         /// When each gradient range became final: as reported to the reducer, and as each
         /// layer finished before the reporting order held it back.
@@ -362,7 +366,7 @@ struct BenchCommand: ParsableCommand {
 
         return StepRun(timing: timing, profiler: profiler, convolutionShapes: network.convolutionShapes,
                        flops: network.stepFLOPsPerImage, parameterCount: network.parameters.count,
-                       blocks: config.blocks, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
+                       blocks: config.blocks, conv3Rebuilds: network.conv3Rebuilds, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
                        reported: reported, completed: completed)
     }
 

@@ -119,13 +119,20 @@ import TestSupport
         #expect(ranges.first == att.offset..<net.parameters.count)
     }
 
-    /// Rebuilding conv3's output in backward (the memory saving) must change nothing:
-    /// the same gradients, input gradient and running statistics, bit for bit, for every
-    /// choice of stages (the default rebuilds stages 1-3).
-    @Test(arguments: [Set<Int>(), [1], [1, 2, 3, 4]])
-    func rebuildingConv3ChangesNoBit(stages: Set<Int>) throws {
+    /// Rebuilding conv3's output in backward (the memory saving), or keeping it in a
+    /// scratch buffer's free tail instead, must change nothing: the same gradients, input
+    /// gradient and running statistics, bit for bit, for every choice of stages (the
+    /// default rebuilds stages 1-3 but keeps what fits in scratch: here stage 3's block).
+    /// With all four stages and tails, stages 3 and 4 share the buffers' tails.
+    @Test(arguments: [(Set<Int>(), true), (Set([1]), true), (Set([1, 2, 3, 4]), true), (Set([1, 2, 3, 4]), false),
+                      (Set([1, 2, 3]), false)] as [(Set<Int>, Bool)])
+    func rebuildingConv3ChangesNoBit(stages: Set<Int>, inScratch: Bool) throws {
         let gradImages = analytic()
-        let other = try MancsNetwork(config: net.config, maxBatch: batch, seed: 3, rebuildConv3Stages: stages)
+        let other = try MancsNetwork(config: net.config, maxBatch: batch, seed: 3, rebuildConv3Stages: stages,
+                                     conv3InScratch: inScratch)
+        // Stage 1 and 2 maps fill the buffers while theirs are live; stages 3 and 4 fit.
+        let blocksIn = { (s: Set<Int>) in s.reduce(0) { $0 + self.net.config.blocks[$1 - 1] } }
+        #expect(other.conv3Rebuilds.rebuilt == blocksIn(inScratch ? stages.intersection([1, 2]) : stages))
         #expect(Array(other.parameters.values) == Array(net.parameters.values))
         other.parameters.zeroGradients()
         let out = images.withUnsafeBufferPointer { other.forward(images: $0.baseAddress!, batch: batch, training: true) }
@@ -140,9 +147,15 @@ import TestSupport
         #expect(gradImages.contains { $0 != 0 })
     }
 
+    @Test func defaultKeepsStage3Conv3InScratch() {
+        // tinyConfig: blocks 1,2,1,1; stages 1-3 rebuild by default, stage 3's fits in scratch.
+        #expect(net.conv3Rebuilds.rebuilt == 3 && net.conv3Rebuilds.blocks == 5)
+    }
+
     @Test func backwardAccumulatesIntoTheGradients() {
         _ = analytic()
         let once = Array(net.parameters.grads!)
+        _ = scalar(images)  // backward runs once per forward
         net.backward(gradFRank: wRank, gradClsLogits: wCls, gradAttLogits: wAtt)
         let twice = Array(net.parameters.grads!)
         // GEMMs accumulate in blocks, so the sum is 2x up to rounding.
