@@ -28,9 +28,9 @@ final class Bottleneck {
     let rebuildsShortcut: Bool
     /// True when backward recomputes conv3's output (bn3's input, 4 x planes channels)
     /// from the rebuilt b2 instead of keeping it: one more 1x1 GEMM, 2 x planes FLOPs
-    /// per float not kept. The network asks for it where that is cheapest per byte, in
-    /// the early stages (at full size, batch 64: 832 MiB for 5% more FLOPs), and takes
-    /// it back where a scratch buffer has room for c3 all the while it is needed.
+    /// per float not kept. The network asks for it in every stage and takes it back where
+    /// a scratch buffer has room for c3 all the while it is needed (at full size, stages 3
+    /// and 4: `keepConv3`), so stages 1 and 2 rebuild: 0.86 GiB for 2.9% more FLOPs.
     private(set) var rebuildsConv3: Bool
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,

@@ -170,10 +170,13 @@ public final class MancsNetwork: @unchecked Sendable {
         initialize(seed: seed, scheme: initialization)
     }
 
-    /// conv3's output is rebuilt in backward in stages 1-3 and kept in stage 4, the
-    /// dearest per byte (2 x planes FLOPs per float: 1024 at ResNet-50 width). At full
-    /// size and batch 64 that keeps 832 MiB less for 5% more FLOPs (docs/performance.md).
-    public static let defaultRebuildConv3Stages: Set<Int> = [1, 2, 3]
+    /// conv3's output is not kept in the arena in any stage: stages 3 and 4 keep it in the
+    /// scratch buffers' free tails (`keepConv3InScratch`: at full size all nine fit), stages 1
+    /// and 2 rebuild it in backward. At full size and batch 64 that holds 0.86 GiB less
+    /// than keeping them all in the arena, for 2.9% more FLOPs (docs/performance.md). A stage-4 block
+    /// that did not fit in scratch (other shapes) would be rebuilt, at 2 x planes FLOPs
+    /// per float the dearest per byte.
+    public static let defaultRebuildConv3Stages: Set<Int> = [1, 2, 3, 4]
 
     /// Gives conv3 outputs that backward would rebuild a place in the scratch buffers
     /// instead, where one is free for as long as they are needed. The buffers are sized
@@ -183,7 +186,8 @@ public final class MancsNetwork: @unchecked Sendable {
     /// above the largest of those, every buffer is free in that window. Windows nest (a
     /// later stage's lies inside an earlier one's), so deeper stages are placed first and
     /// each buffer fills upward without overlap. At full size and batch 64 this keeps all
-    /// six stage-3 conv3 outputs (~200 MB) for nothing: 0.13 s less per step.
+    /// nine stage-3 and stage-4 conv3 outputs (~250 MB) for nothing: 0.13 s less per step
+    /// than rebuilding stage 3's, and 50 MB less than keeping stage 4's in the arena.
     private static func keepConv3InScratch(stages: [[Bottleneck]], attention: [AttentionBlock?],
                                            scratch: [UnsafeMutablePointer<Float>], floatsPerImage: Int, maxBatch: Int) {
         var cursor = [Int](repeating: 0, count: scratch.count)  // per buffer, floats per image
@@ -192,14 +196,15 @@ public final class MancsNetwork: @unchecked Sendable {
             windowMaximum = max(windowMaximum, stages[stage].map(\.scratchPerImage).max() ?? 0,
                                 attention[stage].map { $0.height * $0.width * $0.channels } ?? 0)
             for block in stages[stage] where block.rebuildsConv3 {
+                // The buffer where it can start lowest (best fit leaves the high ends,
+                // which earlier stages' wider windows need, to them).
                 let size = block.conv3.outPerImage
-                for k in scratch.indices {
-                    let start = max(cursor[k], windowMaximum)
-                    guard start + size <= floatsPerImage else { continue }
-                    block.keepConv3(in: scratch[k] + start * maxBatch)
-                    cursor[k] = start + size
-                    break
+                let starts = cursor.map { max($0, windowMaximum) }
+                guard let k = starts.indices.min(by: { starts[$0] < starts[$1] }), starts[k] + size <= floatsPerImage else {
+                    continue
                 }
+                block.keepConv3(in: scratch[k] + starts[k] * maxBatch)
+                cursor[k] = starts[k] + size
             }
         }
     }
