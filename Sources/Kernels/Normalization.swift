@@ -54,7 +54,26 @@ private func batchNormTraining(
     output: UnsafeMutablePointer<Float>,
     saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
     runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
-    momentum: Float, eps: Float, relu: Bool, residual: UnsafePointer<Float>? = nil, reducer: BatchNormStatisticsReducer?
+    momentum: Float, eps: Float, relu: Bool, residual: Residual? = nil, reducer: BatchNormStatisticsReducer?
+) {
+    batchNormStatisticsTraining(rows: rows, channels: channels, input: input, saveMean: saveMean, saveInvStd: saveInvStd,
+                                runningMean: runningMean, runningVar: runningVar, momentum: momentum, eps: eps,
+                                reducer: reducer)
+    normalise(rows: rows, channels: channels, input: input, mean: UnsafePointer(saveMean),
+              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu,
+              residual: residual)
+}
+
+/// The statistics half of `batchNormForwardTraining`, without an output pass: saves the
+/// batch mean and 1/sqrt(var+eps) into `saveMean`/`saveInvStd` and updates the running
+/// statistics, as the full forward does. For a BatchNorm whose output is only ever
+/// added to another one's (a projection shortcut): `batchNormAddForwardTraining(
+/// residualInput:...)` then normalises it inside the sum, so it is never written.
+public func batchNormStatisticsTraining(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
+    runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+    momentum: Float, eps: Float, reducer: BatchNormStatisticsReducer? = nil
 ) {
     require(rows > 1 || reducer != nil, "batchNormForwardTraining: needs more than one value per channel, got rows = \(rows)")
     var mean = [Double](repeating: 0, count: channels)
@@ -79,9 +98,15 @@ private func batchNormTraining(
             }
         }
     }
-    normalise(rows: rows, channels: channels, input: input, mean: UnsafePointer(saveMean),
-              invStd: UnsafePointer(saveInvStd), gamma: gamma, beta: beta, output: output, relu: relu,
-              residual: residual)
+}
+
+/// What `normalise` adds before its ReLU: a map, or another BatchNorm's output formed
+/// on the fly from its input and statistics (`residualInput * scale + shift`, the float
+/// operations that BatchNorm's own output pass would have stored).
+private enum Residual {
+    case map(UnsafePointer<Float>)
+    case normalised(input: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>)
 }
 
 /// BN(input) + residual, then ReLU when `relu`, in BatchNorm's output pass: a
@@ -98,7 +123,30 @@ public func batchNormAddForwardTraining(
 ) {
     batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
                       saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
-                      momentum: momentum, eps: eps, relu: relu, residual: residual, reducer: reducer)
+                      momentum: momentum, eps: eps, relu: relu, residual: .map(residual), reducer: reducer)
+}
+
+/// `batchNormAddForwardTraining` with the residual given as a second BatchNorm's input and
+/// the statistics `batchNormStatisticsTraining` saved for it (`residualMean`,
+/// `residualInvStd`) with its `residualGamma`/`residualBeta`: output = BN(input) +
+/// BN_r(residualInput), then ReLU when `relu`. Bit for bit what writing BN_r's output
+/// with its own forward and adding it gives, without writing or reading that map.
+public func batchNormAddForwardTraining(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    residualInput: UnsafePointer<Float>, residualMean: UnsafePointer<Float>, residualInvStd: UnsafePointer<Float>,
+    residualGamma: UnsafePointer<Float>, residualBeta: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>,
+    saveMean: UnsafeMutablePointer<Float>, saveInvStd: UnsafeMutablePointer<Float>,
+    runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+    momentum: Float, eps: Float, relu: Bool, reducer: BatchNormStatisticsReducer? = nil
+) {
+    batchNormTraining(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta, output: output,
+                      saveMean: saveMean, saveInvStd: saveInvStd, runningMean: runningMean, runningVar: runningVar,
+                      momentum: momentum, eps: eps, relu: relu,
+                      residual: .normalised(input: residualInput, mean: residualMean, invStd: residualInvStd,
+                                            gamma: residualGamma, beta: residualBeta),
+                      reducer: reducer)
 }
 
 /// Inference form of `batchNormAddForwardTraining` (running statistics).
@@ -110,7 +158,7 @@ public func batchNormAddForwardInference(
 ) {
     batchNormInference(rows: rows, channels: channels, input: input, gamma: gamma, beta: beta,
                        runningMean: runningMean, runningVar: runningVar, eps: eps, output: output, relu: relu,
-                       residual: residual)
+                       residual: .map(residual))
 }
 
 /// relu(BN(input)) again with the statistics a training forward saved (`saveMean`,
@@ -154,7 +202,7 @@ private func batchNormInference(
     rows: Int, channels: Int, input: UnsafePointer<Float>,
     gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
     runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>, eps: Float,
-    output: UnsafeMutablePointer<Float>, relu: Bool, residual: UnsafePointer<Float>? = nil
+    output: UnsafeMutablePointer<Float>, relu: Bool, residual: Residual? = nil
 ) {
     let invStd = UnsafeMutablePointer<Float>.allocate(capacity: channels)
     defer { invStd.deallocate() }
@@ -268,13 +316,19 @@ private func batchNormBackward(
 /// (+ residual, then ReLU, when given).
 private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                        invStd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                       output: UnsafeMutablePointer<Float>, relu: Bool, residual: UnsafePointer<Float>? = nil) {
-    let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
+                       output: UnsafeMutablePointer<Float>, relu: Bool, residual: Residual? = nil) {
+    let scale = UnsafeMutablePointer<Float>.allocate(capacity: 4 * channels)
     defer { scale.deallocate() }
     let shift = scale + channels
     foldScaleShift(channels: channels, mean: mean, invStd: invStd, gamma: gamma, beta: beta, into: scale)
+    if case .normalised(_, let rMean, let rInvStd, let rGamma, let rBeta) = residual {
+        // The residual BatchNorm's own fold: the same Float scale and shift its output pass uses.
+        foldScaleShift(channels: channels, mean: rMean, invStd: rInvStd, gamma: rGamma, beta: rBeta,
+                       into: scale + 2 &* channels)
+    }
     parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
-        if let residual {
+        switch residual {
+        case .map(let residual):
             for r in rowRange {
                 let x = input + r &* channels, y = output + r &* channels, z = residual + r &* channels
                 if relu {
@@ -283,12 +337,22 @@ private func normalise(rows: Int, channels: Int, input: UnsafePointer<Float>, me
                     for c in 0..<channels { y[c] = (x[c] * scale[c] + shift[c]) + z[c] }
                 }
             }
-        } else if relu {
+        case .normalised(let residual, _, _, _, _):
+            let rScale = scale + 2 &* channels, rShift = scale + 3 &* channels
+            for r in rowRange {
+                let x = input + r &* channels, y = output + r &* channels, z = residual + r &* channels
+                if relu {
+                    for c in 0..<channels { y[c] = max((x[c] * scale[c] + shift[c]) + (z[c] * rScale[c] + rShift[c]), 0) }
+                } else {
+                    for c in 0..<channels { y[c] = (x[c] * scale[c] + shift[c]) + (z[c] * rScale[c] + rShift[c]) }
+                }
+            }
+        case nil where relu:
             for r in rowRange {
                 let x = input + r &* channels, y = output + r &* channels
                 for c in 0..<channels { y[c] = max(x[c] * scale[c] + shift[c], 0) }
             }
-        } else {
+        case nil:
             for r in rowRange {
                 let x = input + r &* channels, y = output + r &* channels
                 for c in 0..<channels { y[c] = x[c] * scale[c] + shift[c] }

@@ -64,6 +64,33 @@ struct BatchNorm {
         }
     }
 
+    /// The training forward's statistics only (saved, running statistics updated), for a
+    /// BatchNorm whose output `forwardAdd(residualBN:)` forms inside another's output pass.
+    func forwardStatistics(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>) {
+        stores.timed(.batchNorm) {
+            batchNormStatisticsTraining(rows: rows, channels: channels, input: input, saveMean: saveMean,
+                                        saveInvStd: saveInvStd, runningMean: stores.buffers + runningMean,
+                                        runningVar: stores.buffers + runningVar, momentum: momentum, eps: eps,
+                                        reducer: stores.batchNormReducer)
+        }
+    }
+
+    /// Training: output = BN(input) + residualBN(residualInput), then ReLU when `relu`, after
+    /// `residualBN.forwardStatistics` on residualInput: the residual BN's output is never written.
+    func forwardAdd(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, residualBN: BatchNorm,
+                    residualInput: UnsafePointer<Float>, relu: Bool, output: UnsafeMutablePointer<Float>) {
+        stores.timed(.batchNorm) {
+            batchNormAddForwardTraining(rows: rows, channels: channels, input: input, residualInput: residualInput,
+                                        residualMean: residualBN.saveMean, residualInvStd: residualBN.saveInvStd,
+                                        residualGamma: stores.values + residualBN.gamma,
+                                        residualBeta: stores.values + residualBN.beta,
+                                        gamma: stores.values + gamma, beta: stores.values + beta, output: output,
+                                        saveMean: saveMean, saveInvStd: saveInvStd,
+                                        runningMean: stores.buffers + runningMean, runningVar: stores.buffers + runningVar,
+                                        momentum: momentum, eps: eps, relu: relu, reducer: stores.batchNormReducer)
+        }
+    }
+
     // MARK: BatchNorm + ReLU (fused: one pass, and no pre-ReLU buffer)
 
     /// output = relu(BN(input)).

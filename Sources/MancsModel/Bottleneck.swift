@@ -87,9 +87,11 @@ final class Bottleneck {
 
     // MARK: Forward
 
-    /// Uses scratch.g[0...2] for b1, b2, the shortcut's conv and BN outputs, and a c3
-    /// that is not kept. The shortcut runs before conv3, so that bn3, the add and the
-    /// final ReLU are one pass over the output (`forwardAdd`).
+    /// Uses scratch.g[0...2] for b1, b2, the shortcut's conv (and in inference its BN)
+    /// output, and a c3 that is not kept. The shortcut runs before conv3, so that bn3, the
+    /// add and the final ReLU are one pass over the output (`forwardAdd`); in training that
+    /// pass also normalises the shortcut (its BN computes statistics only), so the
+    /// shortcut's BN output is never written.
     func forward(_ n: Int, _ stores: StoreBases, training: Bool, input x: UnsafePointer<Float>, _ scratch: Scratch) {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let b1 = scratch.g[0], b2 = scratch.g[1], c3 = self.c3 ?? scratch.g[2]
@@ -97,17 +99,34 @@ final class Bottleneck {
         bn1.forwardReLU(rows: inRows, stores, training: training, input: c1, output: b1)
         conv2.forward(n, stores, input: b1, output: c2, workspace: scratch.workspace)
         bn2.forwardReLU(rows: outRows, stores, training: training, input: c2, output: b2)
-        var shortcut = x
-        if let (dconv, dbn) = downsample {
-            // b1 is dead by now; a scratch dc is read by dbn before conv3 writes a scratch c3.
+        guard let (dconv, dbn) = downsample else {
+            conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
+            bn3.forwardAdd(rows: outRows, stores, training: training, input: c3, residual: x, relu: prelu == nil, output: sum)
+            finishForward(outRows, stores)
+            return
+        }
+        if training {
+            // b1 is dead by now: a scratch dc takes its buffer and lives until bn3's pass,
+            // which normalises it with dbn's statistics as it adds.
+            let dc = self.dc ?? scratch.g[0]
+            dconv.forward(n, stores, input: x, output: dc, workspace: scratch.workspace)
+            dbn.forwardStatistics(rows: outRows, stores, input: dc)
+            conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
+            bn3.forwardAdd(rows: outRows, stores, input: c3, residualBN: dbn, residualInput: dc, relu: prelu == nil,
+                           output: sum)
+        } else {
+            // Inference (running statistics): the shortcut's BN output in b1's buffer; a scratch
+            // dc is read by dbn before conv3 writes a scratch c3 over it.
             let dc = self.dc ?? scratch.g[2], db = scratch.g[0]
             dconv.forward(n, stores, input: x, output: dc, workspace: scratch.workspace)
-            dbn.forward(rows: outRows, stores, training: training, input: dc, output: db)
-            shortcut = UnsafePointer(db)
+            dbn.forward(rows: outRows, stores, training: false, input: dc, output: db)
+            conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
+            bn3.forwardAdd(rows: outRows, stores, training: false, input: c3, residual: db, relu: prelu == nil, output: sum)
         }
-        conv3.forward(n, stores, input: b2, output: c3, workspace: scratch.workspace)
-        bn3.forwardAdd(rows: outRows, stores, training: training, input: c3, residual: shortcut, relu: prelu == nil,
-                       output: sum)
+        finishForward(outRows, stores)
+    }
+
+    private func finishForward(_ outRows: Int, _ stores: StoreBases) {
         if let prelu, let preluOut {
             prelu.forward(rows: outRows, stores, input: sum, output: preluOut)
         }

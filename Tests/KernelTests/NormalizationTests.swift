@@ -279,3 +279,52 @@ func batchNormAddFusedMatchesComposition(relu: Bool) {
     #expect(fused.0.contains { $0 < 0 } == !relu)
     #expect(fused.0.contains { $0 == 0 } == relu)
 }
+
+@Test("BatchNorm + a second BatchNorm's output formed in the same pass is bit for bit both forwards, add, ReLU",
+      arguments: [false, true])
+func batchNormAddNormalisedResidualMatchesComposition(relu: Bool) {
+    let rows = 257, channels = 37, count = rows * channels
+    var rng = SplitMix64(seed: relu ? 45 : 46)
+    let x = rng.array(count, scale: 3), d = rng.array(count, scale: 2)
+    let gamma = rng.array(channels), beta = rng.array(channels, scale: 0.5)
+    let dGamma = rng.array(channels), dBeta = rng.array(channels, scale: 0.5)
+    /// (output, saved mean and inverse std of both, running statistics of both) of one form.
+    func run(fused: Bool) -> [[Float]] {
+        var y = [Float](repeating: .nan, count: count), db = y
+        var mean = [Float](repeating: 0, count: channels), invStd = mean, rm = mean, dMean = mean, dInvStd = mean, dRm = mean
+        var rv = [Float](repeating: 1, count: channels), dRv = rv
+        x.withUnsafeBufferPointer { xp in d.withUnsafeBufferPointer { dp in
+        y.withUnsafeMutableBufferPointer { yp in db.withUnsafeMutableBufferPointer { dbp in
+        mean.withUnsafeMutableBufferPointer { m in invStd.withUnsafeMutableBufferPointer { i in
+        rm.withUnsafeMutableBufferPointer { rmp in rv.withUnsafeMutableBufferPointer { rvp in
+        dMean.withUnsafeMutableBufferPointer { dm in dInvStd.withUnsafeMutableBufferPointer { di in
+        dRm.withUnsafeMutableBufferPointer { drm in dRv.withUnsafeMutableBufferPointer { drv in
+            if fused {
+                batchNormStatisticsTraining(rows: rows, channels: channels, input: dp.baseAddress!, saveMean: dm.baseAddress!,
+                                            saveInvStd: di.baseAddress!, runningMean: drm.baseAddress!,
+                                            runningVar: drv.baseAddress!, momentum: 0.1, eps: 1e-5)
+                batchNormAddForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                            residualInput: dp.baseAddress!, residualMean: dm.baseAddress!,
+                                            residualInvStd: di.baseAddress!, residualGamma: dGamma, residualBeta: dBeta,
+                                            gamma: gamma, beta: beta, output: yp.baseAddress!, saveMean: m.baseAddress!,
+                                            saveInvStd: i.baseAddress!, runningMean: rmp.baseAddress!,
+                                            runningVar: rvp.baseAddress!, momentum: 0.1, eps: 1e-5, relu: relu)
+            } else {
+                batchNormForwardTraining(rows: rows, channels: channels, input: dp.baseAddress!, gamma: dGamma, beta: dBeta,
+                                         output: dbp.baseAddress!, saveMean: dm.baseAddress!, saveInvStd: di.baseAddress!,
+                                         runningMean: drm.baseAddress!, runningVar: drv.baseAddress!, momentum: 0.1, eps: 1e-5)
+                batchNormAddForwardTraining(rows: rows, channels: channels, input: xp.baseAddress!,
+                                            residual: UnsafePointer(dbp.baseAddress!), gamma: gamma, beta: beta,
+                                            output: yp.baseAddress!, saveMean: m.baseAddress!, saveInvStd: i.baseAddress!,
+                                            runningMean: rmp.baseAddress!, runningVar: rvp.baseAddress!,
+                                            momentum: 0.1, eps: 1e-5, relu: relu)
+            }
+        } } } } } } } } } } } }
+        return [y, mean, invStd, rm, rv, dMean, dInvStd, dRm, dRv]
+    }
+    let separate = run(fused: false), fused = run(fused: true)
+    #expect(fused == separate)
+    // The separate form adds a real map (BN of d), so equality means the fused pass formed it.
+    #expect(fused[0].contains { $0 < 0 } == !relu)
+    #expect(fused[0].contains { $0 == 0 } == relu && fused[0].contains { $0 > 0 })
+}
