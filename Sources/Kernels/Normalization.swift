@@ -227,6 +227,30 @@ public func batchNormBackward(
                       gradGamma: gradGamma, gradBeta: gradBeta, reducer: reducer)
 }
 
+/// Per-channel gradient sums of one BatchNorm backward, formed by a pass that already
+/// reads its output gradient (`reluBackwardWithBatchNormSums`): sum_r g and
+/// sum_r g * (x - mean), in Double, this replica's rows only.
+public struct BatchNormGradientSums: Sendable {
+    public var sumG: [Double]
+    public var sumGX: [Double]
+}
+
+/// `batchNormBackward` with the gradient sums already formed (`reluBackwardWithBatchNormSums`),
+/// so only the input-gradient pass reads the maps; the same result bit for bit.
+public func batchNormBackward(
+    rows: Int, channels: Int, input: UnsafePointer<Float>,
+    gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
+    sums: BatchNormGradientSums, reducer: BatchNormStatisticsReducer? = nil
+) {
+    require(sums.sumG.count == channels && sums.sumGX.count == channels,
+            "batchNormBackward: sums for \(sums.sumG.count) channels, expected \(channels)")
+    batchNormBackward(rows: rows, channels: channels, input: input, reluFold: nil, gamma: gamma,
+                      saveMean: saveMean, saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                      gradGamma: gradGamma, gradBeta: gradBeta, precomputed: sums, reducer: reducer)
+}
+
 /// Backward of `batchNormReLUForwardTraining`: the gradient is masked where the
 /// forward's post-ReLU output was not positive, then goes through BatchNorm.
 /// The mask is rebuilt from `input` with the saved statistics, `gamma` and `beta`
@@ -255,7 +279,7 @@ private func batchNormBackward(
     gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
     gradOutput: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
-    reducer: BatchNormStatisticsReducer?
+    precomputed: BatchNormGradientSums? = nil, reducer: BatchNormStatisticsReducer?
 ) {
     // sumG[c] = sum_r g, sumGX[c] = sum_r g * xhat with xhat = (x - mean) * invStd.
     // Synchronised: [rows, sumG, sumGX] in one buffer, for one allreduce.
@@ -263,8 +287,13 @@ private func batchNormBackward(
     sums.withUnsafeMutableBufferPointer { all in
         let sumG = all.baseAddress! + 1, sumGX = sumG + channels
         do {
-            gradientSums(rows: rows, channels: channels, input: input, reluFold: reluFold, mean: saveMean,
-                         gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
+            if let precomputed {
+                sumG.update(from: precomputed.sumG, count: channels)
+                sumGX.update(from: precomputed.sumGX, count: channels)
+            } else {
+                gradientSums(rows: rows, channels: channels, input: input, reluFold: reluFold, mean: saveMean,
+                             gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
+            }
             for c in 0..<channels {
                 sumGX[c] *= Double(saveInvStd[c])
                 gradBeta[c] += Float(sumG[c])
@@ -548,4 +577,78 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
             sumGX[c] += gx[c]
         }
     }
+}
+
+// MARK: ReLU backward fused with BatchNorm gradient sums
+
+/// gradInput = gradOutput where output > 0, else 0 (`reluBackward`; in place allowed),
+/// and in the same pass the gradient sums of the BatchNorms whose output gradient that
+/// is: one or two (`second`), given by their input and saved mean. A residual block's
+/// final ReLU feeds bn3 and a projection shortcut's BN alike; reading the gradient once
+/// for all of them saves a read of the map per BatchNorm. Each result is bit for bit
+/// what `batchNormBackward` would sum from gradInput itself (`gradientSums`: the same
+/// blocks, the same parts, rows in order; sum_r g is shared, being the same numbers).
+public func reluBackwardWithBatchNormSums(
+    rows: Int, channels: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+    gradInput: UnsafeMutablePointer<Float>,
+    first: (input: UnsafePointer<Float>, mean: UnsafePointer<Float>),
+    second: (input: UnsafePointer<Float>, mean: UnsafePointer<Float>)? = nil
+) -> [BatchNormGradientSums] {
+    let inputs = second.map { [first, $0] } ?? [first]
+    let k = inputs.count
+    let block = blockRows(channels: channels)
+    let blocks = (rows + block - 1) / block
+    let parts = computeThreads
+    // Per part: sumG, then sumGX of each input.
+    let stride = (1 + k) &* channels
+    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
+    defer { perPart.deallocate() }
+    perPart.update(repeating: 0, count: parts * stride)
+    forEachPart(work: rows &* channels) { part, ranParts in
+        let blockRange = partRange(blocks, part: part, parts: ranParts)
+        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
+        let out = perPart + part &* stride
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: stride)
+        defer { partial.deallocate() }
+        let x0 = inputs[0].input, m0 = inputs[0].mean
+        let x1 = k > 1 ? inputs[1].input : x0, m1 = k > 1 ? inputs[1].mean : m0
+        var start = rowRange.lowerBound
+        while start < rowRange.upperBound {
+            let end = min(rowRange.upperBound, start + block)
+            partial.update(repeating: 0, count: stride)
+            for r in start..<end {
+                let row = r &* channels
+                let o = output + row, g = gradOutput + row, gi = gradInput + row
+                forEachVectorRun(channels, width: 16) { c0, n in
+                    let raw: SIMD16<Float> = loadVector(g + c0, count: n)
+                    let gv = SIMD16<Float>().replacing(with: raw, where: loadVector(o + c0, count: n) .> 0)
+                    storeVector(gv, gi + c0, count: n)
+                    storeVector(loadVector(partial + c0, count: n) + gv, partial + c0, count: n)
+                    let s0 = partial + (channels &+ c0)
+                    storeVector(loadVector(s0, count: n) + gv * (loadVector(x0 + (row &+ c0), count: n)
+                                                               - loadVector(m0 + c0, count: n)), s0, count: n)
+                    if k > 1 {
+                        let s1 = partial + (2 &* channels &+ c0)
+                        storeVector(loadVector(s1, count: n) + gv * (loadVector(x1 + (row &+ c0), count: n)
+                                                                   - loadVector(m1 + c0, count: n)), s1, count: n)
+                    }
+                }
+            }
+            for i in 0..<stride { out[i] += Double(partial[i]) }
+            start = end
+        }
+    }
+    var results = [BatchNormGradientSums](repeating: BatchNormGradientSums(sumG: [Double](repeating: 0, count: channels),
+                                                                             sumGX: [Double](repeating: 0, count: channels)),
+                                          count: k)
+    for part in 0..<parts {
+        let p = perPart + part &* stride
+        for i in 0..<k {
+            for c in 0..<channels {
+                results[i].sumG[c] += p[c]
+                results[i].sumGX[c] += p[(1 &+ i) &* channels &+ c]
+            }
+        }
+    }
+    return results
 }

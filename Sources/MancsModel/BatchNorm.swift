@@ -133,6 +133,18 @@ struct BatchNorm {
         }
     }
 
+    /// `backward` with the gradient sums already formed by the pass that produced
+    /// gradOutput (`Kernels.reluBackwardWithBatchNormSums`).
+    func backward(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                  gradInput: UnsafeMutablePointer<Float>, sums: BatchNormGradientSums) {
+        stores.timed(.batchNorm) {
+            batchNormBackward(rows: rows, channels: channels, input: input, gamma: stores.values + gamma, saveMean: saveMean,
+                              saveInvStd: saveInvStd, gradOutput: gradOutput, gradInput: gradInput,
+                              gradGamma: stores.grads + gamma, gradBeta: stores.grads + beta, sums: sums,
+                              reducer: stores.batchNormReducer)
+        }
+    }
+
     func backward(rows: Int, _ stores: StoreBases, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                   gradInput: UnsafeMutablePointer<Float>) {
         stores.timed(.batchNorm) {

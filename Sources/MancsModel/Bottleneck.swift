@@ -146,23 +146,51 @@ final class Bottleneck {
         let inRows = n * inHeight * inWidth, outRows = n * outHeight * outWidth
         let count = outRows * outChannels
         let workspace = scratch.workspace, rebuilt = scratch.recompute
-        // Final activation: t1 = d(sum), formed in gradOutput's buffer.
+        // Final activation: t1 = d(sum), formed in gradOutput's buffer. After a ReLU, the
+        // same pass forms the gradient sums of the BatchNorms it feeds whose inputs are at
+        // hand: bn3's (kept c3, or for an identity block rebuilt first into t2, which is
+        // free until bn3's backward), and the shortcut BN's (kept, or rebuilt first into
+        // gradInput's buffer, which it occupies until its BN backward has read it).
         let t1 = gradOutput
+        let dc = downsample == nil ? nil : self.dc ?? gradInput
+        var c3 = self.c3, c3Sums: BatchNormGradientSums?, dcSums: BatchNormGradientSums?
         if let prelu {
             prelu.backward(rows: outRows, stores, input: sum, gradOutput: gradOutput, gradInput: t2)
             Elementwise.copy(stores, count: count, t2, into: t1)
             ready.complete(prelu.range)
         } else {
-            Activation.relu.backward(stores, count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            if c3 == nil && downsample == nil {
+                bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
+                conv3.forward(n, stores, input: rebuilt, output: t2, workspace: workspace)
+                c3 = t2
+            }
+            if let (dconv, _) = downsample, rebuildsShortcut, let dc {
+                dconv.forward(n, stores, input: x, output: dc, workspace: workspace)
+            }
+            let fed = [c3.map { ($0, UnsafePointer(bn3.saveMean)) },
+                       dc.map { ($0, UnsafePointer(downsample!.bn.saveMean)) }].compactMap { $0 }
+            if fed.isEmpty {
+                Activation.relu.backward(stores, count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
+            } else {
+                let sums = stores.timed(.batchNorm) {
+                    reluBackwardWithBatchNormSums(rows: outRows, channels: outChannels, output: sum, gradOutput: gradOutput,
+                                                  gradInput: t1, first: (UnsafePointer(fed[0].0), fed[0].1),
+                                                  second: fed.count > 1 ? (UnsafePointer(fed[1].0), fed[1].1) : nil)
+                }
+                if c3 != nil { c3Sums = sums[0] }
+                if dc != nil { dcSums = sums[sums.count - 1] }
+            }
         }
         // Shortcut: `inputGradient` = d(shortcut input), which conv1 completes; `free` is the
-        // buffer left for the main path's inner gradients. A rebuilt shortcut conv output
-        // lives in gradInput's buffer until its BN backward has read it.
+        // buffer left for the main path's inner gradients.
         let inputGradient: UnsafeMutablePointer<Float>, free: UnsafeMutablePointer<Float>
-        if let (dconv, dbn) = downsample {
-            let dc = self.dc ?? gradInput
-            if rebuildsShortcut { dconv.forward(n, stores, input: x, output: dc, workspace: workspace) }
-            dbn.backward(rows: outRows, stores, input: dc, gradOutput: t1, gradInput: t2)
+        if let (dconv, dbn) = downsample, let dc {
+            if rebuildsShortcut && dcSums == nil { dconv.forward(n, stores, input: x, output: dc, workspace: workspace) }
+            if let dcSums {
+                dbn.backward(rows: outRows, stores, input: dc, gradOutput: t1, gradInput: t2, sums: dcSums)
+            } else {
+                dbn.backward(rows: outRows, stores, input: dc, gradOutput: t1, gradInput: t2)
+            }
             ready.complete(dbn.range)
             dconv.backward(n, stores, input: x, gradOutput: t2, gradInput: gradInput, workspace: workspace)
             ready.complete(dconv.range)
@@ -173,9 +201,14 @@ final class Bottleneck {
         // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`. t1 is read for
         // the last time by bn3's backward.
         if let c3 {
-            bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
+            if let c3Sums {
+                bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2, sums: c3Sums)
+            } else {
+                bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
+            }
             ready.complete(bn3.range)
-            bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
+            // b2 again, unless the identity block's c3 rebuild above made it already.
+            if self.c3 != nil { bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt) }
         } else {
             // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
             // overwrites it with its input gradient (each element reads its own input first).

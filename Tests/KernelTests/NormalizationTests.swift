@@ -323,8 +323,71 @@ func batchNormAddNormalisedResidualMatchesComposition(relu: Bool) {
         return [y, mean, invStd, rm, rv, dMean, dInvStd, dRm, dRv]
     }
     let separate = run(fused: false), fused = run(fused: true)
-    #expect(fused == separate)
+    for (i, (f, s)) in zip(fused, separate).enumerated() {
+        #expect(f.elementsEqual(s), "result \(i) first differs at \(Array(zip(f, s)).firstIndex { $0 != $1 } ?? -1)")
+    }
     // The separate form adds a real map (BN of d), so equality means the fused pass formed it.
     #expect(fused[0].contains { $0 < 0 } == !relu)
     #expect(fused[0].contains { $0 == 0 } == relu && fused[0].contains { $0 > 0 })
+}
+
+@Test("ReLU backward fused with one or two BatchNorms' gradient sums is bit for bit ReLU backward, then each BatchNorm backward",
+      arguments: [1, 2], [1, 2])
+func reluBackwardWithSumsMatchesComposition(batchNorms: Int, threads: Int) {
+    setComputeThreads(threads)
+    defer { setComputeThreads(1) }
+    // 37 channels: two full vectors and a short one; 4000 rows: 9 blocks and a part, work
+    // enough (148,000 floats) for two threads to split it.
+    let rows = 4000, channels = 37, count = rows * channels
+    var rng = SplitMix64(seed: UInt64(10 * batchNorms + threads))
+    let out = rng.array(count), gOut = rng.array(count)
+    let xs = (0..<batchNorms).map { _ in rng.array(count, scale: 2) }
+    let gammas = (0..<batchNorms).map { _ in rng.array(channels) }
+    /// Per BatchNorm: (input gradient, gamma gradient, beta gradient); then the masked gradient.
+    func run(fused: Bool) -> [[Float]] {
+        var masked = gOut, results: [[Float]] = []
+        var means = [[Float]](), invStds = [[Float]]()
+        for x in xs {  // statistics as a forward would have saved them
+            var m = [Float](repeating: 0, count: channels), i = m, rm = m, rv = [Float](repeating: 1, count: channels)
+            var y = x
+            batchNormForwardTraining(rows: rows, channels: channels, input: x, gamma: gammas[0], beta: gammas[0], output: &y,
+                                     saveMean: &m, saveInvStd: &i, runningMean: &rm, runningVar: &rv, momentum: 0.1, eps: 1e-5)
+            means.append(m); invStds.append(i)
+        }
+        var sums: [BatchNormGradientSums]?
+        masked.withUnsafeMutableBufferPointer { g in
+            if fused {
+                sums = xs[0].withUnsafeBufferPointer { x0 in means[0].withUnsafeBufferPointer { m0 in
+                    xs[batchNorms - 1].withUnsafeBufferPointer { x1 in means[batchNorms - 1].withUnsafeBufferPointer { m1 in
+                        reluBackwardWithBatchNormSums(rows: rows, channels: channels, output: out, gradOutput: g.baseAddress!,
+                                                      gradInput: g.baseAddress!, first: (x0.baseAddress!, m0.baseAddress!),
+                                                      second: batchNorms > 1 ? (x1.baseAddress!, m1.baseAddress!) : nil)
+                    } } } }
+            } else {
+                reluBackward(count: count, output: out, gradOutput: g.baseAddress!, gradInput: g.baseAddress!)
+            }
+        }
+        for b in 0..<batchNorms {
+            var gIn = [Float](repeating: .nan, count: count)
+            var gGamma = [Float](repeating: 0.5, count: channels), gBeta = gGamma
+            if let sums {
+                batchNormBackward(rows: rows, channels: channels, input: xs[b], gamma: gammas[b], saveMean: means[b],
+                                  saveInvStd: invStds[b], gradOutput: masked, gradInput: &gIn, gradGamma: &gGamma,
+                                  gradBeta: &gBeta, sums: sums[b])
+            } else {
+                batchNormBackward(rows: rows, channels: channels, input: xs[b], gamma: gammas[b], saveMean: means[b],
+                                  saveInvStd: invStds[b], gradOutput: masked, gradInput: &gIn, gradGamma: &gGamma,
+                                  gradBeta: &gBeta)
+            }
+            results += [gIn, gGamma, gBeta]
+        }
+        return results + [masked]
+    }
+    let separate = run(fused: false), fused = run(fused: true)
+    for (i, (f, s)) in zip(fused, separate).enumerated() {
+        #expect(f.elementsEqual(s), "result \(i) first differs at \(Array(zip(f, s)).firstIndex { $0 != $1 } ?? -1)")
+    }
+    // The mask cut some gradients, and every BatchNorm's input gradient is finite and not all zero.
+    #expect(fused.last!.contains { $0 == 0 } && fused.last!.contains { $0 != 0 })
+    #expect(fused.dropLast().allSatisfy { $0.allSatisfy(\.isFinite) && $0.contains { $0 != 0 } })
 }
