@@ -429,6 +429,29 @@ private func globalMoments(rows: Int, channels: Int, mean: UnsafeMutableBufferPo
 /// sweep; within a block sums are Float (vectorised), across blocks Double.
 private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels)) }
 
+/// The one partition every statistics pass shares: the rows' blocks (`blockRows`) go to
+/// the compute parts in contiguous runs; `run` gets its part's rows, the block size and
+/// `stride` zeroed Doubles of output; then `merge` gets every part's output, part after
+/// part (parts that ran no rows left at zero). So passes that sum the same rows (the
+/// gradient sums, and the ReLU backward that forms them) sum them in the same order,
+/// and a result depends only on the thread count.
+private func overBlockRuns(rows: Int, channels: Int, stride: Int,
+                           run: (_ rows: Range<Int>, _ block: Int, _ out: UnsafeMutablePointer<Double>) -> Void,
+                           merge: (_ perPart: UnsafePointer<Double>, _ parts: Int) -> Void) {
+    let block = blockRows(channels: channels)
+    let blocks = (rows + block - 1) / block
+    let parts = computeThreads
+    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
+    defer { perPart.deallocate() }
+    perPart.update(repeating: 0, count: parts * stride)
+    forEachPart(work: rows &* channels) { part, ranParts in
+        let blockRange = partRange(blocks, part: part, parts: ranParts)
+        run(min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block), block,
+            perPart + part &* stride)
+    }
+    merge(perPart, parts)
+}
+
 /// Per-channel mean and biased variance in one read of the input: each block is
 /// reduced with the two-pass formula while it is in cache, and blocks are merged
 /// in Double with Chan et al.'s pairwise update, so no E[x^2] - E[x]^2 cancellation.
@@ -436,42 +459,34 @@ private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels))
 /// on its own, then the runs in order, so the result depends only on the thread count.
 private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<Float>,
                                    mean: UnsafeMutablePointer<Double>, variance: UnsafeMutablePointer<Double>) {
-    let block = blockRows(channels: channels)
-    let blocks = (rows + block - 1) / block
-    let parts = computeThreads
     // Per part: count, then mean[channels] and M2[channels].
     let stride = 1 + 2 * channels
-    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
-    defer { perPart.deallocate() }
-    perPart.update(repeating: 0, count: parts * stride)
-    forEachPart(work: rows &* channels) { part, ranParts in
-        let blockRange = partRange(blocks, part: part, parts: ranParts)
-        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
-        let out = perPart + part &* stride
+    overBlockRuns(rows: rows, channels: channels, stride: stride, run: { rowRange, block, out in
         out[0] = Double(rowRange.count)
         blockMoments(rowRange, block: block, channels: channels, x, mean: out + 1, m2: out + 1 + channels)
-    }
-    mean.update(repeating: 0, count: channels)
-    variance.update(repeating: 0, count: channels)  // holds M2 until the end
-    var merged = 0.0
-    for part in 0..<parts {
-        let p = perPart + part &* stride
-        let nB = p[0]
-        guard nB > 0 else { continue }
-        if merged == 0 {  // the first run with rows: taken as it is
-            mean.update(from: p + 1, count: channels)
-            variance.update(from: p + 1 + channels, count: channels)
-            merged = nB
-            continue
+    }, merge: { perPart, parts in
+        mean.update(repeating: 0, count: channels)
+        variance.update(repeating: 0, count: channels)  // holds M2 until the end
+        var merged = 0.0
+        for part in 0..<parts {
+            let p = perPart + part &* stride
+            let nB = p[0]
+            guard nB > 0 else { continue }
+            if merged == 0 {  // the first run with rows: taken as it is
+                mean.update(from: p + 1, count: channels)
+                variance.update(from: p + 1 + channels, count: channels)
+                merged = nB
+                continue
+            }
+            let nA = merged, n = nA + nB
+            for c in 0..<channels {
+                let delta = p[1 &+ c] - mean[c]
+                mean[c] += delta * nB / n
+                variance[c] += p[1 &+ channels &+ c] + delta * delta * nA * nB / n
+            }
+            merged = n
         }
-        let nA = merged, n = nA + nB
-        for c in 0..<channels {
-            let delta = p[1 &+ c] - mean[c]
-            mean[c] += delta * nB / n
-            variance[c] += p[1 &+ channels &+ c] + delta * delta * nA * nB / n
-        }
-        merged = n
-    }
+    })
     let invRows = 1 / Double(rows)
     for c in 0..<channels { variance[c] *= invRows }
 }
@@ -528,16 +543,8 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
 private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>, reluFold: UnsafePointer<Float>?,
                           mean: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                           sumG: UnsafeMutablePointer<Double>, sumGX: UnsafeMutablePointer<Double>) {
-    let block = blockRows(channels: channels)
-    let blocks = (rows + block - 1) / block
-    let parts = computeThreads
-    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * 2 * channels)
-    defer { perPart.deallocate() }
-    perPart.update(repeating: 0, count: parts * 2 * channels)
-    forEachPart(work: rows &* channels) { part, ranParts in
-        let blockRange = partRange(blocks, part: part, parts: ranParts)
-        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
-        let outG = perPart + part &* 2 &* channels, outGX = outG + channels
+    overBlockRuns(rows: rows, channels: channels, stride: 2 * channels, run: { rowRange, block, outG in
+        let outGX = outG + channels
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
         defer { partial.deallocate() }
         let partialX = partial + channels
@@ -567,16 +574,17 @@ private func gradientSums(rows: Int, channels: Int, input: UnsafePointer<Float>,
             }
             start = end
         }
-    }
-    sumG.update(repeating: 0, count: channels)
-    sumGX.update(repeating: 0, count: channels)
-    for part in 0..<parts {
-        let g = perPart + part &* 2 &* channels, gx = g + channels
-        for c in 0..<channels {
-            sumG[c] += g[c]
-            sumGX[c] += gx[c]
+    }, merge: { perPart, parts in
+        sumG.update(repeating: 0, count: channels)
+        sumGX.update(repeating: 0, count: channels)
+        for part in 0..<parts {
+            let g = perPart + part &* 2 &* channels, gx = g + channels
+            for c in 0..<channels {
+                sumG[c] += g[c]
+                sumGX[c] += gx[c]
+            }
         }
-    }
+    })
 }
 
 // MARK: ReLU backward fused with BatchNorm gradient sums
@@ -596,18 +604,12 @@ public func reluBackwardWithBatchNormSums(
 ) -> [BatchNormGradientSums] {
     let inputs = second.map { [first, $0] } ?? [first]
     let k = inputs.count
-    let block = blockRows(channels: channels)
-    let blocks = (rows + block - 1) / block
-    let parts = computeThreads
     // Per part: sumG, then sumGX of each input.
     let stride = (1 + k) &* channels
-    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
-    defer { perPart.deallocate() }
-    perPart.update(repeating: 0, count: parts * stride)
-    forEachPart(work: rows &* channels) { part, ranParts in
-        let blockRange = partRange(blocks, part: part, parts: ranParts)
-        let rowRange = min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block)
-        let out = perPart + part &* stride
+    var results = [BatchNormGradientSums](repeating: BatchNormGradientSums(sumG: [Double](repeating: 0, count: channels),
+                                                                             sumGX: [Double](repeating: 0, count: channels)),
+                                          count: k)
+    overBlockRuns(rows: rows, channels: channels, stride: stride, run: { rowRange, block, out in
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: stride)
         defer { partial.deallocate() }
         let x0 = inputs[0].input, m0 = inputs[0].mean
@@ -637,18 +639,16 @@ public func reluBackwardWithBatchNormSums(
             for i in 0..<stride { out[i] += Double(partial[i]) }
             start = end
         }
-    }
-    var results = [BatchNormGradientSums](repeating: BatchNormGradientSums(sumG: [Double](repeating: 0, count: channels),
-                                                                             sumGX: [Double](repeating: 0, count: channels)),
-                                          count: k)
-    for part in 0..<parts {
-        let p = perPart + part &* stride
-        for i in 0..<k {
-            for c in 0..<channels {
-                results[i].sumG[c] += p[c]
-                results[i].sumGX[c] += p[(1 &+ i) &* channels &+ c]
+    }, merge: { perPart, parts in
+        for part in 0..<parts {
+            let p = perPart + part &* stride
+            for i in 0..<k {
+                for c in 0..<channels {
+                    results[i].sumG[c] += p[c]
+                    results[i].sumGX[c] += p[(1 &+ i) &* channels &+ c]
+                }
             }
         }
-    }
+    })
     return results
 }
