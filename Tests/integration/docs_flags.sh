@@ -13,7 +13,7 @@ flags_of() { "$@" --help 2>&1 | grep -o -- '--[a-z][a-z0-9-]*' | sort -u; }
     for c in $subcommands; do flags_of "$MANCS" "$c"; done
     flags_of "$MANCS_DIST"
     # The launch scripts' own flags (their --help lists them).
-    for script in parity simcluster; do flags_of "$root/launch/$script"; done
+    for script in parity simcluster speed; do flags_of "$root/launch/$script"; done
 } | sort -u > "$WORK/known.txt"
 # Flags of other programs that the docs quote (mpirun, swift, srun/sbatch, h5dump,
 # pip, tensorboard, curl, the launch scripts' environment) — not ours to check.
