@@ -211,9 +211,7 @@ func conv2DBackward(
             // The columns are no longer needed: reuse the buffer for their gradient.
             sgemm(transA: false, transB: false, m: rows, n: K, k: cout,
                   alpha: 1, a: gOut, lda: cout, b: weight, ldb: K, beta: 0, c: col, ldc: K)
-            let gIn = gradInput + n0 * imageIn
-            if !accumulateGradInput { gIn.update(repeating: 0, count: images * imageIn) }
-            col2imAccumulate(s, images: images, col: col, gradInput: gIn)
+            col2imAccumulate(s, images: images, col: col, gradInput: gradInput + n0 * imageIn, zeroingFirst: !accumulateGradInput)
         }
         n0 += images
     }

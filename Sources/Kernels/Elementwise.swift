@@ -92,6 +92,12 @@ public func copy(count: Int, _ src: UnsafePointer<Float>, into dst: UnsafeMutabl
     }
 }
 
+/// x[0..<count] = value, split over the compute threads (the gradients' zeroing each
+/// step: 100 MB at full size, a one-thread sweep otherwise).
+public func fill(count: Int, _ x: UnsafeMutablePointer<Float>, with value: Float) {
+    parallelRanges(count) { range in (x + range.lowerBound).update(repeating: value, count: range.count) }
+}
+
 /// x *= alpha.
 public func scale(count: Int, _ x: UnsafeMutablePointer<Float>, by alpha: Float) {
     parallelRanges(count) { range in for i in range { x[i] *= alpha } }

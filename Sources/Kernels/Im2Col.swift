@@ -47,15 +47,21 @@ func im2col(_ s: Conv2DShape, images: Int, input: UnsafePointer<Float>, col: Uns
 // MARK: col2im
 
 /// Adds every column entry back onto the input pixel it was copied from:
-/// `gradInput` (`images` NHWC images) += col2im(`col`). The caller zeroes gradInput first.
+/// `gradInput` (`images` NHWC images) += col2im(`col`); with `zeroingFirst`, gradInput =
+/// col2im(`col`) (each part zeroes its own rows before adding, so the zeroing is split
+/// over the threads too instead of being a one-thread sweep before the call).
 /// Split over the compute threads by input rows (n, iy): each part walks the output
 /// pixels in the same order as a single thread would and adds only the taps that land
 /// in its rows, so parts never collide and every sum is formed in the same order.
-func col2imAccumulate(_ s: Conv2DShape, images: Int, col: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>) {
+func col2imAccumulate(_ s: Conv2DShape, images: Int, col: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>,
+                      zeroingFirst: Bool = false) {
     let k = s.kernel, cin = s.inChannels, H = s.inHeight, W = s.inWidth
     let oh = s.outHeight, ow = s.outWidth
     let rowLength = k &* k &* cin, tapRun = k &* cin
     parallelRanges(images &* H, workPerItem: W &* cin &* k, align: 1) { inputRows in
+        if zeroingFirst {
+            (gradInput + inputRows.lowerBound &* W &* cin).update(repeating: 0, count: inputRows.count &* W &* cin)
+        }
         let firstImage = inputRows.lowerBound / H, lastImage = (inputRows.upperBound - 1) / H
         for n in firstImage...lastImage {
             // This part's input rows within image n, and the output rows that can reach them.

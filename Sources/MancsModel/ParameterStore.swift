@@ -76,8 +76,8 @@ public final class ParameterStore: @unchecked Sendable {
     }
 
     public func zeroGradients() {
-        guard let g = grads else { return }
-        g.update(repeating: 0)
+        guard let g = grads, let base = g.baseAddress else { return }
+        fill(count: g.count, base, with: 0)
     }
 
     /// A tensor's values in file layout (PyTorch's), from `values` or `grads`.

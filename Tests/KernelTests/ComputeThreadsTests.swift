@@ -180,6 +180,16 @@ struct ComputeThreadsTests {
                 return gx
             }
             for r in results.dropFirst() { #expect(r == results[0], "\(s.summary)") }
+            // Zeroing in the parts: what was in gradInput before (NaN here) is gone, and the
+            // result is the same bits as adding onto zeros.
+            let zeroed = underThreadCounts { () -> [Float] in
+                var gx = [Float](repeating: .nan, count: s.inputCount)
+                col.withUnsafeBufferPointer { cp in gx.withUnsafeMutableBufferPointer { gp in
+                    col2imAccumulate(s, images: s.batch, col: cp.baseAddress!, gradInput: gp.baseAddress!, zeroingFirst: true)
+                } }
+                return gx
+            }
+            for r in zeroed { #expect(r == results[0], "\(s.summary), zeroing first") }
         }
     }
 

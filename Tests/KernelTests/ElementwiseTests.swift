@@ -1,6 +1,6 @@
 import Testing
 import TestSupport
-import Kernels
+@testable import Kernels
 
 // MARK: Attention combination
 
@@ -114,4 +114,17 @@ func arithmetic() {
     #expect(z == [12, 16, 36, 41])
     z.withUnsafeMutableBufferPointer { scale(count: 4, $0.baseAddress!, by: 0.5) }
     #expect(z == [6, 8, 18, 20.5])
+}
+
+@Test("fill sets exactly the first count floats, on one and two threads")
+func fillRange() {
+    let saved = ComputePool.minimumWork
+    defer { setComputeThreads(1); ComputePool.minimumWork = saved }
+    for threads in [1, 2] {
+        setComputeThreads(threads)
+        ComputePool.minimumWork = 1
+        var x = [Float](repeating: 7, count: 1001)
+        x.withUnsafeMutableBufferPointer { fill(count: 999, $0.baseAddress!, with: 0) }
+        #expect(x[..<999].allSatisfy { $0 == 0 } && x[999...].allSatisfy { $0 == 7 }, "\(threads) thread(s)")
+    }
 }
