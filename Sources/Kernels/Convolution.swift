@@ -108,7 +108,9 @@ func conv2DForward(
     let cout = s.outChannels
     guard s.batch > 0 else { return }
     if let bias {
-        for r in 0..<(s.batch * rowsPerImage) { (output + r &* cout).update(from: bias, count: cout) }
+        parallelRanges(s.batch * rowsPerImage, workPerItem: cout) { rows in
+            for r in rows { (output + r &* cout).update(from: bias, count: cout) }
+        }
     }
     let beta: Float = bias == nil ? 0 : 1
     if s.isPointwise {

@@ -1,6 +1,6 @@
 import Testing
 import TestSupport
-import Kernels
+@testable import Kernels
 
 // MARK: Max-pool
 
@@ -140,4 +140,36 @@ func maxPoolTiesAndInfinity() {
     // Output (1, 1) covers rows 1..2, columns 1..2; all tie, so the first, pixel (1, 1), wins.
     let o = (1 * 2 + 1) * c
     #expect((0..<c).allSatisfy { Int(arg[o + $0]) == (1 * w + 1) * c + $0 }, "\(Array(arg[o..<(o + c)]))")
+}
+
+@Test("column sums (bias gradients): one thread is the blockwise Float-then-Double sum, two threads agree to rounding",
+      arguments: [(rows: 1001, columns: 37), (rows: 4096, columns: 512), (rows: 3, columns: 16)])
+func columnSums(shape: (rows: Int, columns: Int)) {
+    let (rows, columns) = shape
+    var rng = SplitMix64(seed: 11)
+    let x = rng.array(rows * columns).map { $0 + 0.25 }
+    // The blockwise sum written out: 256-row blocks in Float, their sums in Double, onto 1.5.
+    var expected = [Float](repeating: 1.5, count: columns)
+    for c in 0..<columns {
+        var total = 0.0
+        for start in stride(from: 0, to: rows, by: 256) {
+            var partial: Float = 0
+            for r in start..<min(rows, start + 256) { partial += x[r * columns + c] }
+            total += Double(partial)
+        }
+        expected[c] += Float(total)
+    }
+    let saved = ComputePool.minimumWork
+    defer { setComputeThreads(1); ComputePool.minimumWork = saved }
+    for threads in [1, 2] {
+        setComputeThreads(threads)
+        ComputePool.minimumWork = 1
+        var sums = [Float](repeating: 1.5, count: columns)
+        x.withUnsafeBufferPointer { xp in sums.withUnsafeMutableBufferPointer { accumulateColumnSums(rows: rows, columns: columns, xp.baseAddress!, into: $0.baseAddress!) } }
+        if threads == 1 {
+            #expect(sums == expected, "\(shape)")
+        } else {
+            #expect(zip(sums, expected).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(shape), 2 threads")
+        }
+    }
 }
