@@ -103,9 +103,25 @@ public func scale(count: Int, _ x: UnsafeMutablePointer<Float>, by alpha: Float)
     parallelRanges(count) { range in for i in range { x[i] *= alpha } }
 }
 
-/// Sum of squares in double precision (for gradient norms and checks), over four
-/// partial sums so the loop vectorises.
+/// Sum of squares in double precision (for gradient norms and checks): blocks of 2^16
+/// floats, each summed over four partial sums so the loop vectorises, the blocks split
+/// over the compute threads and their sums added in block order, so the result does not
+/// depend on the thread count (the gradient norm of 25 M parameters every step).
 public func sumOfSquares(count: Int, _ x: UnsafePointer<Float>) -> Double {
+    let block = 1 << 16
+    let blocks = (count + block - 1) / block
+    guard blocks > 1 else { return blockSumOfSquares(count: count, x) }
+    let sums = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+    defer { sums.deallocate() }
+    parallelRanges(blocks, workPerItem: block, align: 1) { range in
+        for b in range { sums[b] = blockSumOfSquares(count: min(block, count &- b &* block), x + b &* block) }
+    }
+    var total = 0.0
+    for b in 0..<blocks { total += sums[b] }
+    return total
+}
+
+private func blockSumOfSquares(count: Int, _ x: UnsafePointer<Float>) -> Double {
     var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     var i = 0
     while i &+ 4 <= count {

@@ -116,6 +116,26 @@ func arithmetic() {
     #expect(z == [6, 8, 18, 20.5])
 }
 
+@Test("sumOfSquares: the same bits on one and two threads, and the blockwise sum")
+func sumOfSquaresThreads() {
+    var rng = SplitMix64(seed: 3)
+    let x = rng.array(3 * 65536 + 7)
+    var expected = 0.0
+    for b in stride(from: 0, to: x.count, by: 65536) {
+        expected += x[b..<min(x.count, b + 65536)].reduce(0.0) { $0 + Double($1) * Double($1) }
+    }
+    let saved = ComputePool.minimumWork
+    defer { setComputeThreads(1); ComputePool.minimumWork = saved }
+    var results: [Double] = []
+    for threads in [1, 2] {
+        setComputeThreads(threads)
+        ComputePool.minimumWork = 1
+        results.append(x.withUnsafeBufferPointer { sumOfSquares(count: $0.count, $0.baseAddress!) })
+    }
+    #expect(results[0] == results[1])
+    #expect(abs(results[0] - expected) <= 1e-12 * expected)
+}
+
 @Test("fill sets exactly the first count floats, on one and two threads")
 func fillRange() {
     let saved = ComputePool.minimumWork
