@@ -36,43 +36,28 @@ public func linearBackward(rows: Int, inFeatures: Int, outFeatures: Int,
     }
 }
 
-/// sums[c] += sum over rows of x[r, c]: Float sums over blocks of 256 rows (sixteen
-/// columns per vector operation; explicit vectors, as the compiler cannot prove the
-/// sums and x apart), added in Double. The blocks go to the compute threads in
-/// contiguous runs, each run's totals are added in run order, so the result depends
+/// sums[c] += sum over rows of x[r, c]: Float sums over blocks of 256 rows (`addRows`),
+/// added in Double. The blocks go to the compute threads in contiguous runs
+/// (`overBlockRuns`), each run's totals are added in run order, so the result depends
 /// only on the thread count (the bias gradients of the attention convolutions: up to
 /// 16 M floats per call).
 func accumulateColumnSums(rows: Int, columns: Int, _ x: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Float>) {
-    let block = 256
-    let blocks = (rows + block - 1) / block
-    let parts = computeThreads
-    let totals = UnsafeMutablePointer<Double>.allocate(capacity: parts * columns)
-    defer { totals.deallocate() }
-    totals.initialize(repeating: 0, count: parts * columns)
-    forEachPart(work: rows &* columns) { part, ranParts in
-        let blockRange = partRange(blocks, part: part, parts: ranParts)
-        let total = totals + part &* columns
+    overBlockRuns(rows: rows, channels: columns, block: 256, stride: columns, run: { rowRange, block, total in
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: columns)
         defer { partial.deallocate() }
-        var start = min(rows, blockRange.lowerBound * block)
-        let stop = min(rows, blockRange.upperBound * block)
-        while start < stop {
-            let end = min(stop, start + block)
+        var start = rowRange.lowerBound
+        while start < rowRange.upperBound {
+            let end = min(rowRange.upperBound, start + block)
             partial.update(repeating: 0, count: columns)
-            for r in start..<end {
-                let row = x + r &* columns
-                forEachVectorRun(columns, width: 16) { c0, n in
-                    storeVector(loadVector(partial + c0, count: n) + loadVector(row + c0, count: n, as: SIMD16<Float>.self),
-                                partial + c0, count: n)
-                }
-            }
+            addRows(start..<end, channels: columns, x, into: partial)
             for c in 0..<columns { total[c] += Double(partial[c]) }
             start = end
         }
-    }
-    for c in 0..<columns {
-        var sum = 0.0
-        for part in 0..<parts { sum += totals[part &* columns &+ c] }
-        sums[c] += Float(sum)
-    }
+    }, merge: { perPart, parts in
+        for c in 0..<columns {
+            var sum = 0.0
+            for part in 0..<parts { sum += perPart[part &* columns &+ c] }
+            sums[c] += Float(sum)
+        }
+    })
 }

@@ -429,16 +429,16 @@ private func globalMoments(rows: Int, channels: Int, mean: UnsafeMutableBufferPo
 /// sweep; within a block sums are Float (vectorised), across blocks Double.
 private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels)) }
 
-/// The one partition every statistics pass shares: the rows' blocks (`blockRows`) go to
-/// the compute parts in contiguous runs; `run` gets its part's rows, the block size and
-/// `stride` zeroed Doubles of output; then `merge` gets every part's output, part after
-/// part (parts that ran no rows left at zero). So passes that sum the same rows (the
-/// gradient sums, and the ReLU backward that forms them) sum them in the same order,
-/// and a result depends only on the thread count.
-private func overBlockRuns(rows: Int, channels: Int, stride: Int,
-                           run: (_ rows: Range<Int>, _ block: Int, _ out: UnsafeMutablePointer<Double>) -> Void,
-                           merge: (_ perPart: UnsafePointer<Double>, _ parts: Int) -> Void) {
-    let block = blockRows(channels: channels)
+/// The one partition every statistics pass shares: the rows' blocks (`blockRows`, or
+/// `block` rows when given) go to the compute parts in contiguous runs; `run` gets its
+/// part's rows, the block size and `stride` zeroed Doubles of output; then `merge` gets
+/// every part's output, part after part (parts that ran no rows left at zero). So passes
+/// that sum the same rows (the gradient sums, and the ReLU backward that forms them) sum
+/// them in the same order, and a result depends only on the thread count.
+func overBlockRuns(rows: Int, channels: Int, block: Int? = nil, stride: Int,
+                   run: (_ rows: Range<Int>, _ block: Int, _ out: UnsafeMutablePointer<Double>) -> Void,
+                   merge: (_ perPart: UnsafePointer<Double>, _ parts: Int) -> Void) {
+    let block = block ?? blockRows(channels: channels)
     let blocks = (rows + block - 1) / block
     let parts = computeThreads
     let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
@@ -491,6 +491,18 @@ private func meanAndBiasedVariance(rows: Int, channels: Int, _ x: UnsafePointer<
     for c in 0..<channels { variance[c] *= invRows }
 }
 
+/// sums[c] += x[r, c] for the rows `rows`, in row order, sixteen channels per vector
+/// operation (explicit vectors: the compiler cannot prove the sums and x apart).
+func addRows(_ rows: Range<Int>, channels: Int, _ x: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Float>) {
+    for r in rows {
+        let row = x + r &* channels
+        forEachVectorRun(channels, width: 16) { c0, n in
+            storeVector(loadVector(sums + c0, count: n) + loadVector(row + c0, count: n, as: SIMD16<Float>.self),
+                        sums + c0, count: n)
+        }
+    }
+}
+
 /// Mean and M2 (sum of squared deviations) per channel of the rows `rowRange`, block by block
 /// (Float within a block, Chan's merge in Double across blocks). Overwrites mean and m2.
 private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x: UnsafePointer<Float>,
@@ -509,13 +521,7 @@ private func blockMoments(_ rowRange: Range<Int>, block: Int, channels: Int, _ x
         // vectors: the compiler cannot prove the sums and the input apart); each
         // channel's sum runs over the rows in order.
         partial.update(repeating: 0, count: channels)
-        for r in start..<end {
-            let row = x + r &* channels
-            forEachVectorRun(channels, width: 16) { c0, n in
-                storeVector(loadVector(partial + c0, count: n) + loadVector(row + c0, count: n, as: SIMD16<Float>.self),
-                            partial + c0, count: n)
-            }
-        }
+        addRows(start..<end, channels: channels, x, into: partial)
         let invCount = 1 / Float(count)
         for c in 0..<channels { blockMean[c] = partial[c] * invCount }
         partial.update(repeating: 0, count: channels)
