@@ -11,6 +11,19 @@ import Synchronization
 // im2col/col2im by image rows, elementwise kernels by ranges. Splits depend only
 // on the shape and the thread count, so results are deterministic for a given
 // `--threads`.
+//
+// Cores are not equally fast: hybrid CPUs mix fast and slow cores, and on shared
+// virtual machines one vCPU often runs 20-25% slower than the other for seconds at a
+// time (measured on the Xeon VM: 113 against 140-150 GFLOP/s single-threaded sgemm on
+// its two vCPUs). Equal halves then leave the fast thread waiting for the slow one. So
+// the large splits (GEMM rows/columns/reduction, ranges, BatchNorm's block runs) give
+// each thread its usual share (`partRange`) cut into pieces that shrink toward its end
+// (`PieceSchedule`); a thread runs its own pieces from the front, then takes pieces
+// from the back of a slower thread's share (`ComputePool.dispatchPieces`). Each thread
+// still streams through its own rows (the rows its part of the previous kernel
+// wrote), and only the last, small pieces move. The pieces depend only on the shape
+// and the thread count, and a piece's result does not depend on the thread that runs
+// it, so results stay deterministic.
 
 /// Sets how many threads the kernels use (the trainer's `--threads`): OpenBLAS is
 /// set to one thread and kernels split their work over `n` threads (the caller and
@@ -60,6 +73,52 @@ func partRange(_ count: Int, part: Int, parts: Int, align: Int = 1) -> Range<Int
     return lo..<hi
 }
 
+/// Pieces of 0..<count for `dispatchPieces`: part t's share (`partRange` in units of
+/// `align`) is cut into pieces of half what is left of it, at least 1/16 of the share
+/// and `minPiece` (callers whose pieces cost a fixed overhead, e.g. GEMMs that pack
+/// their other operand per call). `bounds`: 0 = b[0] < ... < b.last = count, inner
+/// bounds multiples of `align`; part t's pieces are homes[t]..<homes[t + 1]. With
+/// `maxPieces` (callers that keep one result per piece) one piece per part when the
+/// schedule would need more. Depends only on its arguments.
+struct PieceSchedule: Equatable {
+    var bounds: [Int]
+    var homes: [Int]
+    var pieces: Int { bounds.count - 1 }
+
+    init(_ count: Int, parts: Int, align: Int = 1, minPiece: Int = 1, maxPieces: Int = .max) {
+        let parts = max(1, parts)
+        let units = (max(0, count) + align - 1) / align
+        bounds = [0]; homes = [0]
+        for part in 0..<parts {
+            let share = partRange(units, part: part, parts: parts)
+            let least = max(1, share.count / 16, (minPiece + align - 1) / align)
+            var done = share.lowerBound
+            while done < share.upperBound {
+                done = min(share.upperBound, done + max(least, (share.upperBound - done + 1) / 2))
+                bounds.append(min(count, done * align))
+            }
+            homes.append(bounds.count - 1)
+        }
+        if bounds.count - 1 > maxPieces || parts == 1 {
+            bounds = (0...parts).map { $0 == parts ? max(0, count) : min(max(0, count), (units * $0 / parts) * align) }
+            homes = Array(0...parts)
+        }
+    }
+}
+
+/// Calls `body(range)` for the `PieceSchedule` pieces of 0..<count on the compute
+/// threads (`dispatchPieces`), or once with 0..<count when there is no pool, it is
+/// busy or the work (`count * workPerItem`) is small.
+@inline(__always)
+func forEachPiece(_ count: Int, workPerItem: Int, align: Int, _ body: (Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    withComputePool(work: count &* workPerItem) { pool in
+        guard let pool else { body(0..<count); return }
+        let schedule = PieceSchedule(count, parts: pool.size, align: align)
+        pool.dispatchPieces(schedule) { p in body(schedule.bounds[p]..<schedule.bounds[p + 1]) }
+    }
+}
+
 /// A fixed set of worker threads that spin briefly for the next job, then sleep.
 final class ComputePool: @unchecked Sendable {
     /// Set only by `setComputeThreads` (start-up, single-threaded).
@@ -93,6 +152,8 @@ final class ComputePool: @unchecked Sendable {
 
     init(size: Int) {
         self.size = size
+        claims = .allocate(capacity: size)
+        for part in 0..<size { (claims + part).initialize(to: Atomic<Int>(0)) }
         workers = (1..<size).map { _ in Worker() }
         for (i, w) in workers.enumerated() {
             // The thread keeps the pool alive until `stop()` ends it.
@@ -101,6 +162,11 @@ final class ComputePool: @unchecked Sendable {
             t.stackSize = 1 << 20
             t.start()
         }
+    }
+
+    deinit {
+        claims.deinitialize(count: size)
+        claims.deallocate()
     }
 
     func tryAcquire() -> Bool {
@@ -143,6 +209,38 @@ final class ComputePool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body(piece)` for every piece of `schedule` on the pool's threads and
+    /// returns when all are done: each thread runs its own pieces (`schedule.homes`)
+    /// from the front, then takes pieces from the back of the other threads' shares
+    /// until none is left. The caller must hold the pool; `schedule` has `size` parts.
+    func dispatchPieces(_ schedule: PieceSchedule, _ body: (Int) -> Void) {
+        precondition(schedule.homes.count == size + 1, "dispatchPieces: a schedule for \(schedule.homes.count - 1) parts on \(size) threads")
+        // Each part's unclaimed pieces front..<back, packed as front | back << 32
+        // (published to the workers by dispatch's generation bump).
+        for part in 0..<size { claims[part].store(schedule.homes[part] | schedule.homes[part + 1] << 32, ordering: .relaxed) }
+        dispatch { part, parts in
+            while let piece = claim(part, fromBack: false) { body(piece) }
+            for offset in 1..<parts {
+                let other = (part + offset) % parts
+                while let piece = claim(other, fromBack: true) { body(piece) }
+            }
+        }
+    }
+
+    /// Takes the first (the owner) or last (another thread) unclaimed piece of `part`'s share.
+    private func claim(_ part: Int, fromBack: Bool) -> Int? {
+        var packed = claims[part].load(ordering: .relaxed)
+        while true {
+            let front = packed & 0xFFFF_FFFF, back = packed >> 32
+            guard front < back else { return nil }
+            let taken = fromBack ? front | (back - 1) << 32 : (front + 1) | back << 32
+            let (exchanged, original) = claims[part].compareExchange(expected: packed, desired: taken, ordering: .relaxed)
+            if exchanged { return fromBack ? back - 1 : front }
+            packed = original
+        }
+    }
+    private let claims: UnsafeMutablePointer<Atomic<Int>>
+
     /// Ends the workers (they finish when they next wake).
     func stop() {
         stopping.store(true, ordering: .sequentiallyConsistent)
@@ -184,15 +282,15 @@ final class ComputePool: @unchecked Sendable {
     }
 }
 
-/// Calls `body(range)` for disjoint contiguous ranges covering 0..<count, one per
-/// compute thread (bounds multiples of `align`), or once with 0..<count when the
-/// work (`count * workPerItem`) is small. For loops whose items are independent
-/// (kernels, the optimiser).
+/// Calls `body(range)` for disjoint contiguous ranges covering 0..<count (bounds
+/// multiples of `align`), shared among the compute threads as they come free
+/// (`forEachPiece`), or once with 0..<count when the work (`count * workPerItem`) is
+/// small. For loops whose items are independent (kernels, the optimiser).
 @inline(__always)
 public func parallelRanges(_ count: Int, workPerItem: Int = 1, align: Int = 16, _ body: (Range<Int>) -> Void) {
-    guard count > 0 else { return }
-    forEachPart(work: count &* workPerItem) { part, parts in
-        let range = parts == 1 ? 0..<count : partRange(count, part: part, parts: parts, align: align)
+    forEachPiece(count, workPerItem: workPerItem, align: align) { range in
         if !range.isEmpty { body(range) }
     }
 }
+
+

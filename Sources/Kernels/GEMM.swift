@@ -39,28 +39,35 @@ func sgemm(
                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, work: work, using: blasSgemm)
         return
     }
-    forEachPart(work: work) { part, parts in
-        if parts == 1 {
+    withComputePool(work: work) { pool in
+        guard let pool else {
             blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        } else if m >= n {
-            let rows = partRange(m, part: part, parts: parts, align: 16)
-            guard !rows.isEmpty else { return }
-            let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound &* lda
-            blasSgemm(transA, transB, rows.count, n, k, alpha, aPart, lda, b, ldb, beta,
-                      c + rows.lowerBound &* ldc, ldc)
-        } else {
-            let cols = partRange(n, part: part, parts: parts, align: 16)
-            guard !cols.isEmpty else { return }
-            let bPart = transB ? b + cols.lowerBound &* ldb : b + cols.lowerBound
-            blasSgemm(transA, transB, m, cols.count, k, alpha, a, lda, bPart, ldb, beta,
-                      c + cols.lowerBound, ldc)
+            return
+        }
+        // Rows (or columns) in pieces (`PieceSchedule`); every piece is a whole GEMM of
+        // its rows (columns) over all of k, so its result does not depend on the thread.
+        // At least 1024 rows a piece: each call packs all of the other operand again.
+        let byRows = m >= n
+        let schedule = PieceSchedule(byRows ? m : n, parts: pool.size, align: 16, minPiece: 1024)
+        pool.dispatchPieces(schedule) { piece in
+            let lo = schedule.bounds[piece], count = schedule.bounds[piece + 1] - lo
+            guard count > 0 else { return }
+            if byRows {
+                let aPart = transA ? a + lo : a + lo &* lda
+                blasSgemm(transA, transB, count, n, k, alpha, aPart, lda, b, ldb, beta, c + lo &* ldc, ldc)
+            } else {
+                let bPart = transB ? b + lo &* ldb : b + lo
+                blasSgemm(transA, transB, m, count, k, alpha, a, lda, bPart, ldb, beta, c + lo, ldc)
+            }
         }
     }
 }
 
-/// The reduction split of `sgemm`: part 0 accumulates its share of k into C (with
-/// beta), part p > 0 writes its share into scratch slice p - 1; then the slices are
-/// added to C in part order, split by rows.
+/// The reduction split of `sgemm`: k in pieces (`PieceSchedule`, at least 1024 deep, at
+/// most as many as `splitKScratchFloats` of slices hold, at least one per thread); piece 0
+/// accumulates into C (with beta), piece p > 0 writes into scratch slice p - 1, each
+/// taken by the next free thread; then the slices are added to C in piece order,
+/// split by rows. The pieces depend only on the shape and the thread count.
 private func sgemmSplitK(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     alpha: Float, a: UnsafePointer<Float>, lda: Int,
@@ -72,18 +79,20 @@ private func sgemmSplitK(
             blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        let extra = pool.size - 1
+        let maxPieces = max(pool.size, 1 + splitKScratchFloats / (m * n))
+        let schedule = PieceSchedule(k, parts: pool.size, align: 64, minPiece: 1024, maxPieces: maxPieces)
+        let extra = schedule.pieces - 1
         let scratch = pool.scratch(floats: extra * m * n)
-        pool.dispatch { part, parts in
-            let ks = partRange(k, part: part, parts: parts, align: 64)
-            let aPart = transA ? a + ks.lowerBound &* lda : a + ks.lowerBound
-            let bPart = transB ? b + ks.lowerBound : b + ks.lowerBound &* ldb
-            if part == 0 {
-                blasSgemm(transA, transB, m, n, ks.count, alpha, aPart, lda, bPart, ldb, beta, c, ldc)
+        pool.dispatchPieces(schedule) { piece in
+            let k0 = schedule.bounds[piece], kCount = schedule.bounds[piece + 1] - k0
+            let aPart = transA ? a + k0 &* lda : a + k0
+            let bPart = transB ? b + k0 : b + k0 &* ldb
+            if piece == 0 {
+                blasSgemm(transA, transB, m, n, kCount, alpha, aPart, lda, bPart, ldb, beta, c, ldc)
             } else {
-                let out = scratch + (part - 1) &* m &* n
-                if ks.isEmpty { out.update(repeating: 0, count: m * n); return }
-                blasSgemm(transA, transB, m, n, ks.count, alpha, aPart, lda, bPart, ldb, 0, out, n)
+                let out = scratch + (piece - 1) &* m &* n
+                if kCount == 0 { out.update(repeating: 0, count: m * n); return }
+                blasSgemm(transA, transB, m, n, kCount, alpha, aPart, lda, bPart, ldb, 0, out, n)
             }
         }
         pool.dispatch { part, parts in
@@ -97,6 +106,11 @@ private func sgemmSplitK(
         }
     }
 }
+
+/// Floats of partial products the reduction split may keep beyond one slice per extra
+/// thread (4 MiB: more pieces for the small weight gradients of early stages; the
+/// larger late-stage ones keep one slice per thread, as much as before).
+let splitKScratchFloats = 1 << 20
 
 /// One single-threaded GEMM call: mancs's AVX-512 kernel for the calls it takes
 /// (GEMMKernel.swift), OpenBLAS for the rest.

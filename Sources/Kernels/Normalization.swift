@@ -430,26 +430,29 @@ private func globalMoments(rows: Int, channels: Int, mean: UnsafeMutableBufferPo
 private func blockRows(channels: Int) -> Int { max(4, 16_384 / max(1, channels)) }
 
 /// The one partition every statistics pass shares: the rows' blocks (`blockRows`, or
-/// `block` rows when given) go to the compute parts in contiguous runs; `run` gets its
-/// part's rows, the block size and `stride` zeroed Doubles of output; then `merge` gets
-/// every part's output, part after part (parts that ran no rows left at zero). So passes
-/// that sum the same rows (the gradient sums, and the ReLU backward that forms them) sum
-/// them in the same order, and a result depends only on the thread count.
+/// `block` rows when given) are cut into `PieceSchedule` runs, which the compute
+/// threads take as they come free; `run` gets its run's rows, the block size and
+/// `stride` zeroed Doubles of output; then `merge` gets every run's output, run after
+/// run (runs with no rows left at zero). So passes that sum the same rows (the gradient
+/// sums, and the ReLU backward that forms them) sum them in the same order, and a
+/// result depends only on the thread count, not on which thread ran which run.
 func overBlockRuns(rows: Int, channels: Int, block: Int? = nil, stride: Int,
                    run: (_ rows: Range<Int>, _ block: Int, _ out: UnsafeMutablePointer<Double>) -> Void,
-                   merge: (_ perPart: UnsafePointer<Double>, _ parts: Int) -> Void) {
+                   merge: (_ perRun: UnsafePointer<Double>, _ runs: Int) -> Void) {
     let block = block ?? blockRows(channels: channels)
     let blocks = (rows + block - 1) / block
-    let parts = computeThreads
-    let perPart = UnsafeMutablePointer<Double>.allocate(capacity: parts * stride)
-    defer { perPart.deallocate() }
-    perPart.update(repeating: 0, count: parts * stride)
-    forEachPart(work: rows &* channels) { part, ranParts in
-        let blockRange = partRange(blocks, part: part, parts: ranParts)
-        run(min(rows, blockRange.lowerBound * block)..<min(rows, blockRange.upperBound * block), block,
-            perPart + part &* stride)
+    withComputePool(work: rows &* channels) { pool in
+        let schedule = PieceSchedule(blocks, parts: pool?.size ?? 1)
+        let bounds = schedule.bounds, runs = schedule.pieces
+        let perRun = UnsafeMutablePointer<Double>.allocate(capacity: runs * stride)
+        defer { perRun.deallocate() }
+        perRun.update(repeating: 0, count: runs * stride)
+        func runPiece(_ piece: Int) {
+            run(min(rows, bounds[piece] * block)..<min(rows, bounds[piece + 1] * block), block, perRun + piece &* stride)
+        }
+        if let pool { pool.dispatchPieces(schedule, runPiece) } else { runPiece(0) }
+        merge(perRun, runs)
     }
-    merge(perPart, parts)
 }
 
 /// Per-channel mean and biased variance in one read of the input: each block is

@@ -46,7 +46,7 @@ private func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, beta: Floa
 }
 
 /// `gemm`'s product computed as the row or column split of `sgemm` defines it: one
-/// single-threaded BLAS call per part (16-aligned boundaries), one after the other.
+/// single-threaded BLAS call per piece (`PieceSchedule`, 16-aligned bounds), one after the other.
 private func gemmInParts(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, beta: Float, seed: UInt64,
                          parts: Int) -> [Float] {
     var rng = SplitMix64(seed: seed)
@@ -55,14 +55,16 @@ private func gemmInParts(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, bet
     let lda = transA ? m : k, ldb = transB ? k : n
     a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
         let a = ap.baseAddress!, b = bp.baseAddress!, c = cp.baseAddress!
-        for part in 0..<parts {
+        let bounds = PieceSchedule(m >= n ? m : n, parts: parts, align: 16, minPiece: 1024).bounds
+        for piece in 0..<bounds.count - 1 {
+            let range = bounds[piece]..<bounds[piece + 1]
             if m >= n {
-                let rows = partRange(m, part: part, parts: parts, align: 16)
+                let rows = range
                 guard !rows.isEmpty else { continue }
                 blasSgemm(transA, transB, rows.count, n, k, 0.5, transA ? a + rows.lowerBound : a + rows.lowerBound * lda,
                           lda, b, ldb, beta, c + rows.lowerBound * n, n)
             } else {
-                let cols = partRange(n, part: part, parts: parts, align: 16)
+                let cols = range
                 guard !cols.isEmpty else { continue }
                 blasSgemm(transA, transB, m, cols.count, k, 0.5, a, lda,
                           transB ? b + cols.lowerBound * ldb : b + cols.lowerBound, ldb, beta, c + cols.lowerBound, n)
@@ -87,6 +89,72 @@ struct ComputeThreadsTests {
                 }
             }
         }
+    }
+
+    @Test("piece schedules cover 0..<count in order, aligned, each thread's share shrinking to its end",
+          arguments: [0, 1, 15, 16, 17, 100, 1000, 131_072])
+    func pieceSchedules(count: Int) {
+        for parts in 1...4 {
+            for align in [1, 16, 64] {
+                for minPiece in [1, 1024] {
+                    let s = PieceSchedule(count, parts: parts, align: align, minPiece: minPiece)
+                    let b = s.bounds
+                    #expect(b.first == 0 && b.last == count)
+                    #expect(zip(b, b.dropFirst()).allSatisfy { $0 <= $1 }, "\(b)")
+                    #expect(b.dropFirst().dropLast().allSatisfy { $0 % align == 0 || $0 == count })
+                    #expect(s.homes.count == parts + 1 && s.homes.first == 0 && s.homes.last == s.pieces)
+                    // Each part's pieces cover exactly its usual share.
+                    let units = (count + align - 1) / align
+                    for part in 0..<parts {
+                        let share = partRange(units, part: part, parts: parts)
+                        #expect(b[s.homes[part]] == min(count, share.lowerBound * align))
+                        #expect(b[s.homes[part + 1]] == min(count, share.upperBound * align))
+                        let sizes = (s.homes[part]..<s.homes[part + 1]).map { b[$0 + 1] - b[$0] }
+                        // Never growing toward the end, except the final remainder; at most ~2 + log2(16) + 16.
+                        #expect(sizes.dropLast().allSatisfy { $0 >= (sizes.last ?? 0) }, "\(sizes)")
+                        #expect(sizes.count <= 24)
+                        if parts > 1 && sizes.count > 1 { #expect(sizes.dropLast().allSatisfy { $0 >= min(minPiece, share.count * align) }) }
+                    }
+                }
+                // With a cap: at most one piece per part.
+                let capped = PieceSchedule(count, parts: parts, align: align, maxPieces: parts)
+                #expect(capped.pieces <= parts && capped.bounds.first == 0 && capped.bounds.last == count)
+                #expect(capped.homes.count == parts + 1 && capped.homes.last == capped.pieces)
+            }
+        }
+        // Cut finer than one piece per thread where there is enough work.
+        #expect(PieceSchedule(131_072, parts: 2, align: 16, minPiece: 1024).pieces > 4)
+        #expect(PieceSchedule(2048, parts: 2, align: 16, minPiece: 1024).pieces == 2)
+    }
+
+    @Test("dispatchPieces runs every piece exactly once, on more than one thread when one is held up")
+    func piecesRunOnce() {
+        defer { setComputeThreads(1) }
+        setComputeThreads(2)
+        let pool = ComputePool.shared!
+        let pieces = 40
+        let runs = UnsafeMutablePointer<Int>.allocate(capacity: pieces)
+        let ranBy = UnsafeMutablePointer<Int>.allocate(capacity: pieces)
+        defer { runs.deallocate(); ranBy.deallocate() }
+        runs.initialize(repeating: 0, count: pieces)
+        ranBy.initialize(repeating: -1, count: pieces)
+        let callerThread = Thread.current
+        // Two shares of 20 units (of 64), each cut into pieces of 10, 5, 3, 1, 1 units.
+        let schedule = PieceSchedule(pieces * 64, parts: 2, align: 64)
+        #expect(schedule.pieces <= pieces)
+        #expect(pool.tryAcquire())
+        pool.dispatchPieces(schedule) { piece in
+            runs[piece] += 1
+            ranBy[piece] = Thread.current == callerThread ? 0 : 1
+            // The caller is slow: the worker must take pieces from its share.
+            if Thread.current == callerThread { usleep(20_000) }
+        }
+        pool.release()
+        #expect((0..<schedule.pieces).allSatisfy { runs[$0] == 1 })
+        // The worker ran its own share and took pieces from the back of the caller's.
+        let stolen = (schedule.homes[0]..<schedule.homes[1]).filter { ranBy[$0] == 1 }
+        #expect(!stolen.isEmpty, "the worker took none of the slow caller's pieces")
+        #expect(ranBy[0] == 0, "the caller starts with its own first piece")
     }
 
     /// Row and column splits run each part as one single-threaded BLAS call on its
