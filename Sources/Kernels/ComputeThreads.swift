@@ -115,7 +115,7 @@ func forEachPiece(_ count: Int, workPerItem: Int, align: Int, _ body: (Range<Int
     withComputePool(work: count &* workPerItem) { pool in
         guard let pool else { body(0..<count); return }
         let schedule = PieceSchedule(count, parts: pool.size, align: align)
-        pool.dispatchPieces(schedule) { p in body(schedule.bounds[p]..<schedule.bounds[p + 1]) }
+        pool.dispatchPieces(schedule) { p, _ in body(schedule.bounds[p]..<schedule.bounds[p + 1]) }
     }
 }
 
@@ -212,17 +212,18 @@ final class ComputePool: @unchecked Sendable {
     /// Runs `body(piece)` for every piece of `schedule` on the pool's threads and
     /// returns when all are done: each thread runs its own pieces (`schedule.homes`)
     /// from the front, then takes pieces from the back of the other threads' shares
-    /// until none is left. The caller must hold the pool; `schedule` has `size` parts.
-    func dispatchPieces(_ schedule: PieceSchedule, _ body: (Int) -> Void) {
+    /// until none is left. `body` gets the piece and the part (thread) running it. The
+    /// caller must hold the pool; `schedule` has `size` parts.
+    func dispatchPieces(_ schedule: PieceSchedule, _ body: (_ piece: Int, _ part: Int) -> Void) {
         precondition(schedule.homes.count == size + 1, "dispatchPieces: a schedule for \(schedule.homes.count - 1) parts on \(size) threads")
         // Each part's unclaimed pieces front..<back, packed as front | back << 32
         // (published to the workers by dispatch's generation bump).
         for part in 0..<size { claims[part].store(schedule.homes[part] | schedule.homes[part + 1] << 32, ordering: .relaxed) }
         dispatch { part, parts in
-            while let piece = claim(part, fromBack: false) { body(piece) }
+            while let piece = claim(part, fromBack: false) { body(piece, part) }
             for offset in 1..<parts {
                 let other = (part + offset) % parts
-                while let piece = claim(other, fromBack: true) { body(piece) }
+                while let piece = claim(other, fromBack: true) { body(piece, part) }
             }
         }
     }

@@ -49,7 +49,7 @@ func sgemm(
         // At least 1024 rows a piece: each call packs all of the other operand again.
         let byRows = m >= n
         let schedule = PieceSchedule(byRows ? m : n, parts: pool.size, align: 16, minPiece: 1024)
-        pool.dispatchPieces(schedule) { piece in
+        pool.dispatchPieces(schedule) { piece, _ in
             let lo = schedule.bounds[piece], count = schedule.bounds[piece + 1] - lo
             guard count > 0 else { return }
             if byRows {
@@ -83,7 +83,7 @@ private func sgemmSplitK(
         let schedule = PieceSchedule(k, parts: pool.size, align: 64, minPiece: 1024, maxPieces: maxPieces)
         let extra = schedule.pieces - 1
         let scratch = pool.scratch(floats: extra * m * n)
-        pool.dispatchPieces(schedule) { piece in
+        pool.dispatchPieces(schedule) { piece, _ in
             let k0 = schedule.bounds[piece], kCount = schedule.bounds[piece + 1] - k0
             let aPart = transA ? a + k0 &* lda : a + k0
             let bPart = transB ? b + k0 : b + k0 &* ldb

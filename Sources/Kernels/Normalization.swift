@@ -450,7 +450,7 @@ func overBlockRuns(rows: Int, channels: Int, block: Int? = nil, stride: Int,
         func runPiece(_ piece: Int) {
             run(min(rows, bounds[piece] * block)..<min(rows, bounds[piece + 1] * block), block, perRun + piece &* stride)
         }
-        if let pool { pool.dispatchPieces(schedule, runPiece) } else { runPiece(0) }
+        if let pool { pool.dispatchPieces(schedule) { piece, _ in runPiece(piece) } } else { runPiece(0) }
         merge(perRun, runs)
     }
 }

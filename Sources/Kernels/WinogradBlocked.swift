@@ -143,6 +143,24 @@ private func forEachPartWithArea(
     }
 }
 
+/// Runs `body(blocks, area)` for the `PieceSchedule` pieces of 0..<blocks on the compute
+/// threads (`dispatchPieces`: a thread that finishes its share takes pieces from the
+/// back of a slower thread's), each thread with its own `perPart` floats, as
+/// `forEachPartWithArea`. For blocks that are independent of each other.
+private func forEachPieceWithArea(
+    blocks: Int, work: Int, perPart: Int, own: UnsafeMutablePointer<Float>,
+    _ body: (_ blocks: Range<Int>, _ area: UnsafeMutablePointer<Float>) -> Void
+) {
+    withComputePool(work: work) { pool in
+        guard let pool else { body(0..<blocks, own); return }
+        let others = pool.scratch(floats: max(1, (pool.size - 1) * perPart))
+        let schedule = PieceSchedule(blocks, parts: pool.size)
+        pool.dispatchPieces(schedule) { piece, part in
+            body(schedule.bounds[piece]..<schedule.bounds[piece + 1], part == 0 ? own : others + (part - 1) * perPart)
+        }
+    }
+}
+
 /// `winogradConv3x3` (same arguments and result, to rounding with F(4x4, 3x3)) in
 /// per-thread blocks of tiles. `workspace` holds `s.winogradBlockedPassCount(tiling)` floats.
 func winogradConv3x3Blocked(
@@ -159,13 +177,14 @@ func winogradConv3x3Blocked(
     let blockTiles = s.winogradBlockTiles(tiling)
     let tiles = s.batch * tiling.tilesHigh(s) * tiling.tilesWide(s)
     let blocks = (tiles + blockTiles - 1) / blockTiles
-    forEachPartWithArea(work: points * tiles * cin * cout, perPart: s.winogradBlockSlotCount(tiling),
-                        own: u + points * cin * cout) { part, parts, v in
+    // Blocks write only their own tiles' outputs: shared as pieces (a slower thread runs fewer).
+    forEachPieceWithArea(blocks: blocks, work: points * tiles * cin * cout, perPart: s.winogradBlockSlotCount(tiling),
+                         own: u + points * cin * cout) { blockRange, v in
         let m = v + points * blockTiles * cin
         let vAt = (0..<points).map { v + $0 * blockTiles * cin }
         let mAt = (0..<points).map { m + $0 * blockTiles * cout }
         let mRead = mAt.map { UnsafePointer($0) }
-        for b in partRange(blocks, part: part, parts: parts) {
+        for b in blockRange {
             let t0 = b * blockTiles, t1 = min(tiles, t0 + blockTiles)
             tiling.inputTransform(s, tiles: t0..<t1, input: input, zeros: zeros, into: vAt, firstRow: t0)
             for p in 0..<points {

@@ -135,7 +135,9 @@ struct ComputeThreadsTests {
         let pieces = 40
         let runs = UnsafeMutablePointer<Int>.allocate(capacity: pieces)
         let ranBy = UnsafeMutablePointer<Int>.allocate(capacity: pieces)
-        defer { runs.deallocate(); ranBy.deallocate() }
+        let partOf = UnsafeMutablePointer<Int>.allocate(capacity: pieces)
+        defer { runs.deallocate(); ranBy.deallocate(); partOf.deallocate() }
+        partOf.initialize(repeating: -1, count: pieces)
         runs.initialize(repeating: 0, count: pieces)
         ranBy.initialize(repeating: -1, count: pieces)
         let callerThread = Thread.current
@@ -143,14 +145,16 @@ struct ComputeThreadsTests {
         let schedule = PieceSchedule(pieces * 64, parts: 2, align: 64)
         #expect(schedule.pieces <= pieces)
         #expect(pool.tryAcquire())
-        pool.dispatchPieces(schedule) { piece in
+        pool.dispatchPieces(schedule) { piece, part in
             runs[piece] += 1
             ranBy[piece] = Thread.current == callerThread ? 0 : 1
+            partOf[piece] = part
             // The caller is slow: the worker must take pieces from its share.
             if Thread.current == callerThread { usleep(20_000) }
         }
         pool.release()
         #expect((0..<schedule.pieces).allSatisfy { runs[$0] == 1 })
+        #expect((0..<schedule.pieces).allSatisfy { partOf[$0] == ranBy[$0] }, "a piece's part is the thread that ran it")
         // The worker ran its own share and took pieces from the back of the caller's.
         let stolen = (schedule.homes[0]..<schedule.homes[1]).filter { ranBy[$0] == 1 }
         #expect(!stolen.isEmpty, "the worker took none of the slow caller's pieces")
