@@ -84,6 +84,7 @@ struct PieceSchedule: Equatable {
     var bounds: [Int]
     var homes: [Int]
     var pieces: Int { bounds.count - 1 }
+    func range(_ piece: Int) -> Range<Int> { bounds[piece]..<bounds[piece + 1] }
 
     init(_ count: Int, parts: Int, align: Int = 1, minPiece: Int = 1, maxPieces: Int = .max) {
         let parts = max(1, parts)
@@ -115,7 +116,7 @@ func forEachPiece(_ count: Int, workPerItem: Int, align: Int, _ body: (Range<Int
     withComputePool(work: count &* workPerItem) { pool in
         guard let pool else { body(0..<count); return }
         let schedule = PieceSchedule(count, parts: pool.size, align: align)
-        pool.dispatchPieces(schedule) { p, _ in body(schedule.bounds[p]..<schedule.bounds[p + 1]) }
+        pool.dispatchPieces(schedule) { p, _ in body(schedule.range(p)) }
     }
 }
 
@@ -293,5 +294,3 @@ public func parallelRanges(_ count: Int, workPerItem: Int = 1, align: Int = 16, 
         if !range.isEmpty { body(range) }
     }
 }
-
-

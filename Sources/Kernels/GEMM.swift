@@ -50,7 +50,7 @@ func sgemm(
         let byRows = m >= n
         let schedule = PieceSchedule(byRows ? m : n, parts: pool.size, align: 16, minPiece: 1024)
         pool.dispatchPieces(schedule) { piece, _ in
-            let lo = schedule.bounds[piece], count = schedule.bounds[piece + 1] - lo
+            let rows = schedule.range(piece), lo = rows.lowerBound, count = rows.count
             guard count > 0 else { return }
             if byRows {
                 let aPart = transA ? a + lo : a + lo &* lda
@@ -84,7 +84,7 @@ private func sgemmSplitK(
         let extra = schedule.pieces - 1
         let scratch = pool.scratch(floats: extra * m * n)
         pool.dispatchPieces(schedule) { piece, _ in
-            let k0 = schedule.bounds[piece], kCount = schedule.bounds[piece + 1] - k0
+            let ks = schedule.range(piece), k0 = ks.lowerBound, kCount = ks.count
             let aPart = transA ? a + k0 &* lda : a + k0
             let bPart = transB ? b + k0 : b + k0 &* ldb
             if piece == 0 {

@@ -442,13 +442,13 @@ func overBlockRuns(rows: Int, channels: Int, block: Int? = nil, stride: Int,
     let block = block ?? blockRows(channels: channels)
     let blocks = (rows + block - 1) / block
     withComputePool(work: rows &* channels) { pool in
-        let schedule = PieceSchedule(blocks, parts: pool?.size ?? 1)
-        let bounds = schedule.bounds, runs = schedule.pieces
+        let schedule = PieceSchedule(blocks, parts: pool?.size ?? 1), runs = schedule.pieces
         let perRun = UnsafeMutablePointer<Double>.allocate(capacity: runs * stride)
         defer { perRun.deallocate() }
         perRun.update(repeating: 0, count: runs * stride)
         func runPiece(_ piece: Int) {
-            run(min(rows, bounds[piece] * block)..<min(rows, bounds[piece + 1] * block), block, perRun + piece &* stride)
+            let runBlocks = schedule.range(piece)
+            run(min(rows, runBlocks.lowerBound * block)..<min(rows, runBlocks.upperBound * block), block, perRun + piece &* stride)
         }
         if let pool { pool.dispatchPieces(schedule) { piece, _ in runPiece(piece) } } else { runPiece(0) }
         merge(perRun, runs)

@@ -136,11 +136,17 @@ private func forEachPartWithArea(
 ) {
     withComputePool(work: work) { pool in
         guard let pool else { body(0, 1, own); finally(1) { _ in own }; return }
-        let others = pool.scratch(floats: max(1, (pool.size - 1) * perPart))
-        let areaOf = { (part: Int) in part == 0 ? own : others + (part - 1) * perPart }
+        let areaOf = partAreas(pool, perPart: perPart, own: own)
         pool.dispatch { part, parts in body(part, parts, areaOf(part)) }
         finally(pool.size, areaOf)
     }
+}
+
+/// Each part's `perPart` floats: part 0's at `own`, the others' in the pool's scratch.
+private func partAreas(_ pool: ComputePool, perPart: Int, own: UnsafeMutablePointer<Float>)
+    -> (Int) -> UnsafeMutablePointer<Float> {
+    let others = pool.scratch(floats: max(1, (pool.size - 1) * perPart))
+    return { part in part == 0 ? own : others + (part - 1) * perPart }
 }
 
 /// Runs `body(blocks, area)` for the `PieceSchedule` pieces of 0..<blocks on the compute
@@ -153,11 +159,9 @@ private func forEachPieceWithArea(
 ) {
     withComputePool(work: work) { pool in
         guard let pool else { body(0..<blocks, own); return }
-        let others = pool.scratch(floats: max(1, (pool.size - 1) * perPart))
+        let areaOf = partAreas(pool, perPart: perPart, own: own)
         let schedule = PieceSchedule(blocks, parts: pool.size)
-        pool.dispatchPieces(schedule) { piece, part in
-            body(schedule.bounds[piece]..<schedule.bounds[piece + 1], part == 0 ? own : others + (part - 1) * perPart)
-        }
+        pool.dispatchPieces(schedule) { piece, part in body(schedule.range(piece), areaOf(part)) }
     }
 }
 
