@@ -12,9 +12,9 @@
 # launch/test builds; built here if missing).
 #
 # New inputs found go to a scratch corpus, not the repository. A crash leaves
-# (Leak detection is off: Foundation's file reading leaks a buffer per call.)
 # its input in $FUZZ_OUT/<target>/ (crash-*) and fails the script: add it to
-# Tests/ as a regression file with a test.
+# Tests/ as a regression file with a test. (Leak detection is off: Foundation's
+# file reading leaks a buffer per call.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-30}"; shift || true
@@ -30,6 +30,14 @@ swiftc_fuzz() {
     if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name "${module:-Fuzz_$name}" "$@" -o "$bin/$name" > "$bin/$name.build.log" 2>&1; then
         grep -v "Cannot export local symbol" "$bin/$name.build.log" >&2; echo "FAIL: cannot build fuzz target $name" >&2; exit 1
     fi
+}
+# Runs target $t once on a crash input ($2) with ASAN_OPTIONS=$1: sets `report` (its
+# output) and `frame` (the innermost stack frame that is ours or libhdf5's; empty when
+# the input did not crash again). The grep finding nothing must not end the script
+# under pipefail.
+replay() {
+    report=$(ASAN_OPTIONS="$1" timeout 60 "$bin/$t" "$2" 2>&1 || true)
+    frame=$(grep -E '^ +#[0-9]+ ' <<< "$report" | grep -E 'libhdf5|/work/|Sources/|Fuzz_|\$s' | head -n 1 || true)
 }
 hdf5_flags=($(pkg-config --cflags-only-I hdf5 | sed 's/-I/-Xcc -I/g') $(pkg-config --libs hdf5))
 # A package target compiled as module $1 from its sources plus the harness,
@@ -102,23 +110,22 @@ for t in "${targets[@]}"; do
     ours=0; theirs=0
     for crash in "$out/$t"/crash-* "$out/$t"/oom-* "$out/$t"/timeout-*; do
         [ -e "$crash" ] || continue
-        report=$(ASAN_OPTIONS="$asan" timeout 60 "$bin/$t" "$crash" 2>&1 || true)
-        # No frame at all (the input did not crash again): the grep finds nothing, which
-        # must not end the script silently under pipefail; such a crash cannot be put on
-        # libhdf5, so it counts as ours, with a line saying so.
-        frame=$(grep -E '^ +#[0-9]+ ' <<< "$report" | grep -E 'libhdf5|/work/|Sources/|Fuzz_|\$s' | head -n 1 || true)
+        replay "$asan" "$crash"
         if [ -z "$frame" ] && [ -n "$asan_unsuppressed" ]; then
             # libhdf5's known reads of freed or out-of-bounds header memory (libhdf5.supp)
             # crash only now and then, depending on the heap: run it again with ASan
             # reporting them, which shows whose frame the bad access is in.
-            report=$(ASAN_OPTIONS="$asan_unsuppressed" timeout 60 "$bin/$t" "$crash" 2>&1 || true)
-            frame=$(grep -E '^ +#[0-9]+ ' <<< "$report" | grep -E 'libhdf5|/work/|Sources/|Fuzz_|\$s' | head -n 1 || true)
+            replay "$asan_unsuppressed" "$crash"
             [ -z "$frame" ] || echo "   reproduced with ASan's reports inside libhdf5 on (no crash with them suppressed): $crash"
         fi
+        # A crash that does not come back has no frame and cannot be put on libhdf5:
+        # it counts as ours, with a line saying so.
         if [ -z "$frame" ]; then
             ours=$((ours + 1)); echo "   NOT REPRODUCED (no stack when run again; counted as ours): $crash" >&2
         elif grep -q libhdf5 <<< "$frame"; then
-            theirs=$((theirs + 1)); echo "   inside libhdf5: $crash ($(grep -m1 -o 'in H5[A-Za-z0-9_]*' <<< "$frame"))"
+            # The innermost named libhdf5 function (the frame itself may have no symbol).
+            name=$(grep -E '^ +#[0-9]+ ' <<< "$report" | grep -m1 -o 'in H5[A-Za-z0-9_]*' || true)
+            theirs=$((theirs + 1)); echo "   inside libhdf5: $crash${name:+ (${name#in })}"
         else
             ours=$((ours + 1)); echo "   OURS: $crash" >&2; grep -E '^ +#[0-9]+ |SUMMARY' <<< "$report" | head -n 12 >&2
         fi
