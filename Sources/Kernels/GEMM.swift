@@ -13,9 +13,21 @@ public func sgemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
+    guard GEMMShapeProfile.isOn else {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+              beta: beta, c: c, ldc: ldc, using: blasSgemm)
+        return
+    }
+    let start = monotonicNanoseconds()
     sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
           beta: beta, c: c, ldc: ldc, using: blasSgemm)
+    GEMMShapeProfile.record(transA: transA, transB: transB, m: m, n: n, k: k, nanoseconds: monotonicNanoseconds() - start)
 }
+
+/// Whether `sgemm` splits this product by the reduction: when k dominates both sides
+/// (the convolutions' weight gradients, e.g. 64 x 256 x 131072).
+@inline(__always)
+func splitsReduction(m: Int, n: Int, k: Int) -> Bool { k >= 4 * max(m, n) && k >= 256 }
 
 /// A single-threaded GEMM call with `blasSgemm`'s arguments.
 typealias SingleThreadSgemm = (
@@ -34,7 +46,7 @@ func sgemm(
 ) {
     guard m > 0, n > 0 else { return }
     let work = m &* n &* max(k, 1)
-    if k >= 4 * max(m, n) && k >= 256 {
+    if splitsReduction(m: m, n: n, k: k) {
         sgemmSplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, work: work, using: blasSgemm)
         return

@@ -29,6 +29,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Side of the square sgemm timed for comparison (0 skips it).") var sgemmSize = 2048
     @Option(name: .customLong("triplet-mining"), help: "Under mpirun: global (embeddings all-gathered, loss over the whole batch) | local (each rank's shard), as mancs-dist (default global).") var tripletMining = "global"
     @Option(name: .customLong("batch-norm"), help: "Under mpirun: sync (BatchNorm statistics allreduced per layer) | local (each rank's shard), as mancs-dist (default sync).") var batchNorm = "sync"
+    @Option(name: .customLong("gemm-shapes"), help: "Also time every GEMM shape of the timed steps (the calls that enter sgemm) and list the <n> that take the most time, with their GFLOP/s against the in-run sgemm (0: off).") var gemmShapes = 0
     @Flag(help: "Print one JSON object instead of a table.") var json = false
 
     static let imagesPerIdentity = 4
@@ -50,6 +51,7 @@ struct BenchCommand: ParsableCommand {
         try FlagCheck.int("classes", classes, 2...1_000_000)
         try FlagCheck.int("steps", steps, 1...100_000)
         try FlagCheck.int("sgemm-size", sgemmSize, 0...16_384)
+        try FlagCheck.int("gemm-shapes", gemmShapes, 0...10_000)
         guard ["global", "local"].contains(tripletMining) else { throw ValidationError("--triplet-mining must be global or local, got \(tripletMining)") }
         guard ["sync", "local"].contains(batchNorm) else { throw ValidationError("--batch-norm must be sync or local, got \(batchNorm)") }
         _ = try parsedBlocks()
@@ -211,6 +213,7 @@ struct BenchCommand: ParsableCommand {
             var b: [String: Double] = [:]
             for (name, s) in perStepBreakdown { b[name] = round4(s) }
             o["breakdown_seconds_per_step"] = b
+            if gemmShapes > 0 { o["gemm_shapes"] = gemmShapesJSON(run.gemmShapes, sgemm: sgemmPerRank) }
             let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -233,6 +236,7 @@ struct BenchCommand: ParsableCommand {
                 print("  " + name.padding(toLength: 36, withPad: " ", startingAt: 0)
                       + String(format: "%8.3f s  %5.1f%%", s, 100 * s / meanStep))
             }
+            if gemmShapes > 0 { printGEMMShapes(run.gemmShapes, sgemm: sgemmPerRank) }
             print(String(format: "gradient floats final by 25/50/75%% of backward: reported %.0f/%.0f/%.0f%%, layers done %.0f/%.0f/%.0f%%",
                          100 * readyShare(asReported, by: 0.25), 100 * readyShare(asReported, by: 0.5),
                          100 * readyShare(asReported, by: 0.75), 100 * readyShare(asCompleted, by: 0.25),
@@ -263,6 +267,8 @@ struct BenchCommand: ParsableCommand {
         /// layer finished before the reporting order held it back.
         var reported: [(time: UInt64, range: Range<Int>)]
         var completed: [(time: UInt64, range: Range<Int>)]
+        /// Every GEMM shape of the timed steps (`--gemm-shapes`; empty without it).
+        var gemmShapes: [GEMMShapeRecord]
     }
 
     /// Builds the network and runs one warm-up and `steps` timed training steps.
@@ -359,15 +365,18 @@ struct BenchCommand: ParsableCommand {
         try step()  // warm-up: first touch of every buffer, compute thread start-up
         profiler.reset()
         timing = StepTiming()
+        // The sgemm between steps does not enter `sgemm`'s public entry, so it is not recorded.
+        if gemmShapes > 0 { GEMMShapeProfile.start() }
         for _ in 0..<steps {
             try step()
             if sgemmSize > 0 { timing.sgemmSamples.append(sgemmBetweenSteps()) }
         }
+        let gemmShapeRecords = gemmShapes > 0 ? GEMMShapeProfile.stop() : []
 
         return StepRun(timing: timing, profiler: profiler, convolutionShapes: network.convolutionShapes,
                        flops: network.stepFLOPsPerImage, parameterCount: network.parameters.count,
                        blocks: config.blocks, conv3Rebuilds: network.conv3Rebuilds, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
-                       reported: reported, completed: completed)
+                       reported: reported, completed: completed, gemmShapes: gemmShapeRecords)
     }
 
     // MARK: Reference measurements
@@ -532,8 +541,8 @@ private struct StepTiming {
     var backwardEnd: UInt64 = 0
 }
 
-private func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
-private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
+func round3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
 
 // The ranks as the replicas of synchronised BatchNorm and global triplet mining.
 extension ShardGroup: BatchNormStatisticsReducer, ReplicaBatchGroup {}

@@ -58,6 +58,33 @@ assert abs(o["gemm_efficiency"] - o["gflops"] / o["sgemm_gflops"]) < 0.01, o["ge
 PY
 done
 
+# --gemm-shapes: the timed steps' GEMM shapes, most time first, each against the in-run sgemm.
+env -u OPENBLAS_CORETYPE "$MANCS" bench "${tiny[@]}" --steps 2 --gemm-shapes 1000 > "$WORK/shapes.json" || fail "bench --gemm-shapes 1000"
+env -u OPENBLAS_CORETYPE "$MANCS" bench "${tiny[@]}" --steps 2 --gemm-shapes 3 > "$WORK/shapes3.json" || fail "bench --gemm-shapes 3"
+check "--gemm-shapes: every shape of the step, most time first, rates against the in-run sgemm" python3 - "$WORK/shapes.json" "$WORK/shapes3.json" "$WORK/own.json" <<'PY'
+import json, sys
+o, o3, plain = (json.load(open(p)) for p in sys.argv[1:4])
+g = o["gemm_shapes"]
+shapes = g["shapes"]
+assert "gemm_shapes" not in plain, "listed without the flag"
+assert len(shapes) == g["shape_count"] > 10, g["shape_count"]
+secs = [s["seconds_per_step"] for s in shapes]
+assert secs == sorted(secs, reverse=True), secs
+assert 0 < g["seconds_per_step"] <= sum(o["step_seconds"]) / len(o["step_seconds"]), g["seconds_per_step"]
+assert abs(sum(secs) - g["seconds_per_step"]) < 1e-4 * len(secs) + 1e-4, (sum(secs), g["seconds_per_step"])
+for s in shapes:
+    assert s["op"] in ("NN", "NT", "TN") and s["split"] in ("rows", "columns", "k"), s
+    assert s["kernel"] in ("mancs", "openblas") and s["calls_per_step"] > 0 and s["gflops"] > 0, s
+    assert abs(s["of_sgemm"] - s["gflops"] / o["sgemm_gflops_per_rank"]) < 0.002 + 0.01 * s["of_sgemm"], s
+    assert s["split"] != "k" or s["k"] >= 4 * max(s["m"], s["n"]), s
+# The stage-1 1x1 convolutions of this geometry: 4 images x 16 x 8 pixels = 512 rows.
+assert any(s["m"] == 512 and s["op"] in ("NN", "NT") for s in shapes), [(s["op"], s["m"]) for s in shapes]
+assert len(o3["gemm_shapes"]["shapes"]) == 3 and o3["gemm_shapes"]["shape_count"] == g["shape_count"]
+PY
+text=("${tiny[@]:0:${#tiny[@]}-1}")  # without the trailing --json
+env -u OPENBLAS_CORETYPE "$MANCS" bench "${text[@]}" --steps 1 --gemm-shapes 2 > "$WORK/shapes.txt" || fail "bench --gemm-shapes 2 (text)"
+check "--gemm-shapes (text): a header and two rows" test "$(sed -n '/^GEMM shapes entering sgemm/,/^gradient floats/p' "$WORK/shapes.txt" | grep -cE '^  (NN|NT|TN) ')" = 2
+
 # Simulated fallback.
 env -u OPENBLAS_CORETYPE MANCS_SIMULATE_BLAS_CORE=Prescott "$MANCS" bench "${tiny[@]}" > "$WORK/sim.json" \
     || fail "bench with a simulated fallback"
