@@ -13,15 +13,13 @@ public func sgemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    guard GEMMShapeProfile.isOn else {
-        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-              beta: beta, c: c, ldc: ldc, using: blasSgemm)
-        return
-    }
-    let start = monotonicNanoseconds()
+    let profiling = GEMMShapeProfile.isOn
+    let start = profiling ? monotonicNanoseconds() : 0
     sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
           beta: beta, c: c, ldc: ldc, using: blasSgemm)
-    GEMMShapeProfile.record(transA: transA, transB: transB, m: m, n: n, k: k, nanoseconds: monotonicNanoseconds() - start)
+    if profiling {
+        GEMMShapeProfile.record(transA: transA, transB: transB, m: m, n: n, k: k, nanoseconds: monotonicNanoseconds() - start)
+    }
 }
 
 /// Whether `sgemm` splits this product by the reduction: when k dominates both sides
@@ -132,7 +130,7 @@ func blasSgemm(
     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
 ) {
-    if GEMMKernel.ownKernelEnabled && GEMMKernel.handles(transA: transA, n: n, k: k) {
+    if GEMMKernel.runs(transA: transA, n: n, k: k) {
         GEMMKernel.ownSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     } else {
         openblasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

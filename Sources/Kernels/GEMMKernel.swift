@@ -92,6 +92,10 @@ public enum GEMMKernel {
 
     static let thinLimit = 128
 
+    /// Whether this process runs such a call with the own kernel (on, and it handles it).
+    @inline(__always)
+    static func runs(transA: Bool, n: Int, k: Int) -> Bool { ownKernelEnabled && handles(transA: transA, n: n, k: k) }
+
     static func ownSgemm(
         _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,

@@ -25,7 +25,7 @@ public struct GEMMShapeRecord: Equatable, Sendable {
     public var split: String { splitsReduction(m: m, n: n, k: k) ? "k" : (m >= n ? "rows" : "columns") }
     /// Which code ran it: "mancs" (the own AVX-512 kernel) or "openblas", as decided for the
     /// whole call (a column or reduction piece may be narrower than the call).
-    public var kernel: String { GEMMKernel.ownKernelEnabled && GEMMKernel.handles(transA: transA, n: n, k: k) ? "mancs" : "openblas" }
+    public var kernel: String { GEMMKernel.runs(transA: transA, n: n, k: k) ? "mancs" : "openblas" }
 }
 
 /// Collects `GEMMShapeRecord`s between `start()` and `stop()`; off (one relaxed load per
