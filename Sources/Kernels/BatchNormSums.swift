@@ -214,16 +214,39 @@ public func reluBackwardWithBatchNormSums(
     second: (input: UnsafePointer<Float>, mean: UnsafePointer<Float>)? = nil
 ) -> [BatchNormGradientSums] {
     let inputs = second.map { [first, $0] } ?? [first]
+    let (sumG, sumGX) = reluBackwardSums(rows: rows, channels: channels, output: output, gradOutput: gradOutput,
+                                         gradInput: gradInput, inputs: inputs)
+    return sumGX.map { BatchNormGradientSums(sumG: sumG, sumGX: $0) }
+}
+
+/// `reluBackward` that also returns sum_r of the masked gradient per channel, in Double
+/// (this replica's rows): for a BatchNorm whose input is not at hand, whose backward then
+/// needs only that sum (`pointwiseConvBatchNormBackward`). The same blocks and parts as
+/// `reluBackwardWithBatchNormSums`, so the same sums bit for bit.
+public func reluBackwardWithSums(
+    rows: Int, channels: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+    gradInput: UnsafeMutablePointer<Float>
+) -> [Double] {
+    reluBackwardSums(rows: rows, channels: channels, output: output, gradOutput: gradOutput, gradInput: gradInput,
+                     inputs: []).sumG
+}
+
+/// The pass of both: sum_r g, and sum_r g * (x - mean) for each of zero to two `inputs`.
+private func reluBackwardSums(
+    rows: Int, channels: Int, output: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+    gradInput: UnsafeMutablePointer<Float>, inputs: [(input: UnsafePointer<Float>, mean: UnsafePointer<Float>)]
+) -> (sumG: [Double], sumGX: [[Double]]) {
     let k = inputs.count
+    precondition(k <= 2, "reluBackwardSums: at most two BatchNorm inputs")
     // Per part: sumG, then sumGX of each input.
     let stride = (1 + k) &* channels
-    var results = [BatchNormGradientSums](repeating: BatchNormGradientSums(sumG: [Double](repeating: 0, count: channels),
-                                                                             sumGX: [Double](repeating: 0, count: channels)),
-                                          count: k)
+    var sumG = [Double](repeating: 0, count: channels)
+    var sumGX = [[Double]](repeating: [Double](repeating: 0, count: channels), count: k)
     overBlockRuns(rows: rows, channels: channels, stride: stride, run: { rowRange, block, out in
         let partial = UnsafeMutablePointer<Float>.allocate(capacity: stride)
         defer { partial.deallocate() }
-        let x0 = inputs[0].input, m0 = inputs[0].mean
+        // With no input, x0 and m0 are never read (k == 0); any valid pointer stands in.
+        let x0 = k > 0 ? inputs[0].input : gradOutput, m0 = k > 0 ? inputs[0].mean : gradOutput
         let x1 = k > 1 ? inputs[1].input : x0, m1 = k > 1 ? inputs[1].mean : m0
         var start = rowRange.lowerBound
         while start < rowRange.upperBound {
@@ -237,9 +260,11 @@ public func reluBackwardWithBatchNormSums(
                     let gv = SIMD16<Float>().replacing(with: raw, where: loadVector(o + c0, count: n) .> 0)
                     storeVector(gv, gi + c0, count: n)
                     storeVector(loadVector(partial + c0, count: n) + gv, partial + c0, count: n)
-                    let s0 = partial + (channels &+ c0)
-                    storeVector(loadVector(s0, count: n) + gv * (loadVector(x0 + (row &+ c0), count: n)
-                                                               - loadVector(m0 + c0, count: n)), s0, count: n)
+                    if k > 0 {
+                        let s0 = partial + (channels &+ c0)
+                        storeVector(loadVector(s0, count: n) + gv * (loadVector(x0 + (row &+ c0), count: n)
+                                                                   - loadVector(m0 + c0, count: n)), s0, count: n)
+                    }
                     if k > 1 {
                         let s1 = partial + (2 &* channels &+ c0)
                         storeVector(loadVector(s1, count: n) + gv * (loadVector(x1 + (row &+ c0), count: n)
@@ -253,13 +278,11 @@ public func reluBackwardWithBatchNormSums(
     }, merge: { perPart, parts in
         for part in 0..<parts {
             let p = perPart + part &* stride
+            for c in 0..<channels { sumG[c] += p[c] }
             for i in 0..<k {
-                for c in 0..<channels {
-                    results[i].sumG[c] += p[c]
-                    results[i].sumGX[c] += p[(1 &+ i) &* channels &+ c]
-                }
+                for c in 0..<channels { sumGX[i][c] += p[(1 &+ i) &* channels &+ c] }
             }
         }
     })
-    return results
+    return (sumG, sumGX)
 }

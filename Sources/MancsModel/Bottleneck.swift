@@ -32,6 +32,12 @@ final class Bottleneck {
     /// a scratch buffer has room for c3 all the while it is needed (at full size, stages 3
     /// and 4: `keepConv3`), so stages 1 and 2 rebuild: 0.86 GiB for 2.9% more FLOPs.
     private(set) var rebuildsConv3: Bool
+    /// True when backward runs conv3 and bn3 as one (`pointwiseConvBatchNormBackward`),
+    /// which needs neither c3 nor bn3's input gradient: conv3's output is then not rebuilt
+    /// at all. For a block that does not keep c3 and ends in a ReLU (the ReLU pass forms
+    /// the sums it needs); `foldConv3Backward` false restores the rebuild (tests compare).
+    var foldsConv3: Bool { rebuildsConv3 && prelu == nil && foldConv3Backward }
+    var foldConv3Backward = true
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
          lastPReLU: Bool, rebuildsConv3: Bool) {
@@ -153,13 +159,15 @@ final class Bottleneck {
         // gradInput's buffer, which it occupies until its BN backward has read it).
         let t1 = gradOutput
         let dc = downsample == nil ? nil : self.dc ?? gradInput
-        var c3 = self.c3, c3Sums: BatchNormGradientSums?, dcSums: BatchNormGradientSums?
+        // conv3 and bn3 backward folded together (`foldsConv3`): bn3's input is not needed.
+        let folds = foldsConv3
+        var c3 = self.c3, c3Sums: BatchNormGradientSums?, dcSums: BatchNormGradientSums?, sumG: [Double]?
         if let prelu {
             prelu.backward(rows: outRows, stores, input: sum, gradOutput: gradOutput, gradInput: t2)
             Elementwise.copy(stores, count: count, t2, into: t1)
             ready.complete(prelu.range)
         } else {
-            if c3 == nil && downsample == nil {
+            if c3 == nil && downsample == nil && !folds {
                 bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
                 conv3.forward(n, stores, input: rebuilt, output: t2, workspace: workspace)
                 c3 = t2
@@ -169,7 +177,11 @@ final class Bottleneck {
             }
             let fed = [c3.map { ($0, UnsafePointer(bn3.saveMean)) },
                        dc.map { ($0, UnsafePointer(downsample!.bn.saveMean)) }].compactMap { $0 }
-            if fed.isEmpty {
+            if fed.isEmpty && folds {
+                sumG = stores.timed(.batchNorm) {
+                    reluBackwardWithSums(rows: outRows, channels: outChannels, output: sum, gradOutput: gradOutput, gradInput: t1)
+                }
+            } else if fed.isEmpty {
                 Activation.relu.backward(stores, count: count, output: sum, gradOutput: gradOutput, gradInput: t1)
             } else {
                 let sums = stores.timed(.batchNorm) {
@@ -179,6 +191,7 @@ final class Bottleneck {
                 }
                 if c3 != nil { c3Sums = sums[0] }
                 if dc != nil { dcSums = sums[sums.count - 1] }
+                if folds { sumG = sums[0].sumG }
             }
         }
         // Shortcut: `inputGradient` = d(shortcut input), which conv1 completes; `free` is the
@@ -199,35 +212,54 @@ final class Bottleneck {
             inputGradient = t1; free = gradInput
         }
         // Main path, last layer first; b2, then b1, rebuilt in `rebuilt`. t1 is read for
-        // the last time by bn3's backward.
-        if let c3 {
-            if let c3Sums {
-                bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2, sums: c3Sums)
-            } else {
-                bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
+        // the last time by bn3's backward. b2's gradient lands in `d2`, and the main path's
+        // gradients then alternate between d2 and `other`.
+        let d2: UnsafeMutablePointer<Float>, other: UnsafeMutablePointer<Float>
+        if folds, let sumG {
+            bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
+            // Reads t1 while it writes b2's gradient, so that goes to t2 (free since the shortcut).
+            stores.timed(.conv1x1) {
+                pointwiseConvBatchNormBackward(
+                    rows: outRows, inChannels: conv3.shape.inChannels, outChannels: outChannels, input: rebuilt,
+                    weight: stores.values + conv3.weight, gradOutput: t1, sumG: sumG, gamma: stores.values + bn3.gamma,
+                    saveMean: bn3.saveMean, saveInvStd: bn3.saveInvStd, gradGamma: stores.grads + bn3.gamma,
+                    gradBeta: stores.grads + bn3.beta, gradWeight: stores.grads + conv3.weight, gradInput: t2,
+                    reducer: stores.batchNormReducer)
             }
             ready.complete(bn3.range)
-            // b2 again, unless the identity block's c3 rebuild above made it already.
-            if self.c3 != nil { bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt) }
+            ready.complete(conv3.range)
+            d2 = t2; other = free
         } else {
-            // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
-            // overwrites it with its input gradient (each element reads its own input first).
-            bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
-            conv3.forward(n, stores, input: rebuilt, output: t2, workspace: workspace)
-            bn3.backward(rows: outRows, stores, input: t2, gradOutput: t1, gradInput: t2)
-            ready.complete(bn3.range)
+            if let c3 {
+                if let c3Sums {
+                    bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2, sums: c3Sums)
+                } else {
+                    bn3.backward(rows: outRows, stores, input: c3, gradOutput: t1, gradInput: t2)
+                }
+                ready.complete(bn3.range)
+                // b2 again, unless the identity block's c3 rebuild above made it already.
+                if self.c3 != nil { bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt) }
+            } else {
+                // c3 again (the same GEMM on the same b2: bit for bit) into t2; BN backward
+                // overwrites it with its input gradient (each element reads its own input first).
+                bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
+                conv3.forward(n, stores, input: rebuilt, output: t2, workspace: workspace)
+                bn3.backward(rows: outRows, stores, input: t2, gradOutput: t1, gradInput: t2)
+                ready.complete(bn3.range)
+            }
+            conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: free, workspace: workspace)
+            ready.complete(conv3.range)
+            d2 = free; other = t2
         }
-        conv3.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: free, workspace: workspace)
-        ready.complete(conv3.range)
-        bn2.backwardReLU(rows: outRows, stores, input: c2, gradOutput: free, gradInput: t2)
+        bn2.backwardReLU(rows: outRows, stores, input: c2, gradOutput: d2, gradInput: other)
         ready.complete(bn2.range)
         bn1.recomputeReLU(rows: inRows, stores, input: c1, output: rebuilt)
-        conv2.backward(n, stores, input: rebuilt, gradOutput: t2, gradInput: free, workspace: workspace)
+        conv2.backward(n, stores, input: rebuilt, gradOutput: other, gradInput: d2, workspace: workspace)
         ready.complete(conv2.range)
-        bn1.backwardReLU(rows: inRows, stores, input: c1, gradOutput: free, gradInput: t2)
+        bn1.backwardReLU(rows: inRows, stores, input: c1, gradOutput: d2, gradInput: other)
         ready.complete(bn1.range)
         // conv1 (1x1) adds its input gradient onto the shortcut's in its GEMM.
-        conv1.backward(n, stores, input: x, gradOutput: t2, gradInput: inputGradient, workspace: workspace, accumulate: true)
+        conv1.backward(n, stores, input: x, gradOutput: other, gradInput: inputGradient, workspace: workspace, accumulate: true)
         ready.complete(conv1.range)
         return inputGradient
     }

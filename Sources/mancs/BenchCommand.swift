@@ -186,7 +186,8 @@ struct BenchCommand: ParsableCommand {
                 "sgemm_size": sgemmSize,
                 "gemm_efficiency": sgemmTotal > 0 ? round3(achieved / sgemmTotal) : 0,
                 "peak_rss_bytes": peakRSS,
-                "conv3_rebuilt_blocks": run.conv3Rebuilds.rebuilt,
+                "conv3_rebuilt_blocks": run.conv3NotKept.rebuilt,
+                "conv3_folded_blocks": run.conv3NotKept.folded,
                 "blas_core": blas.core,
                 "blas_core_selected_by": blas.source.rawValue,
                 "blas_summary": blas.summary,
@@ -229,7 +230,9 @@ struct BenchCommand: ParsableCommand {
             print("GEMM: \(GEMMKernel.summary)")
             print(String(format: "peak RSS %.2f GiB (rank 0), %.2f GiB (largest rank)", Double(peakRSS) / 1_073_741_824,
                          peakRSSMax / 1_073_741_824))
-            print("conv3 output rebuilt in backward (memory for FLOPs) in \(run.conv3Rebuilds.rebuilt) of \(run.conv3Rebuilds.blocks) bottlenecks")
+            let notKept = run.conv3NotKept
+            print("conv3 output not kept (memory) in \(notKept.folded + notKept.rebuilt) of \(notKept.blocks) bottlenecks: "
+                  + "\(notKept.folded) run conv3 and bn3 backward as one, \(notKept.rebuilt) rebuild it")
             print(String(format: "forward %.3f s, backward %.3f s per step; breakdown per step:", timing.forward * perStep,
                          timing.backward * perStep))
             for (name, s) in perStepBreakdown {
@@ -260,8 +263,8 @@ struct BenchCommand: ParsableCommand {
         var flops: StepFLOPs
         var parameterCount: Int
         var blocks: [Int]
-        /// Bottlenecks whose conv3 output backward rebuilds (a GEMM again), of all.
-        var conv3Rebuilds: (rebuilt: Int, blocks: Int)
+        /// Bottlenecks that do not keep conv3's output (folded backward or rebuilt), of all.
+        var conv3NotKept: (folded: Int, rebuilt: Int, blocks: Int)
         var reducerMode: String
         /// When each gradient range became final: as reported to the reducer, and as each
         /// layer finished before the reporting order held it back.
@@ -375,7 +378,7 @@ struct BenchCommand: ParsableCommand {
 
         return StepRun(timing: timing, profiler: profiler, convolutionShapes: network.convolutionShapes,
                        flops: network.stepFLOPsPerImage, parameterCount: network.parameters.count,
-                       blocks: config.blocks, conv3Rebuilds: network.conv3Rebuilds, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
+                       blocks: config.blocks, conv3NotKept: network.conv3NotKept, reducerMode: reducer.map { $0.mode.rawValue } ?? "none",
                        reported: reported, completed: completed, gemmShapes: gemmShapeRecords)
     }
 
