@@ -35,9 +35,16 @@ final class Bottleneck {
     /// True when backward runs conv3 and bn3 as one (`pointwiseConvBatchNormBackward`),
     /// which needs neither c3 nor bn3's input gradient: conv3's output is then not rebuilt
     /// at all. For a block that does not keep c3 and ends in a ReLU (the ReLU pass forms
-    /// the sums it needs); `foldConv3Backward` false restores the rebuild (tests compare).
-    var foldsConv3: Bool { rebuildsConv3 && prelu == nil && foldConv3Backward }
-    var foldConv3Backward = true
+    /// the sums it needs); `foldBackward` false restores the rebuild (tests compare).
+    var foldsConv3: Bool { rebuildsConv3 && prelu == nil && foldBackward }
+    /// The same for a shortcut conv that is not kept (`rebuildsShortcut`), where it is a
+    /// plain 1x1 (stride 1, stage 1's projection): neither it nor its BN output is rebuilt.
+    var foldsShortcut: Bool {
+        guard let (dconv, _) = downsample else { return false }
+        return rebuildsShortcut && prelu == nil && foldBackward && dconv.shape.isPointwise && dconv.bias == nil
+    }
+    /// Whether the folds above may run (the default); set by the network.
+    var foldBackward = true
 
     init(_ b: NetworkBuilder, _ name: String, height: Int, width: Int, inChannels: Int, planes: Int, stride: Int,
          lastPReLU: Bool, rebuildsConv3: Bool) {
@@ -158,9 +165,10 @@ final class Bottleneck {
         // free until bn3's backward), and the shortcut BN's (kept, or rebuilt first into
         // gradInput's buffer, which it occupies until its BN backward has read it).
         let t1 = gradOutput
-        let dc = downsample == nil ? nil : self.dc ?? gradInput
-        // conv3 and bn3 backward folded together (`foldsConv3`): bn3's input is not needed.
-        let folds = foldsConv3
+        // conv3 and bn3 backward folded together (`foldsConv3`): bn3's input is not needed;
+        // the same for the shortcut (`foldsShortcut`): its conv output is not needed either.
+        let folds = foldsConv3, foldsShortcut = self.foldsShortcut
+        let dc = downsample == nil || foldsShortcut ? nil : self.dc ?? gradInput
         var c3 = self.c3, c3Sums: BatchNormGradientSums?, dcSums: BatchNormGradientSums?, sumG: [Double]?
         if let prelu {
             prelu.backward(rows: outRows, stores, input: sum, gradOutput: gradOutput, gradInput: t2)
@@ -177,7 +185,7 @@ final class Bottleneck {
             }
             let fed = [c3.map { ($0, UnsafePointer(bn3.saveMean)) },
                        dc.map { ($0, UnsafePointer(downsample!.bn.saveMean)) }].compactMap { $0 }
-            if fed.isEmpty && folds {
+            if fed.isEmpty && (folds || foldsShortcut) {
                 sumG = stores.timed(.batchNorm) {
                     reluBackwardWithSums(rows: outRows, channels: outChannels, output: sum, gradOutput: gradOutput, gradInput: t1)
                 }
@@ -191,13 +199,19 @@ final class Bottleneck {
                 }
                 if c3 != nil { c3Sums = sums[0] }
                 if dc != nil { dcSums = sums[sums.count - 1] }
-                if folds { sumG = sums[0].sumG }
+                if folds || foldsShortcut { sumG = sums[0].sumG }
             }
         }
         // Shortcut: `inputGradient` = d(shortcut input), which conv1 completes; `free` is the
         // buffer left for the main path's inner gradients.
         let inputGradient: UnsafeMutablePointer<Float>, free: UnsafeMutablePointer<Float>
-        if let (dconv, dbn) = downsample, let dc {
+        if let (dconv, dbn) = downsample, foldsShortcut, let sumG {
+            // Overwrites gradInput with d(shortcut input), as dconv's backward would.
+            foldedBackward(outRows, stores, conv: dconv, bn: dbn, input: x, gradOutput: t1, sumG: sumG, gradInput: gradInput)
+            ready.complete(dbn.range)
+            ready.complete(dconv.range)
+            inputGradient = gradInput; free = t1
+        } else if let (dconv, dbn) = downsample, let dc {
             if rebuildsShortcut && dcSums == nil { dconv.forward(n, stores, input: x, output: dc, workspace: workspace) }
             if let dcSums {
                 dbn.backward(rows: outRows, stores, input: dc, gradOutput: t1, gradInput: t2, sums: dcSums)
@@ -218,14 +232,7 @@ final class Bottleneck {
         if folds, let sumG {
             bn2.recomputeReLU(rows: outRows, stores, input: c2, output: rebuilt)
             // Reads t1 while it writes b2's gradient, so that goes to t2 (free since the shortcut).
-            stores.timed(.conv1x1) {
-                pointwiseConvBatchNormBackward(
-                    rows: outRows, inChannels: conv3.shape.inChannels, outChannels: outChannels, input: rebuilt,
-                    weight: stores.values + conv3.weight, gradOutput: t1, sumG: sumG, gamma: stores.values + bn3.gamma,
-                    saveMean: bn3.saveMean, saveInvStd: bn3.saveInvStd, gradGamma: stores.grads + bn3.gamma,
-                    gradBeta: stores.grads + bn3.beta, gradWeight: stores.grads + conv3.weight, gradInput: t2,
-                    reducer: stores.batchNormReducer)
-            }
+            foldedBackward(outRows, stores, conv: conv3, bn: bn3, input: rebuilt, gradOutput: t1, sumG: sumG, gradInput: t2)
             ready.complete(bn3.range)
             ready.complete(conv3.range)
             d2 = t2; other = free
@@ -262,5 +269,19 @@ final class Bottleneck {
         conv1.backward(n, stores, input: x, gradOutput: other, gradInput: inputGradient, workspace: workspace, accumulate: true)
         ready.complete(conv1.range)
         return inputGradient
+    }
+
+    /// A 1x1 conv and the BatchNorm after it, backward as one (`pointwiseConvBatchNormBackward`),
+    /// timed as a 1x1 convolution (its time is GEMMs but for two passes over the rows).
+    private func foldedBackward(_ rows: Int, _ stores: StoreBases, conv: Conv, bn: BatchNorm, input: UnsafePointer<Float>,
+                                gradOutput: UnsafePointer<Float>, sumG: [Double], gradInput: UnsafeMutablePointer<Float>) {
+        stores.timed(.conv1x1) {
+            pointwiseConvBatchNormBackward(
+                rows: rows, inChannels: conv.shape.inChannels, outChannels: conv.shape.outChannels, input: input,
+                weight: stores.values + conv.weight, gradOutput: gradOutput, sumG: sumG, gamma: stores.values + bn.gamma,
+                saveMean: bn.saveMean, saveInvStd: bn.saveInvStd, gradGamma: stores.grads + bn.gamma,
+                gradBeta: stores.grads + bn.beta, gradWeight: stores.grads + conv.weight, gradInput: gradInput,
+                reducer: stores.batchNormReducer)
+        }
     }
 }

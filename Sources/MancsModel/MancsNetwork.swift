@@ -79,12 +79,13 @@ public final class MancsNetwork: @unchecked Sendable {
     /// instead of keeping it (bit-identical gradients; memory for FLOPs, see `Bottleneck`).
     /// `conv3InScratch`: a block of those stages keeps conv3's output after all where a
     /// scratch buffer has room for it from its forward to its backward (`keepConv3InScratch`).
-    /// `foldConv3Backward`: a block that does not keep it runs conv3 and bn3 backward as one
-    /// (`Bottleneck.foldsConv3`: nothing rebuilt, the same gradients up to float rounding)
-    /// instead of rebuilding it (bit for bit the kept result).
+    /// `foldBackward`: a block that does not keep it runs conv3 and bn3 backward as one
+    /// (`Bottleneck.foldsConv3`; likewise a 1x1 shortcut not kept, `foldsShortcut`):
+    /// nothing rebuilt, the same gradients up to float rounding; false rebuilds them
+    /// instead (bit for bit the kept result).
     public init(config: MancsConfig, maxBatch: Int, seed: UInt64 = 0, initialization: InitScheme = .torchvision,
                 rebuildConv3Stages: Set<Int> = MancsNetwork.defaultRebuildConv3Stages,
-                conv3InScratch: Bool = true, foldConv3Backward: Bool = true) throws {
+                conv3InScratch: Bool = true, foldBackward: Bool = true) throws {
         try config.validate()
         _ = try ConvAlgorithm.policyFromEnvironment()  // a bad MANCS_CONV_ALGORITHM: an error, not a crash
         guard maxBatch >= 1 else { throw MancsConfigError(message: "maximum batch must be at least 1, got \(maxBatch)") }
@@ -117,7 +118,7 @@ public final class MancsNetwork: @unchecked Sendable {
                 let block = Bottleneck(b, "backbone.layer\(stage).\(i)", height: h, width: wd, inChannels: inC, planes: planes,
                                        stride: i == 0 ? stride : 1, lastPReLU: stage == 4 && i == config.blocks[stage - 1] - 1,
                                        rebuildsConv3: rebuildConv3Stages.contains(stage))
-                block.foldConv3Backward = foldConv3Backward
+                block.foldBackward = foldBackward
                 h = block.outHeight; wd = block.outWidth; inC = block.outChannels
                 blocks.append(block)
             }
