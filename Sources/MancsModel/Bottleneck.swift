@@ -26,11 +26,11 @@ final class Bottleneck {
     /// ResNet: the largest map, 128 MiB at batch 64, for 0.4% more FLOPs). Deeper
     /// projections cost 4-16x more per float kept.
     let rebuildsShortcut: Bool
-    /// True when backward recomputes conv3's output (bn3's input, 4 x planes channels)
-    /// from the rebuilt b2 instead of keeping it: one more 1x1 GEMM, 2 x planes FLOPs
-    /// per float not kept. The network asks for it in every stage and takes it back where
-    /// a scratch buffer has room for c3 all the while it is needed (at full size, stages 3
-    /// and 4: `keepConv3`), so stages 1 and 2 rebuild: 0.86 GiB for 2.9% more FLOPs.
+    /// True when conv3's output (bn3's input, 4 x planes channels) is not kept: backward
+    /// folds conv3 and bn3 (`foldsConv3`), or else recomputes it from the rebuilt b2 (one
+    /// more 1x1 GEMM, 2 x planes FLOPs per float not kept). The network asks for it in
+    /// every stage and takes it back where a scratch buffer has room for c3 all the while
+    /// it is needed (at full size, stages 3 and 4: `keepConv3`), so stages 1 and 2 fold: 0.86 GiB.
     private(set) var rebuildsConv3: Bool
     /// True when backward runs conv3 and bn3 as one (`pointwiseConvBatchNormBackward`),
     /// which needs neither c3 nor bn3's input gradient: conv3's output is then not rebuilt

@@ -177,10 +177,10 @@ public final class MancsNetwork: @unchecked Sendable {
 
     /// conv3's output is not kept in the arena in any stage: stages 3 and 4 keep it in the
     /// scratch buffers' free tails (`keepConv3InScratch`: at full size all nine fit), stages 1
-    /// and 2 rebuild it in backward. At full size and batch 64 that holds 0.86 GiB less
-    /// than keeping them all in the arena, for 2.9% more FLOPs (docs/performance.md). A stage-4 block
-    /// that did not fit in scratch (other shapes) would be rebuilt, at 2 x planes FLOPs
-    /// per float the dearest per byte.
+    /// and 2 fold conv3 and bn3 backward, which needs no conv3 output (`Bottleneck.foldsConv3`).
+    /// At full size and batch 64 that holds 0.86 GiB less than keeping them all in the arena,
+    /// for 1.7% more FLOPs (docs/performance.md). A stage-4 block that did not fit in scratch
+    /// (other shapes) would fold too, but the last one (PReLU) rebuilds it.
     public static let defaultRebuildConv3Stages: Set<Int> = [1, 2, 3, 4]
 
     /// Gives conv3 outputs that backward would rebuild a place in the scratch buffers
