@@ -16,7 +16,8 @@ final class Bottleneck {
     // b2 = relu(bn2(c2)) live in scratch during forward and are rebuilt from c1, c2 in
     // backward (one BatchNorm pass each, ~1% of a step, for ~0.5 GB at full size), as
     // is the shortcut's BN output. The shortcut conv's output `dc` is kept unless
-    // rebuilding it is cheap (see `rebuildsShortcut`), and so is c3 (`rebuildsConv3`).
+    // rebuilding it is cheap (see `rebuildsShortcut`), and so is c3 (`rebuildsConv3`);
+    // where either is not kept, backward mostly needs neither (`foldsConv3`, `foldsShortcut`).
     private let c1, c2, sum: UnsafeMutablePointer<Float>
     private let dc, preluOut: UnsafeMutablePointer<Float>?
     /// conv3's output when kept: in the arena, or in a scratch buffer's tail (`keepConv3`).
@@ -36,7 +37,7 @@ final class Bottleneck {
     /// which needs neither c3 nor bn3's input gradient: conv3's output is then not rebuilt
     /// at all. For a block that does not keep c3 and ends in a ReLU (the ReLU pass forms
     /// the sums it needs); `foldBackward` false restores the rebuild (tests compare).
-    var foldsConv3: Bool { rebuildsConv3 && prelu == nil && foldBackward }
+    var foldsConv3: Bool { rebuildsConv3 && prelu == nil && foldBackward && conv3.bias == nil }
     /// The same for a shortcut conv that is not kept (`rebuildsShortcut`), where it is a
     /// plain 1x1 (stride 1, stage 1's projection): neither it nor its BN output is rebuilt.
     var foldsShortcut: Bool {
@@ -161,9 +162,10 @@ final class Bottleneck {
         let workspace = scratch.workspace, rebuilt = scratch.recompute
         // Final activation: t1 = d(sum), formed in gradOutput's buffer. After a ReLU, the
         // same pass forms the gradient sums of the BatchNorms it feeds whose inputs are at
-        // hand: bn3's (kept c3, or for an identity block rebuilt first into t2, which is
-        // free until bn3's backward), and the shortcut BN's (kept, or rebuilt first into
-        // gradInput's buffer, which it occupies until its BN backward has read it).
+        // hand: bn3's (kept c3, or with the fold off, for an identity block rebuilt first
+        // into t2, which is free until bn3's backward), and the shortcut BN's (kept, or
+        // rebuilt first into gradInput's buffer, which it occupies until its BN backward has
+        // read it); a folded pair needs only sum_r g.
         let t1 = gradOutput
         // conv3 and bn3 backward folded together (`foldsConv3`): bn3's input is not needed;
         // the same for the shortcut (`foldsShortcut`): its conv output is not needed either.
