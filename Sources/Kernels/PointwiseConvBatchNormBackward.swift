@@ -31,6 +31,8 @@ public func pointwiseConvBatchNormBackward(
 ) {
     require(rows >= 0 && cin > 0 && cout > 0, "pointwiseConvBatchNormBackward: invalid shape \(rows) x \(cin) -> \(cout)")
     require(sumG.count == cout, "pointwiseConvBatchNormBackward: sums for \(sumG.count) channels, expected \(cout)")
+    // No rows and no other replica: nothing to add (and no batch to average over).
+    if rows == 0 && reducer == nil { return }
     let wide = cout &* cin, square = cin &* cin
     // G, W·S and diag(b)·W ([cout, cin] each), S and M ([cin, cin]), s, and the row dᵀW.
     let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 &* wide &+ 2 &* square &+ 2 &* cin)

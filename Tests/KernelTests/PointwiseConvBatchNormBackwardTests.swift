@@ -190,3 +190,15 @@ func reluBackwardWithSumsAlone(threads: Int) {
     let size = columnSums(rows: rows, channels: channels, alone.map { abs($0) })
     #expect((0..<channels).allSatisfy { abs(sums[$0] - direct[$0]) <= 1e-6 * size[$0] })
 }
+
+@Test("conv 1x1 + BatchNorm backward folded over no rows leaves the gradients as they were")
+func pointwiseConvBatchNormFoldedNoRows() {
+    var rng = SplitMix64(seed: 8)
+    let cin = 16, cout = 64
+    let w = rng.array(cout * cin), gamma = rng.array(cout), mean = rng.array(cout), invStd = rng.array(cout).map { abs($0) + 1 }
+    let start: Gradients = ([], rng.array(cout * cin), rng.array(cout), rng.array(cout))
+    let empty = [Float](repeating: 0, count: 1)
+    let after = folded(rows: 0, cin: cin, cout: cout, x: empty, w: w, g: empty, gamma: gamma, mean: mean, invStd: invStd,
+                       start: start)
+    #expect(after.w == start.w && after.gamma == start.gamma && after.beta == start.beta)
+}
