@@ -282,61 +282,74 @@ private func batchNormBackward(
     gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
     precomputed: BatchNormGradientSums? = nil, reducer: BatchNormStatisticsReducer?
 ) {
-    // sumG[c] = sum_r g, sumGX[c] = sum_r g * xhat with xhat = (x - mean) * invStd.
-    // Synchronised: [rows, sumG, sumGX] in one buffer, for one allreduce.
+    // sumG[c] = sum_r g, sumGX[c] = sum_r g * (x - mean) (scaled to xhat's by invStd in
+    // `batchNormInputGradientCoefficients`). Synchronised: [rows, sumG, sumGX] in one
+    // buffer, for one allreduce.
     var sums = [Double](repeating: 0, count: 1 + 2 * channels)
     sums.withUnsafeMutableBufferPointer { all in
         let sumG = all.baseAddress! + 1, sumGX = sumG + channels
-        do {
-            if let precomputed {
-                sumG.update(from: precomputed.sumG, count: channels)
-                sumGX.update(from: precomputed.sumGX, count: channels)
+        if let precomputed {
+            sumG.update(from: precomputed.sumG, count: channels)
+            sumGX.update(from: precomputed.sumGX, count: channels)
+        } else {
+            gradientSums(rows: rows, channels: channels, input: input, reluFold: reluFold, mean: saveMean,
+                         gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
+        }
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
+        defer { a.deallocate() }
+        let b = a + channels, d = a + 2 * channels
+        batchNormInputGradientCoefficients(rows: rows, channels: channels, sums: all, gamma: gamma, saveMean: saveMean,
+                                           saveInvStd: saveInvStd, gradGamma: gradGamma, gradBeta: gradBeta,
+                                           reducer: reducer, into: a)
+        parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
+            if let reluFold {
+                let scale = reluFold, shift = reluFold + channels
+                for r in rowRange {
+                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                    for c in 0..<channels {
+                        let gv = g[c], xv = x[c], masked: Float = xv * scale[c] + shift[c] > 0 ? gv : 0
+                        gi[c] = a[c] * masked + b[c] * xv + d[c]
+                    }
+                }
             } else {
-                gradientSums(rows: rows, channels: channels, input: input, reluFold: reluFold, mean: saveMean,
-                             gradOutput: gradOutput, sumG: sumG, sumGX: sumGX)
-            }
-            for c in 0..<channels {
-                sumGX[c] *= Double(saveInvStd[c])
-                gradBeta[c] += Float(sumG[c])
-                gradGamma[c] += Float(sumGX[c])
-            }
-            // gamma and beta take this shard's sums (the gradient allreduce adds the
-            // shards); the input gradient needs the whole batch's.
-            all[0] = Double(rows)
-            if let reducer { reducer.sumOverReplicas(all) }
-            let batchRows = all[0]
-            // gradInput = gamma * invStd * (g - sumG / rows - xhat * sumGX / rows)
-            //           = a[c] * g + b[c] * x + d[c]
-            let a = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
-            defer { a.deallocate() }
-            let b = a + channels, d = a + 2 * channels
-            let invRows = 1 / batchRows
-            for c in 0..<channels {
-                let k = Double(gamma[c]) * Double(saveInvStd[c])
-                let meanG = sumG[c] * invRows
-                let slope = sumGX[c] * invRows * Double(saveInvStd[c])  // multiplies (x - mean)
-                a[c] = Float(k)
-                b[c] = Float(-k * slope)
-                d[c] = Float(k * (slope * Double(saveMean[c]) - meanG))
-            }
-            parallelRanges(rows, workPerItem: channels, align: 1) { rowRange in
-                if let reluFold {
-                    let scale = reluFold, shift = reluFold + channels
-                    for r in rowRange {
-                        let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                        for c in 0..<channels {
-                            let gv = g[c], xv = x[c], masked: Float = xv * scale[c] + shift[c] > 0 ? gv : 0
-                            gi[c] = a[c] * masked + b[c] * xv + d[c]
-                        }
-                    }
-                } else {
-                    for r in rowRange {
-                        let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
-                        for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
-                    }
+                for r in rowRange {
+                    let x = input + r &* channels, g = gradOutput + r &* channels, gi = gradInput + r &* channels
+                    for c in 0..<channels { gi[c] = a[c] * g[c] + b[c] * x[c] + d[c] }
                 }
             }
         }
+    }
+}
+
+/// What every BatchNorm backward does once its sums are formed. `sums` is this replica's
+/// [rows, sumG, sumGX] (sumGX = sum_r g * (x - mean), not yet scaled): sumGX is scaled by
+/// invStd, gamma and beta take this shard's sums (the gradient allreduce adds the shards),
+/// the sums go over the replicas (the input gradient needs the whole batch's), and
+/// `coefficients` [a, b, d] (3 x channels) receive gradInput = a * g + b * x + d, from
+/// gamma * invStd * (g - sumG / rows - xhat * sumGX / rows).
+func batchNormInputGradientCoefficients(
+    rows: Int, channels: Int, sums all: UnsafeMutableBufferPointer<Double>,
+    gamma: UnsafePointer<Float>, saveMean: UnsafePointer<Float>, saveInvStd: UnsafePointer<Float>,
+    gradGamma: UnsafeMutablePointer<Float>, gradBeta: UnsafeMutablePointer<Float>,
+    reducer: BatchNormStatisticsReducer?, into coefficients: UnsafeMutablePointer<Float>
+) {
+    let sumG = all.baseAddress! + 1, sumGX = sumG + channels
+    for c in 0..<channels {
+        sumGX[c] *= Double(saveInvStd[c])
+        gradBeta[c] += Float(sumG[c])
+        gradGamma[c] += Float(sumGX[c])
+    }
+    all[0] = Double(rows)
+    if let reducer { reducer.sumOverReplicas(all) }
+    let a = coefficients, b = a + channels, d = a + 2 * channels
+    let invRows = 1 / all[0]
+    for c in 0..<channels {
+        let k = Double(gamma[c]) * Double(saveInvStd[c])
+        let meanG = sumG[c] * invRows
+        let slope = sumGX[c] * invRows * Double(saveInvStd[c])  // multiplies (x - mean)
+        a[c] = Float(k)
+        b[c] = Float(-k * slope)
+        d[c] = Float(k * (slope * Double(saveMean[c]) - meanG))
     }
 }
 

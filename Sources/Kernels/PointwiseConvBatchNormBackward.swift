@@ -46,8 +46,8 @@ public func pointwiseConvBatchNormBackward(
     s.update(repeating: 0, count: cin)
     accumulateColumnSums(rows: rows, columns: cin, x, into: s)
 
-    // BatchNorm's sums, [rows, sumG, sumGX] for one allreduce when synchronised, as in
-    // `batchNormBackward`: sumGX = Σ_r g (z - mean) invStd = (Σ_j W G - mean Σ_r g) invStd.
+    // BatchNorm's sums, [rows, sumG, sumGX] as `batchNormBackward` forms them, with
+    // Σ_r g (z - mean) = Σ_j W G - mean Σ_r g; then its coefficients: dz = a g + b z + d.
     var all = [Double](repeating: 0, count: 1 &+ 2 &* cout)
     all.withUnsafeMutableBufferPointer { all in
         let sumGAll = all.baseAddress! + 1, sumGX = sumGAll + cout
@@ -55,24 +55,14 @@ public func pointwiseConvBatchNormBackward(
             var wg = 0.0
             for j in 0..<cin { wg += Double(w[c &* cin &+ j]) * Double(G[c &* cin &+ j]) }
             sumGAll[c] = sumG[c]
-            sumGX[c] = (wg - Double(saveMean[c]) * sumG[c]) * Double(saveInvStd[c])
-            gradBeta[c] += Float(sumG[c])
-            gradGamma[c] += Float(sumGX[c])
+            sumGX[c] = wg - Double(saveMean[c]) * sumG[c]
         }
-        all[0] = Double(rows)
-        if let reducer { reducer.sumOverReplicas(all) }
-        // dz = a g + b z + d per channel (the coefficients `batchNormBackward` forms).
-        let invRows = 1 / all[0]
         let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 &* cout)
         defer { coefficients.deallocate() }
         let a = coefficients, b = a + cout, d = b + cout
-        for c in 0..<cout {
-            let k = Double(gamma[c]) * Double(saveInvStd[c])
-            let slope = sumGX[c] * invRows * Double(saveInvStd[c])
-            a[c] = Float(k)
-            b[c] = Float(-k * slope)
-            d[c] = Float(k * (slope * Double(saveMean[c]) - sumGAll[c] * invRows))
-        }
+        batchNormInputGradientCoefficients(rows: rows, channels: cout, sums: all, gamma: gamma, saveMean: saveMean,
+                                           saveInvStd: saveInvStd, gradGamma: gradGamma, gradBeta: gradBeta,
+                                           reducer: reducer, into: coefficients)
         // dW += diag(a) G + diag(b) (W S) + d ⊗ s.
         sgemm(transA: false, transB: false, m: cout, n: cin, k: cin, alpha: 1, a: w, lda: cin, b: S, ldb: cin,
               beta: 0, c: WS, ldc: cin)

@@ -122,16 +122,6 @@ func pointwiseConvBatchNormFoldedGradient() {
     #expect(dg.worst < gradientTolerance, "gamma: \(dg)")
 }
 
-/// Records each shard's contribution (call 0), then sums them for every shard.
-private final class ShardSums: BatchNormStatisticsReducer {
-    var recorded: [[Double]] = []
-    var summing = false
-    func sumOverReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
-        if !summing { recorded.append(Array(values)); return }
-        for i in values.indices { values[i] = recorded.reduce(0) { $0 + $1[i] } }
-    }
-}
-
 @Test("conv 1x1 + BatchNorm backward folded, synchronised over shards = the whole batch's")
 func pointwiseConvBatchNormFoldedSynchronised() {
     let rows = 600, cin = 16, cout = 64, shards = 3, m = rows / shards
@@ -145,13 +135,15 @@ func pointwiseConvBatchNormFoldedSynchronised() {
     let whole = folded(rows: rows, cin: cin, cout: cout, x: x, w: w, g: g, gamma: gamma, mean: stats.mean,
                        invStd: stats.invStd, start: zero)
     func shard(_ a: [Float], _ s: Int, _ width: Int) -> [Float] { Array(a[(s * m * width)..<((s + 1) * m * width)]) }
-    // The whole batch's statistics (what synchronised forward saved on every shard).
-    let reducer = ShardSums()
-    for s in 0..<shards {
+    // Each shard's contribution (`Recorder`, SyncBatchNormTests), then every shard with
+    // their sum; the statistics are the whole batch's, as synchronised forward saved them.
+    let parts = (0..<shards).map { s -> [Double] in
+        let recorder = Recorder()
         _ = folded(rows: m, cin: cin, cout: cout, x: shard(x, s, cin), w: w, g: shard(g, s, cout), gamma: gamma,
-                   mean: stats.mean, invStd: stats.invStd, start: zero, reducer: reducer)
+                   mean: stats.mean, invStd: stats.invStd, start: zero, reducer: recorder)
+        return recorder.calls[0]
     }
-    reducer.summing = true
+    let reducer = Summer(parts)
     var dx: [Float] = [], dw = zero.w, dgamma = zero.gamma, dbeta = zero.beta
     for s in 0..<shards {
         let part = folded(rows: m, cin: cin, cout: cout, x: shard(x, s, cin), w: w, g: shard(g, s, cout), gamma: gamma,
@@ -160,7 +152,7 @@ func pointwiseConvBatchNormFoldedSynchronised() {
         for i in dw.indices { dw[i] += part.w[i] }
         for i in dgamma.indices { dgamma[i] += part.gamma[i]; dbeta[i] += part.beta[i] }
     }
-    #expect(reducer.recorded.count == shards)
+    #expect(parts.count == shards && parts.allSatisfy { $0.count == 1 + 2 * cout })
     #expect(relativeError(dx, whole.x) < 2e-4, "input gradient")
     #expect(relativeError(dw, whole.w) < 2e-4, "weight gradient")
     #expect(relativeError(dgamma, whole.gamma) < 2e-4 && relativeError(dbeta, whole.beta) < 2e-4, "gamma, beta")

@@ -9,13 +9,13 @@ import Kernels
 // a first pass records each shard's contribution, a second sums them.
 
 /// Records what each call passes (this shard's contribution) and leaves it unchanged.
-private final class Recorder: BatchNormStatisticsReducer {
+final class Recorder: BatchNormStatisticsReducer {
     var calls: [[Double]] = []
     func sumOverReplicas(_ values: UnsafeMutableBufferPointer<Double>) { calls.append(Array(values)) }
 }
 
 /// Replaces the values by the sum of every shard's recorded contribution to call 0.
-private final class Summer: BatchNormStatisticsReducer {
+final class Summer: BatchNormStatisticsReducer {
     let shards: [[Double]]
     init(_ shards: [[Double]]) { self.shards = shards }
     func sumOverReplicas(_ values: UnsafeMutableBufferPointer<Double>) {
